@@ -1,0 +1,81 @@
+//! Injected time. The engine never reads the system clock directly, so tests and simulations
+//! run in virtual time, deterministically and fast.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to; cheap to clone, clones share the time.
+///
+/// ```
+/// use std::time::Duration;
+/// use messaging_core::{Clock, ManualClock};
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// clock.advance(Duration::from_secs(60));
+/// assert_eq!(clock.now().timestamp(), 1_700_000_060);
+/// ```
+#[derive(Clone)]
+pub struct ManualClock {
+    micros: Arc<AtomicI64>,
+}
+
+impl ManualClock {
+    /// A clock set to `t`.
+    pub fn new(t: DateTime<Utc>) -> Self {
+        ManualClock {
+            micros: Arc::new(AtomicI64::new(t.timestamp_micros())),
+        }
+    }
+
+    /// A clock set to a Unix time in seconds.
+    pub fn at_unix(secs: i64) -> Self {
+        Self::new(Utc.timestamp_opt(secs, 0).single().unwrap_or_default())
+    }
+
+    /// Moves time forward.
+    pub fn advance(&self, d: std::time::Duration) {
+        self.micros
+            .fetch_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX), Ordering::SeqCst);
+    }
+
+    /// Sets the time (never backwards).
+    pub fn set(&self, t: DateTime<Utc>) {
+        self.micros.fetch_max(t.timestamp_micros(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.micros.load(Ordering::SeqCst)).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ManualClock({})", self.now())
+    }
+}
+
+/// Converts a std duration to chrono's, saturating.
+pub(crate) fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

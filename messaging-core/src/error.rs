@@ -1,0 +1,258 @@
+//! The one error a channel returns, with a kind the engine decides from.
+//!
+//! | kind | example | the engine |
+//! |---|---|---|
+//! | [`ErrorKind::Unreachable`] | blocked the bot, not on WhatsApp, invalid number | next step now |
+//! | [`ErrorKind::NeedsTemplate`] | WhatsApp 131047, outside the 24-hour window | retry with the template if the content has one, else next step |
+//! | [`ErrorKind::RateLimited`] | 429, 130429 | wait `retry_after`, same channel, inside the window |
+//! | [`ErrorKind::Temporary`] | network, 5xx, timeout | retry with backoff inside the window; then next step |
+//! | [`ErrorKind::ChannelDown`] | bad token, account restricted | mark the channel down, next step |
+//! | [`ErrorKind::InvalidContent`] | too long, bad template parameters | fail the step with the reason, next step |
+//! | [`ErrorKind::Unexpected`] | anything not understood | treated as temporary once, then persistent |
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// What went wrong, in the terms the cascade engine acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The person cannot be reached on this channel (blocked the bot, no account, invalid number).
+    Unreachable,
+    /// Only a template may be sent now (outside the WhatsApp 24-hour window).
+    NeedsTemplate,
+    /// Too many requests; try again after `retry_after`.
+    RateLimited,
+    /// A passing failure: network, 5xx, timeout.
+    Temporary,
+    /// The channel itself cannot send: bad token, account restricted or banned.
+    ChannelDown,
+    /// The content cannot be sent as it is: too long, bad template parameters, bad media.
+    InvalidContent,
+    /// The request was refused for a reason the adapter does not understand.
+    Unexpected,
+}
+
+impl ErrorKind {
+    /// The lowercase name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::NeedsTemplate => "needs_template",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Temporary => "temporary",
+            ErrorKind::ChannelDown => "channel_down",
+            ErrorKind::InvalidContent => "invalid_content",
+            ErrorKind::Unexpected => "unexpected",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether trying again can help (after opendal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RetryStatus {
+    /// Never retry.
+    Permanent,
+    /// May succeed if retried.
+    Temporary,
+    /// Was temporary, but retries ran out.
+    Persistent,
+}
+
+/// The error every [`Channel`](crate::Channel) returns.
+///
+/// Build one with the constructor for its kind and add what the provider said:
+///
+/// ```
+/// use std::time::Duration;
+/// use messaging_core::{ChannelError, ErrorKind};
+/// let e = ChannelError::rate_limited("Too Many Requests", Some(Duration::from_secs(30)))
+///     .with_provider_code("429");
+/// assert_eq!(e.kind(), ErrorKind::RateLimited);
+/// assert!(e.is_temporary());
+/// assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+/// assert_eq!(e.provider_code(), Some("429"));
+/// ```
+#[derive(thiserror::Error)]
+pub struct ChannelError {
+    kind: ErrorKind,
+    status: RetryStatus,
+    message: String,
+    provider_code: Option<String>,
+    retry_after: Option<Duration>,
+    down_until: Option<DateTime<Utc>>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl ChannelError {
+    /// A new error of `kind`. Rate limits and temporary failures start as [`RetryStatus::Temporary`],
+    /// the rest as permanent.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let status = match kind {
+            ErrorKind::RateLimited | ErrorKind::Temporary | ErrorKind::Unexpected => {
+                RetryStatus::Temporary
+            }
+            _ => RetryStatus::Permanent,
+        };
+        ChannelError {
+            kind,
+            status,
+            message: message.into(),
+            provider_code: None,
+            retry_after: None,
+            down_until: None,
+            source: None,
+        }
+    }
+
+    /// The person cannot be reached on this channel.
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unreachable, message)
+    }
+    /// Only a template may be sent now.
+    pub fn needs_template(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NeedsTemplate, message)
+    }
+    /// Rate limited, with the provider's wait when it gave one.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        let mut e = Self::new(ErrorKind::RateLimited, message);
+        e.retry_after = retry_after;
+        e
+    }
+    /// A passing failure.
+    pub fn temporary(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Temporary, message)
+    }
+    /// The channel cannot send at all.
+    pub fn channel_down(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ChannelDown, message)
+    }
+    /// The content cannot be sent as it is.
+    pub fn invalid_content(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidContent, message)
+    }
+    /// Not understood.
+    pub fn unexpected(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unexpected, message)
+    }
+
+    /// Keeps the provider's raw error code.
+    pub fn with_provider_code(mut self, code: impl Into<String>) -> Self {
+        self.provider_code = Some(code.into());
+        self
+    }
+    /// Sets how long to wait before trying again.
+    pub fn with_retry_after(mut self, d: Duration) -> Self {
+        self.retry_after = Some(d);
+        self
+    }
+    /// For [`ErrorKind::ChannelDown`]: the channel is known to be down until this time.
+    pub fn with_down_until(mut self, t: DateTime<Utc>) -> Self {
+        self.down_until = Some(t);
+        self
+    }
+    /// Keeps the underlying error. Make sure it holds no secret (strip URLs from HTTP errors).
+    pub fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(e));
+        self
+    }
+    /// Marks a temporary error whose retries ran out.
+    pub fn set_persistent(mut self) -> Self {
+        if self.status == RetryStatus::Temporary {
+            self.status = RetryStatus::Persistent;
+        }
+        self
+    }
+
+    /// The kind the engine decides from.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// Whether retrying may help.
+    pub fn status(&self) -> RetryStatus {
+        self.status
+    }
+    /// Shortcut for `status() == Temporary`.
+    pub fn is_temporary(&self) -> bool {
+        self.status == RetryStatus::Temporary
+    }
+    /// What happened, in words (no secrets).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The provider's own code (`131047`, `403`, `chat.denied`), when there was one.
+    pub fn provider_code(&self) -> Option<&str> {
+        self.provider_code.as_deref()
+    }
+    /// How long the provider asked us to wait.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+    /// Until when the channel is known to be down.
+    pub fn down_until(&self) -> Option<DateTime<Utc>> {
+        self.down_until
+    }
+}
+
+impl fmt::Debug for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelError")
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("message", &self.message)
+            .field("provider_code", &self.provider_code)
+            .field("retry_after", &self.retry_after)
+            .field("down_until", &self.down_until)
+            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .finish()
+    }
+}
+
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(code) = &self.provider_code {
+            write!(f, " (provider code {code})")?;
+        }
+        if let Some(d) = self.retry_after {
+            write!(f, " (retry after {}s)", d.as_secs())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_kind_and_can_become_persistent() {
+        assert!(ChannelError::temporary("x").is_temporary());
+        assert!(!ChannelError::unreachable("x").is_temporary());
+        let p = ChannelError::temporary("x").set_persistent();
+        assert_eq!(p.status(), RetryStatus::Persistent);
+        assert_eq!(
+            ChannelError::unreachable("x").set_persistent().status(),
+            RetryStatus::Permanent
+        );
+    }
+
+    #[test]
+    fn display_carries_code() {
+        let e = ChannelError::needs_template("outside window").with_provider_code("131047");
+        assert_eq!(
+            e.to_string(),
+            "needs_template: outside window (provider code 131047)"
+        );
+    }
+}

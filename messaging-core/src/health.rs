@@ -1,0 +1,1 @@
+//! Channel health (being written).

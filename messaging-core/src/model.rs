@@ -1,0 +1,439 @@
+//! The problem's vocabulary: channels, people, purposes and evidence of delivery.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::phone::Phone;
+
+/// The kind of messenger behind a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ChannelKind {
+    /// WhatsApp Business Platform (Cloud API or 360dialog).
+    #[serde(alias = "waba")]
+    WhatsApp,
+    /// A Telegram bot.
+    Telegram,
+    /// A Max (VK) bot.
+    Max,
+    /// An SMS provider.
+    Sms,
+}
+
+impl ChannelKind {
+    /// Every kind, in the order of the classic clinic cascade.
+    pub const ALL: [ChannelKind; 4] = [
+        ChannelKind::WhatsApp,
+        ChannelKind::Telegram,
+        ChannelKind::Max,
+        ChannelKind::Sms,
+    ];
+
+    /// The lowercase name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::WhatsApp => "whatsapp",
+            ChannelKind::Telegram => "telegram",
+            ChannelKind::Max => "max",
+            ChannelKind::Sms => "sms",
+        }
+    }
+
+    /// Messengers operated from abroad, which regulated senders may be required not to use.
+    pub fn is_foreign_messenger(self) -> bool {
+        matches!(self, ChannelKind::WhatsApp | ChannelKind::Telegram)
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ChannelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "whatsapp" | "waba" | "wa" => Ok(ChannelKind::WhatsApp),
+            "telegram" | "tg" => Ok(ChannelKind::Telegram),
+            "max" => Ok(ChannelKind::Max),
+            "sms" => Ok(ChannelKind::Sms),
+            other => Err(format!(
+                "unknown channel kind {other:?} (expected whatsapp, telegram, max or sms)"
+            )),
+        }
+    }
+}
+
+macro_rules! string_id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Wraps a string.
+            pub fn new(s: impl AsRef<str>) -> Self {
+                Self(Arc::from(s.as_ref()))
+            }
+            /// The string form.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::new(s)
+            }
+        }
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(Arc::from(s))
+            }
+        }
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The name a user gives one configured channel: `"wa-main"`, `"wa-bulk"`, `"tg"`, `"sms-backup"`.
+    /// Several channels of one kind are normal.
+    ChannelId
+);
+string_id!(
+    /// The idempotency key of a notification: submitting the same id twice sends nothing new.
+    NotificationId
+);
+string_id!(
+    /// The application's id of a person (the patient card).
+    ContactId
+);
+string_id!(
+    /// The id a provider gave a sent message; delivery reports refer to it.
+    ProviderMessageId
+);
+string_id!(
+    /// The name of a cascade policy.
+    PolicyId
+);
+
+/// Why a message is sent. It drives WhatsApp template category, hygiene rules, caps and cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// Utility notices: reminders, results ready, booking changes.
+    Service,
+    /// Promotions; needs consent and an opt-out.
+    Marketing,
+    /// One-time codes.
+    Authentication,
+    /// A reply inside an open dialogue.
+    Conversation,
+}
+
+impl Purpose {
+    /// The lowercase name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Service => "service",
+            Purpose::Marketing => "marketing",
+            Purpose::Authentication => "authentication",
+            Purpose::Conversation => "conversation",
+        }
+    }
+}
+
+impl std::str::FromStr for Purpose {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "service" | "utility" => Ok(Purpose::Service),
+            "marketing" => Ok(Purpose::Marketing),
+            "authentication" | "auth" => Ok(Purpose::Authentication),
+            "conversation" => Ok(Purpose::Conversation),
+            other => Err(format!(
+                "unknown purpose {other:?} (expected service, marketing, authentication or conversation)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Proof that a notice reached the person, weakest first.
+///
+/// `Replied` (any inbound message from the person, on any channel) is the strongest.
+///
+/// ```
+/// use messaging_core::Evidence;
+/// assert!(Evidence::Accepted < Evidence::Delivered);
+/// assert!(Evidence::Read < Evidence::Replied);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Evidence {
+    /// The provider took the message. Telegram and Max bots can never say more.
+    Accepted,
+    /// The person's device has it.
+    Delivered,
+    /// The person opened it.
+    Read,
+    /// The person wrote back.
+    Replied,
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Evidence::Accepted => "accepted",
+            Evidence::Delivered => "delivered",
+            Evidence::Read => "read",
+            Evidence::Replied => "replied",
+        })
+    }
+}
+
+/// Where one channel reaches a person.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Address {
+    /// A phone number: SMS, and WhatsApp for a person whose WhatsApp id is their number.
+    Phone(Phone),
+    /// A WhatsApp id (`wa_id`, digits of the number as WhatsApp knows it).
+    WhatsApp(String),
+    /// A Telegram private chat id (equal to the user id for private chats).
+    Telegram(i64),
+    /// A Max user id (the `user_id` of `POST /messages`).
+    MaxUser(i64),
+    /// A Max chat id (the `chat_id` of `POST /messages`).
+    MaxChat(i64),
+}
+
+impl Address {
+    /// The channel kinds this address can be used on.
+    pub fn serves(&self, kind: ChannelKind) -> bool {
+        matches!(
+            (self, kind),
+            (Address::Phone(_), ChannelKind::Sms | ChannelKind::WhatsApp)
+                | (Address::WhatsApp(_), ChannelKind::WhatsApp)
+                | (Address::Telegram(_), ChannelKind::Telegram)
+                | (Address::MaxUser(_) | Address::MaxChat(_), ChannelKind::Max)
+        )
+    }
+
+    /// A stable string key (`"tg:42"`, `"phone:+7..."`), used by stores and indexes.
+    pub fn key(&self) -> String {
+        match self {
+            Address::Phone(p) => format!("phone:{p}"),
+            Address::WhatsApp(w) => format!("wa:{w}"),
+            Address::Telegram(id) => format!("tg:{id}"),
+            Address::MaxUser(id) => format!("max:{id}"),
+            Address::MaxChat(id) => format!("maxchat:{id}"),
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Phone(p) => write!(f, "{p}"),
+            Address::WhatsApp(w) => write!(f, "{w}"),
+            Address::Telegram(id) | Address::MaxUser(id) | Address::MaxChat(id) => {
+                write!(f, "{id}")
+            }
+        }
+    }
+}
+
+/// A refusal recorded for a person: no messages of this purpose (or of any, when `None`)
+/// on this channel kind (or on any, when `None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptOut {
+    /// The channel kind, or every kind.
+    pub kind: Option<ChannelKind>,
+    /// The purpose, or every purpose.
+    pub purpose: Option<Purpose>,
+}
+
+impl OptOut {
+    /// Whether this opt-out forbids a message of `purpose` on `kind`.
+    pub fn forbids(&self, kind: ChannelKind, purpose: Purpose) -> bool {
+        self.kind.is_none_or(|k| k == kind) && self.purpose.is_none_or(|p| p == purpose)
+    }
+}
+
+/// The person a notification is for.
+///
+/// ```
+/// use messaging_core::{Address, ChannelKind, Recipient};
+/// let r = Recipient::with_phone("p-1", "+79123456789")
+///     .unwrap()
+///     .name("Анна")
+///     .address(Address::Telegram(42));
+/// assert!(r.address_for(ChannelKind::Sms).is_some());
+/// assert_eq!(r.address_for(ChannelKind::Telegram), Some(Address::Telegram(42)));
+/// assert_eq!(r.address_for(ChannelKind::Max), None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct Recipient {
+    /// The application's id of the person.
+    pub contact_id: Option<ContactId>,
+    /// How to address them ("Анна Петровна").
+    pub name: Option<String>,
+    /// Their phone, used for SMS and (unless a WhatsApp id is known) WhatsApp.
+    pub phone: Option<Phone>,
+    /// Known channel addresses (Telegram chat id, Max user id, WhatsApp id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
+    /// IANA time zone for quiet hours (`Europe/Moscow`); the engine's default applies when absent.
+    pub time_zone: Option<chrono_tz::Tz>,
+    /// Refusals: purposes or channels this person does not want.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opt_outs: Vec<OptOut>,
+    /// Whether the person consented to marketing (`Purpose::Marketing` is skipped otherwise).
+    #[serde(default)]
+    pub marketing_consent: bool,
+}
+
+impl Recipient {
+    /// A recipient known by contact id and phone.
+    pub fn with_phone(
+        contact_id: impl Into<ContactId>,
+        phone: &str,
+    ) -> Result<Self, crate::PhoneError> {
+        Ok(Recipient {
+            contact_id: Some(contact_id.into()),
+            phone: Some(Phone::parse(phone)?),
+            ..Recipient::default()
+        })
+    }
+
+    /// Sets the display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds a channel address.
+    pub fn address(mut self, address: Address) -> Self {
+        if !self.addresses.contains(&address) {
+            self.addresses.push(address);
+        }
+        self
+    }
+
+    /// Sets the time zone used for quiet hours.
+    pub fn time_zone(mut self, tz: chrono_tz::Tz) -> Self {
+        self.time_zone = Some(tz);
+        self
+    }
+
+    /// Adds an opt-out.
+    pub fn opt_out(mut self, kind: Option<ChannelKind>, purpose: Option<Purpose>) -> Self {
+        self.opt_outs.push(OptOut { kind, purpose });
+        self
+    }
+
+    /// The address to use on a channel of `kind`: an explicit address first, else the phone
+    /// for SMS and WhatsApp.
+    pub fn address_for(&self, kind: ChannelKind) -> Option<Address> {
+        self.addresses
+            .iter()
+            .find(|a| a.serves(kind))
+            .cloned()
+            .or_else(|| match kind {
+                ChannelKind::Sms | ChannelKind::WhatsApp => self.phone.clone().map(Address::Phone),
+                _ => None,
+            })
+    }
+
+    /// Whether an opt-out forbids `purpose` on `kind`.
+    pub fn has_opted_out(&self, kind: ChannelKind, purpose: Purpose) -> bool {
+        self.opt_outs.iter().any(|o| o.forbids(kind, purpose))
+    }
+
+    /// Every key under which an inbound message from this person may arrive.
+    pub fn address_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.addresses.iter().map(Address::key).collect();
+        if let Some(p) = &self.phone {
+            keys.push(Address::Phone(p.clone()).key());
+            keys.push(Address::WhatsApp(p.digits().to_owned()).key());
+        }
+        if let Some(c) = &self.contact_id {
+            keys.push(format!("contact:{c}"));
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+/// Free-form key-value metadata carried with a notification (e.g. appointment id).
+pub type Metadata = BTreeMap<String, String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_and_print() {
+        for k in ChannelKind::ALL {
+            assert_eq!(k.as_str().parse::<ChannelKind>().unwrap(), k);
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+        }
+        assert!("pigeon".parse::<ChannelKind>().is_err());
+    }
+
+    #[test]
+    fn opt_out_scopes() {
+        let r = Recipient::default().opt_out(Some(ChannelKind::WhatsApp), Some(Purpose::Marketing));
+        assert!(r.has_opted_out(ChannelKind::WhatsApp, Purpose::Marketing));
+        assert!(!r.has_opted_out(ChannelKind::WhatsApp, Purpose::Service));
+        assert!(!r.has_opted_out(ChannelKind::Sms, Purpose::Marketing));
+        let all = Recipient::default().opt_out(None, None);
+        assert!(all.has_opted_out(ChannelKind::Sms, Purpose::Service));
+    }
+
+    #[test]
+    fn explicit_whatsapp_id_wins_over_phone() {
+        let r = Recipient::with_phone("c", "+79123456789")
+            .unwrap()
+            .address(Address::WhatsApp("79990001122".into()));
+        assert_eq!(
+            r.address_for(ChannelKind::WhatsApp),
+            Some(Address::WhatsApp("79990001122".into()))
+        );
+        assert!(matches!(
+            r.address_for(ChannelKind::Sms),
+            Some(Address::Phone(_))
+        ));
+    }
+}

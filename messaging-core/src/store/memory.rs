@@ -1,0 +1,251 @@
+//! The in-memory store: always there, for tests and for services that can lose state on restart.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use crate::clock::chrono_dur;
+use crate::engine::CascadeRecord;
+use crate::model::{ChannelId, NotificationId, ProviderMessageId};
+
+/// Everything in process memory. Cheap to create; `Default` gives an empty store.
+///
+/// ```
+/// use messaging_core::store::{CascadeStore, MemoryStore};
+/// # tokio_test_block(async {
+/// let store = MemoryStore::new();
+/// assert_eq!(store.count_active().await.unwrap(), 0);
+/// # });
+/// # fn tokio_test_block<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    windows: Mutex<HashMap<(ChannelId, String), DateTime<Utc>>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    records: HashMap<NotificationId, Slot>,
+    /// (wake_at, id) of unclaimed timers.
+    timers: BTreeSet<(DateTime<Utc>, NotificationId)>,
+    messages: HashMap<ProviderMessageId, MessageRef>,
+    reply_index: HashMap<String, Vec<NotificationId>>,
+    active: usize,
+}
+
+#[derive(Debug)]
+struct Slot {
+    record: CascadeRecord,
+    /// The key this record has in `timers`: its `wake_at`, or the end of a claim's lease.
+    timer: Option<DateTime<Utc>>,
+    reply_keys: Vec<String>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the process; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn index(&mut self, record: &CascadeRecord, old_keys: &[String]) -> Vec<String> {
+        for (pmid, attempt) in record.provider_message_ids() {
+            self.messages
+                .entry(pmid.clone())
+                .or_insert_with(|| MessageRef {
+                    notification_id: record.id().clone(),
+                    attempt,
+                });
+        }
+        let keys = record.reply_keys();
+        if keys != old_keys {
+            for k in old_keys {
+                if let Some(v) = self.reply_index.get_mut(k) {
+                    v.retain(|id| id != record.id());
+                    if v.is_empty() {
+                        self.reply_index.remove(k);
+                    }
+                }
+            }
+            for k in &keys {
+                self.reply_index
+                    .entry(k.clone())
+                    .or_default()
+                    .push(record.id().clone());
+            }
+        }
+        keys
+    }
+}
+
+#[async_trait]
+impl CascadeStore for MemoryStore {
+    async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
+        let mut g = self.lock();
+        if let Some(slot) = g.records.get(record.id()) {
+            return Ok(Inserted::Exists(Box::new(slot.record.clone())));
+        }
+        let mut rec = record.clone();
+        rec.version = 0;
+        let keys = g.index(&rec, &[]);
+        if let Some(w) = rec.wake_at {
+            g.timers.insert((w, rec.id().clone()));
+        }
+        if !rec.is_finished() {
+            g.active += 1;
+        }
+        g.records.insert(
+            rec.id().clone(),
+            Slot {
+                timer: rec.wake_at,
+                record: rec,
+                reply_keys: keys,
+            },
+        );
+        Ok(Inserted::New)
+    }
+
+    async fn get(&self, id: &NotificationId) -> Result<Option<CascadeRecord>, StoreError> {
+        Ok(self.lock().records.get(id).map(|s| s.record.clone()))
+    }
+
+    async fn update(&self, record: &CascadeRecord) -> Result<u64, StoreError> {
+        let mut guard = self.lock();
+        let g = &mut *guard;
+        let slot = g
+            .records
+            .get_mut(record.id())
+            .ok_or_else(|| StoreError::NotFound(record.id().clone()))?;
+        if slot.record.version != record.version {
+            return Err(StoreError::Conflict(record.id().clone()));
+        }
+        let was_active = !slot.record.is_finished();
+        if let Some(w) = slot.timer.take() {
+            g.timers.remove(&(w, record.id().clone()));
+        }
+        let old_keys = std::mem::take(&mut slot.reply_keys);
+        let mut rec = record.clone();
+        rec.version += 1;
+        let version = rec.version;
+        if let Some(w) = rec.wake_at {
+            g.timers.insert((w, rec.id().clone()));
+        }
+        let now_active = !rec.is_finished();
+        let keys = g.index(&rec, &old_keys);
+        let slot = g
+            .records
+            .get_mut(record.id())
+            .ok_or_else(|| StoreError::NotFound(record.id().clone()))?;
+        slot.timer = rec.wake_at;
+        slot.record = rec;
+        slot.reply_keys = keys;
+        match (was_active, now_active) {
+            (true, false) => g.active -= 1,
+            (false, true) => g.active += 1,
+            _ => {}
+        }
+        Ok(version)
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<NotificationId>, StoreError> {
+        let mut guard = self.lock();
+        let g = &mut *guard;
+        let mut out = Vec::new();
+        let mut requeue = Vec::new();
+        while out.len() < limit {
+            let Some(first) = g.timers.first().cloned() else {
+                break;
+            };
+            if first.0 > now {
+                break;
+            }
+            g.timers.pop_first();
+            if let Some(slot) = g.records.get_mut(&first.1) {
+                // The timer comes back when the lease runs out, unless the record is updated.
+                let until = now + chrono_dur(lease);
+                slot.timer = Some(until);
+                requeue.push((until, first.1.clone()));
+                out.push(first.1);
+            }
+        }
+        g.timers.extend(requeue);
+        Ok(out)
+    }
+
+    async fn next_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().timers.first().map(|(t, _)| *t))
+    }
+
+    async fn find_message(
+        &self,
+        provider_message_id: &ProviderMessageId,
+    ) -> Result<Option<MessageRef>, StoreError> {
+        Ok(self.lock().messages.get(provider_message_id).cloned())
+    }
+
+    async fn active_by_reply_key(&self, key: &str) -> Result<Vec<NotificationId>, StoreError> {
+        Ok(self
+            .lock()
+            .reply_index
+            .get(key)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn count_active(&self) -> Result<usize, StoreError> {
+        Ok(self.lock().active)
+    }
+}
+
+#[async_trait]
+impl WindowStore for MemoryStore {
+    async fn record_inbound(
+        &self,
+        channel: &ChannelId,
+        address_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let e = w
+            .entry((channel.clone(), address_key.to_owned()))
+            .or_insert(at);
+        if *e < at {
+            *e = at;
+        }
+        Ok(())
+    }
+
+    async fn last_inbound(
+        &self,
+        channel: &ChannelId,
+        address_key: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(w.get(&(channel.clone(), address_key.to_owned())).copied())
+    }
+
+    async fn close(&self, channel: &ChannelId, address_key: &str) -> Result<(), StoreError> {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        w.remove(&(channel.clone(), address_key.to_owned()));
+        Ok(())
+    }
+}

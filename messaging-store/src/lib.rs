@@ -1,0 +1,2 @@
+//! Placeholder: see the store issue.
+#![forbid(unsafe_code)]
