@@ -1,0 +1,1 @@
+//! Fake max provider server (being written).

@@ -1,0 +1,1 @@
+//! Fake sms provider server (being written).

@@ -1,0 +1,1 @@
+//! Fake telegram provider server (being written).

@@ -1,0 +1,1 @@
+//! Fake waba provider server (being written).
