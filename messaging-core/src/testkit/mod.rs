@@ -3,6 +3,14 @@
 
 use std::path::PathBuf;
 
+mod simulated;
+mod stub;
+
+pub use simulated::{
+    Latency, Outage, OutageMode, SimBehavior, SimStats, SimulatedChannel, Simulation, failed_report,
+};
+pub use stub::StubChannel;
+
 /// The shared conformance corpus (`MESSAGING_CONFORMANCE_DIR`, else `../shared/conformance`
 /// beside the workspace root), or `None` with a notice printed when it is absent.
 ///
