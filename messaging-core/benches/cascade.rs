@@ -1,1 +1,110 @@
-fn main() {}
+//! Submit-to-completion throughput with instant stub channels on the in-memory store, and
+//! memory per pending cascade.
+//!
+//! `cargo bench -p messaging-core --bench cascade`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use messaging_core::testkit::StubChannel;
+use messaging_core::*;
+
+fn engine(first_kind: ChannelKind) -> Engine {
+    let clock = ManualClock::at_unix(1_767_250_800);
+    Engine::builder()
+        .clock(clock)
+        .channel(Arc::new(
+            StubChannel::new("first", first_kind).without_recording(),
+        ))
+        .channel(Arc::new(
+            StubChannel::new("sms", ChannelKind::Sms).without_recording(),
+        ))
+        .policy(CascadePolicy::new(
+            "p",
+            vec![Step::new("first"), Step::new("sms")],
+        ))
+        .build()
+        .expect("valid engine")
+}
+
+fn notification(i: u64) -> Notification {
+    let mut r = Recipient::with_phone(format!("patient-{i}"), "+79123456789")
+        .expect("valid phone")
+        .name("Анна Петровна");
+    r.addresses.push(Address::Telegram(i as i64));
+    Notification::new(
+        format!("appointment-{i}-reminder"),
+        r,
+        Content::text("Анна Петровна, напоминаем о приёме завтра в 10:00 у терапевта. Придёте?"),
+    )
+}
+
+fn throughput(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("cascade");
+    const BATCH: u64 = 10_000;
+    g.throughput(Throughput::Elements(BATCH));
+    g.sample_size(20);
+    g.bench_function("submit_to_completion_instant_stub", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // A Telegram-like first step: "accepted" is the strongest evidence, so every
+                // cascade completes on its first send.
+                let e = engine(ChannelKind::Telegram);
+                let start = Instant::now();
+                rt.block_on(async {
+                    for i in 0..BATCH {
+                        let s = e.submit(notification(i)).await.expect("submitted");
+                        debug_assert!(s.outcome.is_some());
+                    }
+                });
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn memory_per_pending_cascade() {
+    const N: u64 = 200_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    // A WhatsApp-like first step waits for "delivered": every cascade stays pending.
+    let e = engine(ChannelKind::WhatsApp);
+    let before = resident_bytes();
+    rt.block_on(async {
+        for i in 0..N {
+            e.submit(notification(i)).await.expect("submitted");
+        }
+        assert_eq!(e.store().count_active().await.expect("count"), N as usize);
+    });
+    let after = resident_bytes();
+    match (before, after) {
+        (Some(b), Some(a)) => println!(
+            "memory per pending cascade: {} bytes ({N} pending cascades, resident {} MiB -> {} MiB)",
+            (a.saturating_sub(b)) / N,
+            b / (1 << 20),
+            a / (1 << 20)
+        ),
+        _ => println!("memory per pending cascade: skipped (no /proc/self/statm)"),
+    }
+}
+
+fn main() {
+    memory_per_pending_cascade();
+    let mut c = Criterion::default().configure_from_args();
+    throughput(&mut c);
+    c.final_summary();
+}

@@ -53,19 +53,40 @@ impl ManualClock {
 
     /// Moves time forward.
     pub fn advance(&self, d: std::time::Duration) {
-        self.micros
-            .fetch_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX), Ordering::SeqCst);
+        self.micros.fetch_add(
+            i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
     }
 
-    /// Sets the time (never backwards).
+    /// Sets the time (never backwards). The clock counts microseconds; a time between two
+    /// ticks rounds up, so that whatever is due at `t` is due once the clock is set to `t`.
     pub fn set(&self, t: DateTime<Utc>) {
-        self.micros.fetch_max(t.timestamp_micros(), Ordering::SeqCst);
+        let mut micros = t.timestamp_micros();
+        if !t.timestamp_subsec_nanos().is_multiple_of(1_000) {
+            micros += 1;
+        }
+        self.micros.fetch_max(micros, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_micros(self.micros.load(Ordering::SeqCst)).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_rounds_up_to_the_next_microsecond() {
+        let c = ManualClock::at_unix(0);
+        let t = DateTime::from_timestamp(5, 270_738_953).unwrap();
+        c.set(t);
+        assert!(c.now() >= t);
+        assert_eq!(c.now().timestamp_subsec_micros(), 270_739);
     }
 }
 

@@ -217,7 +217,11 @@ impl HealthTracker {
     pub fn record_error(&mut self, at: DateTime<Utc>) {
         self.errors_in_a_row += 1;
         if self.errors_in_a_row >= self.config.errors_in_a_row_down {
-            self.mark_down(at, None, format!("{} failed sends in a row", self.errors_in_a_row));
+            self.mark_down(
+                at,
+                None,
+                format!("{} failed sends in a row", self.errors_in_a_row),
+            );
         }
     }
 
@@ -282,8 +286,7 @@ impl HealthTracker {
                     };
                     self.reason = format!("{:.0}% of sends overdue", share * 100.0);
                     return;
-                } else if (enough && share >= self.config.degrade_share) || self.provider_degraded
-                {
+                } else if (enough && share >= self.config.degrade_share) || self.provider_degraded {
                     HealthState::Degraded
                 } else if state == HealthState::Degraded
                     && enough
@@ -333,7 +336,8 @@ impl HealthTracker {
         match self.mode {
             Mode::Recovering { since } => {
                 let ramp = self.config.ramp.as_secs_f64().max(1.0);
-                let done = ((now - since).num_milliseconds() as f64 / 1000.0 / ramp).clamp(0.0, 1.0);
+                let done =
+                    ((now - since).num_milliseconds() as f64 / 1000.0 / ramp).clamp(0.0, 1.0);
                 self.config.ramp_start_share + (1.0 - self.config.ramp_start_share) * done
             }
             Mode::Down { .. } | Mode::Probing { .. } => 0.0,
@@ -353,6 +357,9 @@ impl HealthTracker {
                     None => now - since >= chrono_dur(self.config.probe_interval),
                 };
                 if rest_over {
+                    // One probe at a time: later sends see the channel as down until the probe
+                    // is delivered or overdue.
+                    self.mode = Mode::Probing { sent_at: now };
                     Admission::Probe
                 } else {
                     Admission::Down
@@ -446,7 +453,11 @@ mod tests {
     fn outage_goes_down_then_probe_then_ramp_then_healthy() {
         let mut h = HealthTracker::new(cfg());
         for i in 0..30 {
-            h.record_sent(ProviderMessageId::new(format!("m{i}")), t0() + secs(i), false);
+            h.record_sent(
+                ProviderMessageId::new(format!("m{i}")),
+                t0() + secs(i),
+                false,
+            );
         }
         // Not judged yet: nothing is overdue before overdue_after.
         assert_eq!(h.state(t0() + secs(60)), HealthState::Healthy);
@@ -470,7 +481,10 @@ mod tests {
         let admitted_mid = (0..1000)
             .filter(|i| h.admit(mid, &nid(*i)) == Admission::Healthy)
             .count();
-        assert!(admitted_mid > admitted + 200, "{admitted} -> {admitted_mid}");
+        assert!(
+            admitted_mid > admitted + 200,
+            "{admitted} -> {admitted_mid}"
+        );
         assert_eq!(h.state(ramp_start + secs(601)), HealthState::Healthy);
     }
 

@@ -84,7 +84,12 @@ async fn status(engine: &Engine, id: &str) -> engine::CascadeStatus {
 }
 
 fn delivered(kind: ChannelKind, pmid: &str, at: DateTime<Utc>) -> Event {
-    Event::Delivery(DeliveryReport::new(kind, pmid, DeliveryStatus::Delivered, at))
+    Event::Delivery(DeliveryReport::new(
+        kind,
+        pmid,
+        DeliveryStatus::Delivered,
+        at,
+    ))
 }
 
 fn skipped_reasons(st: &engine::CascadeStatus) -> Vec<(String, SkipReason)> {
@@ -127,7 +132,12 @@ async fn delivered_within_window_ends_the_cascade() {
     let st = status(&engine, "n1").await;
     assert!(matches!(
         st.outcome,
-        Some(Outcome::Delivered { step: 0, evidence: Evidence::Delivered, late: false, .. })
+        Some(Outcome::Delivered {
+            step: 0,
+            evidence: Evidence::Delivered,
+            late: false,
+            ..
+        })
     ));
     w.advance(7200);
     engine.tick().await.unwrap();
@@ -135,7 +145,10 @@ async fn delivered_within_window_ends_the_cascade() {
     let a = &st.attempts[0];
     assert_eq!(a.provider_message_id.as_ref().unwrap().as_str(), "wa-1");
     assert_eq!(a.evidence, Some(Evidence::Delivered));
-    assert_eq!(a.evidence_at, Some(w.clock.now() - chrono::Duration::seconds(7200)));
+    assert_eq!(
+        a.evidence_at,
+        Some(w.clock.now() - chrono::Duration::seconds(7200))
+    );
 }
 
 #[tokio::test]
@@ -156,11 +169,19 @@ async fn window_timeout_moves_on_and_evidence_is_capped_by_channel() {
     let st = status(&engine, "n1").await;
     assert!(matches!(
         st.outcome,
-        Some(Outcome::Delivered { step: 1, evidence: Evidence::Accepted, .. })
+        Some(Outcome::Delivered {
+            step: 1,
+            evidence: Evidence::Accepted,
+            ..
+        })
     ));
     assert!(st.history.iter().any(|h| matches!(
         h.kind,
-        HistoryKind::WindowClosed { step: 0, early: false, .. }
+        HistoryKind::WindowClosed {
+            step: 0,
+            early: false,
+            ..
+        }
     )));
     assert!(w.max.sent().is_empty() && w.sms.sent().is_empty());
 }
@@ -196,23 +217,27 @@ async fn deadline_passed_skips_and_expires() {
     engine.tick().await.unwrap();
     let st = status(&engine, "n1").await;
     assert_eq!(st.outcome, Some(Outcome::Expired));
-    assert!(w.sms.sent().is_empty(), "nothing is sent after the deadline");
+    assert!(
+        w.sms.sent().is_empty(),
+        "nothing is sent after the deadline"
+    );
     // A notification submitted after its deadline is skipped with that reason.
     let late = reminder("n2", patient("2")).deadline(t0());
     engine.submit(late).await.unwrap();
     let st = status(&engine, "n2").await;
     assert_eq!(st.outcome, Some(Outcome::Expired));
-    assert!(skipped_reasons(&st)
-        .iter()
-        .any(|(_, r)| *r == SkipReason::DeadlinePassed));
+    assert!(
+        skipped_reasons(&st)
+            .iter()
+            .any(|(_, r)| *r == SkipReason::DeadlinePassed)
+    );
 }
 
 #[tokio::test]
 async fn unreachable_moves_to_the_next_step_at_once() {
     let w = World::new();
     let engine = w.clinic();
-    w.wa
-        .push_error(ChannelError::unreachable("not on WhatsApp").with_provider_code("131026"));
+    w.wa.push_error(ChannelError::unreachable("not on WhatsApp").with_provider_code("131026"));
     engine
         .submit(reminder("n1", patient_everywhere("1")))
         .await
@@ -275,7 +300,10 @@ async fn rate_limited_waits_retry_after_on_the_same_channel() {
     let st = status(&engine, "n1").await;
     assert!(st.history.iter().any(|h| matches!(
         &h.kind,
-        HistoryKind::Deferred { reason: engine::DeferReason::RateLimited, .. }
+        HistoryKind::Deferred {
+            reason: engine::DeferReason::RateLimited,
+            ..
+        }
     )));
 }
 
@@ -314,22 +342,29 @@ async fn channel_down_marks_health_and_later_cascades_skip_it() {
         .await
         .unwrap();
     assert_eq!(w.tg.sent().len(), 1);
-    assert_eq!(engine.health(&"wa".into()).unwrap().state, HealthState::Down);
+    assert_eq!(
+        engine.health(&"wa".into()).unwrap().state,
+        HealthState::Down
+    );
     engine
         .submit(reminder("n2", patient_everywhere("2")))
         .await
         .unwrap();
     assert_eq!(w.wa.sent().len(), 1, "the down channel is not tried");
     let st = status(&engine, "n2").await;
-    assert_eq!(skipped_reasons(&st)[0], ("wa".into(), SkipReason::ChannelDown));
+    assert_eq!(
+        skipped_reasons(&st)[0],
+        ("wa".into(), SkipReason::ChannelDown)
+    );
 }
 
 #[tokio::test]
 async fn invalid_content_fails_the_step_with_its_reason() {
     let w = World::new();
     let engine = w.clinic();
-    w.wa
-        .push_error(ChannelError::invalid_content("template parameter count").with_provider_code("132000"));
+    w.wa.push_error(
+        ChannelError::invalid_content("template parameter count").with_provider_code("132000"),
+    );
     engine
         .submit(reminder("n1", patient_everywhere("1")))
         .await
@@ -370,10 +405,7 @@ async fn a_reply_on_any_channel_ends_the_cascade() {
     assert!(w.tg.sent().is_empty());
 
     // A WhatsApp reply from the phone's wa_id also counts.
-    engine
-        .submit(reminder("n2", patient("2")))
-        .await
-        .unwrap();
+    engine.submit(reminder("n2", patient("2"))).await.unwrap();
     let wa_reply = Event::Inbound(InboundMessage::new(
         ChannelKind::WhatsApp,
         Address::WhatsApp("79123456789".into()),
@@ -421,12 +453,17 @@ async fn late_report_for_earlier_step_stops_later_steps() {
     let st = status(&engine, "n1").await;
     assert!(matches!(
         st.outcome,
-        Some(Outcome::Delivered { step: 0, late: true, .. })
+        Some(Outcome::Delivered {
+            step: 0,
+            late: true,
+            ..
+        })
     ));
-    assert!(st
-        .history
-        .iter()
-        .any(|h| matches!(h.kind, HistoryKind::LateDelivery { step: 0, .. })));
+    assert!(
+        st.history
+            .iter()
+            .any(|h| matches!(h.kind, HistoryKind::LateDelivery { step: 0, .. }))
+    );
     w.advance(601);
     engine.tick().await.unwrap();
     assert!(w.tg.sent().is_empty(), "the step not yet sent is stopped");
@@ -436,7 +473,10 @@ async fn late_report_for_earlier_step_stops_later_steps() {
         .await
         .unwrap();
     let st = status(&engine, "n1").await;
-    assert!(matches!(st.history.last().unwrap().kind, HistoryKind::Evidence { step: 1, .. }));
+    assert!(matches!(
+        st.history.last().unwrap().kind,
+        HistoryKind::Evidence { step: 1, .. }
+    ));
 }
 
 #[tokio::test]
@@ -483,7 +523,11 @@ async fn quiet_hours_wait_in_the_recipients_time_zone() {
         .history
         .iter()
         .find_map(|h| match &h.kind {
-            HistoryKind::Deferred { until, reason: engine::DeferReason::QuietHours, .. } => Some(*until),
+            HistoryKind::Deferred {
+                until,
+                reason: engine::DeferReason::QuietHours,
+                ..
+            } => Some(*until),
             _ => None,
         })
         .unwrap();
@@ -536,20 +580,39 @@ async fn event_stream_and_full_history() {
     let mut seen = Vec::new();
     while let Ok(e) = events.try_recv() {
         assert_eq!(e.notification_id.as_str(), "n1");
-        seen.push(serde_json::to_value(&e).unwrap()["event"].as_str().unwrap().to_owned());
+        seen.push(
+            serde_json::to_value(&e).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     assert_eq!(
         seen,
         [
-            "submitted", "step_started", "sending", "failed", "advanced", "step_started",
-            "sending", "sent", "delivered"
+            "submitted",
+            "step_started",
+            "sending",
+            "failed",
+            "advanced",
+            "step_started",
+            "sending",
+            "sent",
+            "delivered"
         ]
     );
     let st = status(&engine, "n1").await;
     assert_eq!(st.attempts.len(), 2);
     assert_eq!(st.attempts[0].channel.as_str(), "wa");
     assert_eq!(st.attempts[1].channel.as_str(), "tg");
-    assert_eq!(st.attempts[1].provider_message_id.as_ref().unwrap().as_str(), "tg-1");
+    assert_eq!(
+        st.attempts[1]
+            .provider_message_id
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "tg-1"
+    );
     assert_eq!(st.attempts[1].sent_at, Some(t0()));
     // The status serializes for an API.
     let json = serde_json::to_value(&st).unwrap();
@@ -572,10 +635,7 @@ async fn routing_by_purpose_selects_the_policy() {
         .route(Purpose::Conversation, "dialogue")
         .build()
         .unwrap();
-    engine
-        .submit(reminder("n1", patient("1")))
-        .await
-        .unwrap();
+    engine.submit(reminder("n1", patient("1"))).await.unwrap();
     engine
         .submit(reminder("n2", patient("2")).purpose(Purpose::Conversation))
         .await
@@ -589,7 +649,9 @@ async fn routing_by_purpose_selects_the_policy() {
 async fn bad_input_is_a_clear_error() {
     let w = World::new();
     assert!(matches!(
-        w.builder().policy(CascadePolicy::new("empty", vec![])).build(),
+        w.builder()
+            .policy(CascadePolicy::new("empty", vec![]))
+            .build(),
         Err(BuildError::EmptyPolicy(_))
     ));
     assert!(matches!(
@@ -611,7 +673,11 @@ async fn bad_input_is_a_clear_error() {
         engine.submit(reminder("n1", nobody)).await,
         Err(SubmitError::NoAddress(..))
     ));
-    let huge = Notification::new("n2", patient_everywhere("2"), Content::text("я".repeat(20_000)));
+    let huge = Notification::new(
+        "n2",
+        patient_everywhere("2"),
+        Content::text("я".repeat(20_000)),
+    );
     assert!(matches!(
         engine.submit(huge).await,
         Err(SubmitError::ContentTooLong(..))
@@ -626,7 +692,11 @@ async fn bad_input_is_a_clear_error() {
         engine.submit(reminder("", patient("3"))).await,
         Err(SubmitError::EmptyId)
     ));
-    assert_eq!(w.wa.send_count(), 0, "nothing was sent for refused notifications");
+    assert_eq!(
+        w.wa.send_count(),
+        0,
+        "nothing was sent for refused notifications"
+    );
 }
 
 #[tokio::test]
@@ -634,10 +704,17 @@ async fn content_too_long_for_one_channel_skips_only_that_step() {
     let w = World::new();
     let engine = w.clinic();
     // 5,000 characters: too long for WhatsApp (4096, one part), fine for Telegram (4 parts).
-    let n = Notification::new("n1", patient_everywhere("1"), Content::text("a".repeat(5000)));
+    let n = Notification::new(
+        "n1",
+        patient_everywhere("1"),
+        Content::text("a".repeat(5000)),
+    );
     engine.submit(n).await.unwrap();
     let st = status(&engine, "n1").await;
-    assert_eq!(skipped_reasons(&st)[0], ("wa".into(), SkipReason::ContentTooLong));
+    assert_eq!(
+        skipped_reasons(&st)[0],
+        ("wa".into(), SkipReason::ContentTooLong)
+    );
     assert_eq!(w.tg.sent().len(), 1);
 }
 
@@ -722,10 +799,11 @@ async fn crash_between_intent_and_receipt_resends_marked_as_possible_duplicate()
     let st = status(&engine2, "n1").await;
     assert_eq!(st.attempts[1].state, AttemptState::Unknown);
     assert!(st.attempts[2].possible_duplicate);
-    assert!(st
-        .history
-        .iter()
-        .any(|h| matches!(h.kind, HistoryKind::OutcomeUnknown { attempt: 2, .. })));
+    assert!(
+        st.history
+            .iter()
+            .any(|h| matches!(h.kind, HistoryKind::OutcomeUnknown { attempt: 2, .. }))
+    );
     assert_eq!(w.wa.sent().len(), 2);
 }
 
@@ -751,7 +829,10 @@ async fn degraded_channel_gets_a_shorter_window() {
         )))
         .await
         .unwrap();
-    assert_eq!(engine.health(&"wa".into()).unwrap().state, HealthState::Degraded);
+    assert_eq!(
+        engine.health(&"wa".into()).unwrap().state,
+        HealthState::Degraded
+    );
     engine
         .submit(reminder("n1", patient_everywhere("1")))
         .await
@@ -807,7 +888,10 @@ async fn outage_detected_from_overdue_sends_then_probe_and_gradual_return() {
     // WhatsApp accepts but never delivers: 20 reminders wait.
     for i in 0..20 {
         engine
-            .submit(reminder(&format!("a{i}"), patient_everywhere(&i.to_string())))
+            .submit(reminder(
+                &format!("a{i}"),
+                patient_everywhere(&i.to_string()),
+            ))
             .await
             .unwrap();
     }
@@ -816,13 +900,20 @@ async fn outage_detected_from_overdue_sends_then_probe_and_gradual_return() {
     // long before their 60-minute windows close.
     w.advance(301);
     engine.tick().await.unwrap();
-    assert_eq!(engine.health(&"wa".into()).unwrap().state, HealthState::Down);
+    assert_eq!(
+        engine.health(&"wa".into()).unwrap().state,
+        HealthState::Down
+    );
     assert_eq!(w.tg.sent().len(), 20);
     let st = status(&engine, "a0").await;
-    assert!(st
-        .history
-        .iter()
-        .any(|h| matches!(h.kind, HistoryKind::WindowClosed { step: 0, early: true, .. })));
+    assert!(st.history.iter().any(|h| matches!(
+        h.kind,
+        HistoryKind::WindowClosed {
+            step: 0,
+            early: true,
+            ..
+        }
+    )));
     // New notices skip WhatsApp while it is down.
     engine
         .submit(reminder("b0", patient_everywhere("b")))
@@ -879,7 +970,10 @@ async fn classic_clinic_cascade_reaches_sms_last() {
     w.advance(24 * 3600 + 1);
     engine.tick().await.unwrap();
     let st = status(&engine, "n1").await;
-    assert!(matches!(st.outcome, Some(Outcome::Unconfirmed { step: 3, .. })));
+    assert!(matches!(
+        st.outcome,
+        Some(Outcome::Unconfirmed { step: 3, .. })
+    ));
     let p = CascadePolicy::classic_clinic("wa", "tg", "max", "sms");
     assert_eq!(p.steps[0].wait_for, Evidence::Delivered);
     assert_eq!(p.steps[0].window, Duration::from_secs(3600));
@@ -930,5 +1024,8 @@ async fn cancel_stops_a_cascade() {
     w.advance(4000);
     engine.tick().await.unwrap();
     assert!(w.tg.sent().is_empty());
-    assert_eq!(status(&engine, "n1").await.outcome, Some(Outcome::Cancelled));
+    assert_eq!(
+        status(&engine, "n1").await.outcome,
+        Some(Outcome::Cancelled)
+    );
 }

@@ -27,6 +27,9 @@ use crate::model::{
 };
 use crate::store::{CascadeStore, Inserted, MemoryStore, StoreError};
 
+/// How many early delivery reports are kept waiting for their receipt.
+const MAX_ORPHANS: usize = 100_000;
+
 /// Something that happened to a cascade, as published on [`Engine::subscribe`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CascadeEvent {
@@ -90,7 +93,9 @@ pub struct Submission {
 #[non_exhaustive]
 pub enum SubmitError {
     /// No policy was named and none is routed for this purpose.
-    #[error("no cascade policy for purpose {0} (route one with EngineBuilder::route or name one on the notification)")]
+    #[error(
+        "no cascade policy for purpose {0} (route one with EngineBuilder::route or name one on the notification)"
+    )]
     NoPolicy(Purpose),
     /// The named policy is not configured.
     #[error("unknown cascade policy {0}")]
@@ -369,9 +374,7 @@ impl EngineBuilder {
         Ok(Engine {
             inner: Arc::new(Inner {
                 clock: self.clock,
-                store: self
-                    .store
-                    .unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 channels,
                 policies,
                 routes: self.routes,
@@ -740,10 +743,10 @@ impl Engine {
 
     async fn handle_inbound(&self, m: &InboundMessage) -> Result<(), EngineError> {
         let mut keys = vec![m.address.key()];
-        if let Address::WhatsApp(digits) = &m.address {
-            if let Ok(p) = crate::Phone::parse(&format!("+{digits}")) {
-                keys.push(Address::Phone(p).key());
-            }
+        if let Address::WhatsApp(digits) = &m.address
+            && let Ok(p) = crate::Phone::parse(&format!("+{digits}"))
+        {
+            keys.push(Address::Phone(p).key());
         }
         for k in keys {
             self.finish_replied(&k, m.channel).await?;
@@ -803,20 +806,18 @@ impl Engine {
                     );
                     h.set_provider_degraded(low, format!("provider quality {rating}"));
                 }
-                Signal::Restriction { until, reason } => {
-                    if until.is_none_or(|u| u > now) {
-                        h.mark_down(
-                            now,
-                            *until,
-                            format!(
-                                "account restricted{}",
-                                reason
-                                    .as_deref()
-                                    .map(|r| format!(": {r}"))
-                                    .unwrap_or_default()
-                            ),
-                        );
-                    }
+                Signal::Restriction { until, reason } if until.is_none_or(|u| u > now) => {
+                    h.mark_down(
+                        now,
+                        *until,
+                        format!(
+                            "account restricted{}",
+                            reason
+                                .as_deref()
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default()
+                        ),
+                    );
                 }
                 _ => {}
             }
@@ -830,8 +831,13 @@ impl Engine {
             .find_message(&report.provider_message_id)
             .await?
         else {
-            // The report may have overtaken the receipt of its own send; keep it a while.
-            lock(&self.inner.orphans).insert(
+            // The report may have overtaken the receipt of its own send; keep it a while
+            // (bounded: reports for messages this engine never sent must not pile up).
+            let mut orphans = lock(&self.inner.orphans);
+            if orphans.len() >= MAX_ORPHANS {
+                return Ok(());
+            }
+            orphans.insert(
                 report.provider_message_id.clone(),
                 (report.clone(), self.now()),
             );
@@ -906,10 +912,10 @@ impl Engine {
                         message,
                     },
                 );
-                if let Phase::Waiting { attempt, .. } = rec.phase {
-                    if attempt == attempt_idx {
-                        self.advance(rec, now);
-                    }
+                if let Phase::Waiting { attempt, .. } = rec.phase
+                    && attempt == attempt_idx
+                {
+                    self.advance(rec, now);
                 }
                 true
             }
@@ -921,10 +927,10 @@ impl Engine {
                     a.evidence = Some(evidence);
                     a.evidence_at = Some(report.at);
                 }
-                if evidence > Evidence::Accepted {
-                    if let Some(h) = lock(&self.inner.health).get_mut(&channel) {
-                        h.record_evidence(&report.provider_message_id, report.at);
-                    }
+                if evidence > Evidence::Accepted
+                    && let Some(h) = lock(&self.inner.health).get_mut(&channel)
+                {
+                    h.record_evidence(&report.provider_message_id, report.at);
                 }
                 let wanted = self.step_evidence(rec, step);
                 if rec.is_finished() || evidence < wanted {
@@ -1056,7 +1062,8 @@ impl Engine {
                 // Someone else already settled this attempt (a lease ran out meanwhile).
                 return Ok(false);
             }
-            let current = matches!(rec.phase, Phase::Sending { attempt } if attempt == send.attempt);
+            let current =
+                matches!(rec.phase, Phase::Sending { attempt } if attempt == send.attempt);
             match &result {
                 Ok(receipt) => {
                     let wanted = self.step_evidence(&rec, attempt.step);
@@ -1186,8 +1193,7 @@ impl Engine {
             ErrorKind::ChannelDown => h.mark_down(now, err.down_until(), err.to_string()),
             ErrorKind::Temporary | ErrorKind::Unexpected => h.record_error(now),
             ErrorKind::RateLimited => {
-                let until = now
-                    + chrono_dur(err.retry_after().unwrap_or(Duration::from_secs(1)));
+                let until = now + chrono_dur(err.retry_after().unwrap_or(Duration::from_secs(1)));
                 drop(health);
                 let mut rl = lock(&self.inner.rate_limited_until);
                 let e = rl.entry(channel.clone()).or_insert(until);
@@ -1302,7 +1308,20 @@ impl Engine {
             t = t.min(d);
         }
         if let Some(h) = &self.inner.health_config {
-            t = t.min(now + chrono_dur(h.overdue_after.max(Duration::from_secs(1))));
+            // Checks back off: after overdue_after, then doubling since the send, so a long
+            // window costs a handful of wakes while an outage still releases waiting cascades
+            // within about one check interval of being noticed.
+            let sent = match rec.phase {
+                Phase::Waiting { attempt, .. } => rec
+                    .attempts
+                    .get(attempt)
+                    .and_then(|a| a.sent_at)
+                    .unwrap_or(now),
+                _ => now,
+            };
+            let base = chrono_dur(h.overdue_after.max(Duration::from_secs(1)));
+            let gap = (now - sent).max(base);
+            t = t.min(now + gap);
         }
         t.max(now)
     }
@@ -1349,7 +1368,13 @@ impl Engine {
         }
     }
 
-    fn skip(&self, rec: &mut CascadeRecord, now: DateTime<Utc>, channel: ChannelId, reason: SkipReason) {
+    fn skip(
+        &self,
+        rec: &mut CascadeRecord,
+        now: DateTime<Utc>,
+        channel: ChannelId,
+        reason: SkipReason,
+    ) {
         let step = rec.step;
         push(
             rec,
@@ -1416,7 +1441,8 @@ impl Engine {
                     let channel = policy.steps[rec.step.min(policy.steps.len() - 1)]
                         .channel
                         .clone();
-                    let early = now < window_end && self.should_close_early(rec, attempt, &policy, now);
+                    let early =
+                        now < window_end && self.should_close_early(rec, attempt, &policy, now);
                     if now >= window_end || early {
                         let step = rec.step;
                         push(
@@ -1519,7 +1545,12 @@ impl Engine {
         let kind = channel.kind();
         let n = rec.notification.clone();
         if inner.regulated && kind.is_foreign_messenger() {
-            self.skip(rec, now, step.channel.clone(), SkipReason::ForeignMessengerBlocked);
+            self.skip(
+                rec,
+                now,
+                step.channel.clone(),
+                SkipReason::ForeignMessengerBlocked,
+            );
             return StepPlan::Changed;
         }
         let Some(address) = n.recipient.address_for(kind) else {
@@ -1557,7 +1588,12 @@ impl Engine {
                     HealthAction::Proceed
                 }
                 Admission::NotInRamp => {
-                    self.skip(rec, now, step.channel.clone(), SkipReason::ChannelRecovering);
+                    self.skip(
+                        rec,
+                        now,
+                        step.channel.clone(),
+                        SkipReason::ChannelRecovering,
+                    );
                     return StepPlan::Changed;
                 }
             };
@@ -1608,7 +1644,13 @@ impl Engine {
                     GateDecision::Allow => {}
                     GateDecision::Defer { until, reason } => {
                         let until = until.max(now + chrono::Duration::seconds(1));
-                        self.defer(rec, now, until, DeferReason::Governor(reason), &step.channel);
+                        self.defer(
+                            rec,
+                            now,
+                            until,
+                            DeferReason::Governor(reason),
+                            &step.channel,
+                        );
                         return StepPlan::Stop;
                     }
                     GateDecision::Deny { reason } => {
@@ -1621,8 +1663,7 @@ impl Engine {
 
         // Record the intent before the side effect.
         let previous = rec.attempts.iter().rev().find(|a| a.step == rec.step);
-        let possible_duplicate =
-            previous.is_some_and(|a| matches!(a.state, AttemptState::Unknown));
+        let possible_duplicate = previous.is_some_and(|a| matches!(a.state, AttemptState::Unknown));
         let force_template = previous.is_some_and(|a| {
             matches!(
                 a.state,
@@ -1631,7 +1672,8 @@ impl Engine {
                     ..
                 }
             )
-        }) || previous.is_some_and(|a| a.forced_template && possible_duplicate);
+        }) || previous
+            .is_some_and(|a| a.forced_template && possible_duplicate);
         let number = rec.attempts_on(rec.step) + 1;
         let attempt_idx = rec.attempts.len();
         rec.attempts.push(Attempt {

@@ -465,9 +465,10 @@ impl CascadeRecord {
 
     /// Every provider message id, with the attempt it belongs to (for the message index).
     pub fn provider_message_ids(&self) -> impl Iterator<Item = (&ProviderMessageId, usize)> {
-        self.attempts.iter().enumerate().flat_map(|(i, a)| {
-            a.provider_message_id.as_ref().map(|id| (id, i))
-        })
+        self.attempts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| a.provider_message_id.as_ref().map(|id| (id, i)))
     }
 
     /// The keys under which an inbound reply finds this cascade (empty once finished).

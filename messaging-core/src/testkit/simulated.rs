@@ -153,6 +153,9 @@ impl Default for SimBehavior {
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Due(DateTime<Utc>, u64);
 
+/// Reports waiting for their time: a min-heap of (due, sequence) and the reports by sequence.
+type ReportQueue = (BinaryHeap<Reverse<Due>>, std::collections::HashMap<u64, Event>);
+
 /// A channel whose delivery reports arrive on the injected clock after a sampled latency.
 ///
 /// ```
@@ -176,7 +179,7 @@ pub struct SimulatedChannel {
     clock: Arc<dyn Clock>,
     behavior: Mutex<SimBehavior>,
     rng: Mutex<SmallRng>,
-    queue: Mutex<(BinaryHeap<Reverse<Due>>, std::collections::HashMap<u64, Event>)>,
+    queue: Mutex<ReportQueue>,
     counter: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
@@ -255,10 +258,10 @@ impl SimulatedChannel {
         let mut q = lock(&self.queue);
         let mut out = Vec::new();
         while q.0.peek().is_some_and(|Reverse(d)| d.0 <= now) {
-            if let Some(Reverse(d)) = q.0.pop() {
-                if let Some(e) = q.1.remove(&d.1) {
-                    out.push(e);
-                }
+            if let Some(Reverse(d)) = q.0.pop()
+                && let Some(e) = q.1.remove(&d.1)
+            {
+                out.push(e);
             }
         }
         self.delivered_reports
@@ -291,13 +294,17 @@ impl Channel for SimulatedChannel {
         let outage = b.outages.iter().find(|o| o.start <= now && now < o.end);
         if matches!(outage.map(|o| o.mode), Some(OutageMode::Refuse)) {
             self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(ChannelError::temporary("simulated outage: 503 Service Unavailable")
-                .with_provider_code("503"));
+            return Err(
+                ChannelError::temporary("simulated outage: 503 Service Unavailable")
+                    .with_provider_code("503"),
+            );
         }
         if b.unreachable.contains(&key) {
             self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(ChannelError::unreachable("simulated: recipient not on this messenger")
-                .with_provider_code("unreachable"));
+            return Err(
+                ChannelError::unreachable("simulated: recipient not on this messenger")
+                    .with_provider_code("unreachable"),
+            );
         }
         let (refuse, deliver, latency) = {
             let mut rng = lock(&self.rng);
@@ -316,8 +323,8 @@ impl Channel for SimulatedChannel {
             receipt = receipt.cost(Cost::new(b.cost_per_message, "RUB"));
         }
         let can_report = self.capabilities.strongest_evidence > Evidence::Accepted;
-        let silent = matches!(outage.map(|o| o.mode), Some(OutageMode::Silent))
-            || b.silent.contains(&key);
+        let silent =
+            matches!(outage.map(|o| o.mode), Some(OutageMode::Silent)) || b.silent.contains(&key);
         if can_report && deliver && !silent {
             let extra = match outage.map(|o| o.mode) {
                 Some(OutageMode::Slow { extra_secs }) => {
