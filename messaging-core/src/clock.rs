@@ -76,6 +76,17 @@ impl Clock for ManualClock {
     }
 }
 
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ManualClock({})", self.now())
+    }
+}
+
+/// Converts a std duration to chrono's, saturating.
+pub(crate) fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,15 +99,4 @@ mod tests {
         assert!(c.now() >= t);
         assert_eq!(c.now().timestamp_subsec_micros(), 270_739);
     }
-}
-
-impl fmt::Debug for ManualClock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ManualClock({})", self.now())
-    }
-}
-
-/// Converts a std duration to chrono's, saturating.
-pub(crate) fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }

@@ -393,8 +393,13 @@ mod tests {
     #[test]
     fn normalized_json_shapes() {
         let d = Event::Delivery(
-            DeliveryReport::new(ChannelKind::WhatsApp, "wamid.1", DeliveryStatus::Delivered, t())
-                .recipient("79123456789"),
+            DeliveryReport::new(
+                ChannelKind::WhatsApp,
+                "wamid.1",
+                DeliveryStatus::Delivered,
+                t(),
+            )
+            .recipient("79123456789"),
         );
         let v = serde_json::to_value(&d).unwrap();
         assert_eq!(v["kind"], "delivery");

@@ -29,8 +29,13 @@ mod error;
 mod event;
 pub mod health;
 pub mod hygiene;
+pub mod identity;
+pub mod inbox;
 mod model;
 mod phone;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod router;
 pub mod store;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -45,13 +50,13 @@ pub use content::{
     Attachment, AttachmentKind, Button, ButtonAction, ButtonSubType, Content, MediaSource,
     Template, TemplateComponent, TemplateParameter, TemplatePart, TemplateValue, TextUnit,
 };
-pub use engine::{
-    CascadePolicy, Engine, EngineBuilder, Notification, Outcome, RetryPolicy, Step,
-};
+pub use engine::{CascadePolicy, Engine, EngineBuilder, Notification, Outcome, RetryPolicy, Step};
 pub use error::{ChannelError, ErrorKind, RetryStatus};
 pub use event::{
     ChannelSignal, DeliveryReport, DeliveryStatus, Event, InboundMessage, ProviderError, Signal,
 };
+pub use identity::{IdentityStore, Link, Linker, Provenance};
+pub use inbox::{Inbox, InboxMessage, ThreadId};
 pub use model::{
     Address, ChannelId, ChannelKind, ContactId, Evidence, Metadata, NotificationId, OptOut,
     PolicyId, ProviderMessageId, Purpose, Recipient,

@@ -381,8 +381,9 @@ impl Recipient {
     pub fn address_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.addresses.iter().map(Address::key).collect();
         if let Some(p) = &self.phone {
+            // A WhatsApp reply from this phone is looked up under the phone key too (the engine
+            // adds it for WhatsApp senders), so no separate `wa:` key is needed.
             keys.push(Address::Phone(p.clone()).key());
-            keys.push(Address::WhatsApp(p.digits().to_owned()).key());
         }
         if let Some(c) = &self.contact_id {
             keys.push(format!("contact:{c}"));

@@ -31,10 +31,11 @@ impl Region {
         self.0.as_ref()
     }
 
-    fn uses_trunk_eight(self) -> bool {
-        // Countries of the former +7 / +375 / +998 zone write national numbers with a trunk 8.
+    /// Whether national numbers of this region belong to the +7 zone (Russia, Kazakhstan),
+    /// written with the trunk prefix 8.
+    fn is_plus_seven(self) -> bool {
         use phonenumber::country::Id;
-        matches!(self.0, Id::RU | Id::KZ | Id::BY | Id::UZ)
+        matches!(self.0, Id::RU | Id::KZ)
     }
 }
 
@@ -126,26 +127,36 @@ impl Phone {
                 reason: "only digits, spaces, '+', '-', '(', ')', '.' and '/' are allowed".into(),
             });
         }
-        let prepared = if region.uses_trunk_eight()
-            && !trimmed.starts_with('+')
-            && digits.len() == 11
-            && digits.starts_with('8')
-        {
-            // Workaround: phonenumber 0.3.x drops a digit from "8 800 ..." (trunk 8 followed by a
-            // national part starting with 8). The international form parses correctly.
-            format!("+7{}", &digits[1..])
-        } else if !trimmed.starts_with('+') && digits.len() == 11 && digits.starts_with('7') {
-            // "79123456789" without the plus is common in exports; read it as international.
-            format!("+{digits}")
+        // The +7 zone is handled apart: phonenumber 0.3.x strips a leading 8 from the national
+        // number even after "+7", so "+7 812 ..." and "8 800 ..." lose digits. We work out the
+        // ten national digits ourselves and only let the crate validate them.
+        let international = trimmed.starts_with('+');
+        let plus_seven_national = if international {
+            (digits.len() == 11 && digits.starts_with('7')).then(|| &digits[1..])
+        } else if region.is_plus_seven() {
+            match digits.len() {
+                11 if digits.starts_with('8') || digits.starts_with('7') => Some(&digits[1..]),
+                10 => Some(&digits[..]),
+                _ => None,
+            }
         } else {
-            trimmed.to_owned()
+            None
         };
-        let parsed = phonenumber::parse(Some(region.0), &prepared).map_err(|e| {
-            PhoneError::Unparsable {
+        if let Some(national) = plus_seven_national {
+            let e164 = format!("+7{national}");
+            return match parse_plus_seven(national) {
+                Some(n) if n.is_valid() => Ok(Phone(e164)),
+                _ => Err(PhoneError::Invalid {
+                    input: input.to_owned(),
+                    e164,
+                }),
+            };
+        }
+        let parsed =
+            phonenumber::parse(Some(region.0), trimmed).map_err(|e| PhoneError::Unparsable {
                 input: input.to_owned(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
         if !parsed.is_valid() {
             return Err(PhoneError::Invalid {
@@ -169,14 +180,33 @@ impl Phone {
     /// Whether the number is a mobile number (or one that may be mobile), so that an SMS can reach it.
     pub fn is_mobile(&self) -> bool {
         use phonenumber::Type;
-        match phonenumber::parse(None, &self.0) {
-            Ok(n) => matches!(
+        let parsed = match self.0.strip_prefix("+7") {
+            Some(national) => parse_plus_seven(national),
+            None => phonenumber::parse(None, &self.0).ok(),
+        };
+        parsed.is_some_and(|n| {
+            matches!(
                 n.number_type(&phonenumber::metadata::DATABASE),
                 Type::Mobile | Type::FixedLineOrMobile
-            ),
-            Err(_) => false,
-        }
+            )
+        })
     }
+}
+
+/// Reads a +7 number from its ten national digits, making sure the crate kept every digit.
+///
+/// phonenumber 0.3.x strips up to two leading 8s as if they were the trunk prefix, even after
+/// "+7". When the plain form loses digits, the same number with 8s put in front reads right;
+/// a result is used only if its national number is exactly `national`, so a fixed crate keeps
+/// working.
+fn parse_plus_seven(national: &str) -> Option<phonenumber::PhoneNumber> {
+    if national.len() != 10 || !national.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    (0..=3)
+        .map(|k| format!("+7{}{national}", "8".repeat(k)))
+        .filter_map(|candidate| phonenumber::parse(None, &candidate).ok())
+        .find(|n| n.code().value() == 7 && n.national().value().to_string() == national)
 }
 
 impl fmt::Debug for Phone {
@@ -220,6 +250,9 @@ mod tests {
             ("9123456789", "+79123456789"),
             ("+7 (812) 123-45-67", "+78121234567"),
             ("88005553535", "+78005553535"),
+            ("+78121234567", "+78121234567"),
+            ("+7 800 555 35 35", "+78005553535"),
+            ("8 (495) 123-45-67", "+74951234567"),
         ] {
             assert_eq!(Phone::parse(input).unwrap().as_str(), want, "{input}");
         }
@@ -235,6 +268,12 @@ mod tests {
         assert_eq!(
             Phone::parse_in("8 701 123 45 67", kz).unwrap().as_str(),
             "+77011234567"
+        );
+        let by: Region = "BY".parse().unwrap();
+        assert_eq!(
+            Phone::parse_in("8 029 123-45-67", by).unwrap().as_str(),
+            "+375291234567",
+            "Belarus keeps its own country code"
         );
         let de: Region = "de".parse().unwrap();
         assert_eq!(
@@ -278,6 +317,15 @@ mod tests {
         #[test]
         fn never_panics(s in "\\PC{0,40}") {
             let _ = Phone::parse(&s);
+        }
+
+        #[test]
+        fn plus_seven_eight_numbers_keep_every_digit(n in 8_000_000_000u64..8_999_999_999u64) {
+            for input in [format!("+7{n}"), format!("8{n}"), format!("+7 ({}) {}", n / 10_000_000, n % 10_000_000)] {
+                if let Ok(p) = Phone::parse(&input) {
+                    proptest::prop_assert_eq!(p.as_str(), format!("+7{n}"));
+                }
+            }
         }
 
         #[test]

@@ -160,7 +160,10 @@ pub trait WebhookHandler: Send + Sync + fmt::Debug {
     fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError>;
 
     /// Answers a handshake (such as Meta's GET `hub.challenge`); `None` if this request is not one.
-    fn handshake(&self, request: &WebhookRequest<'_>) -> Option<Result<WebhookReply, WebhookError>> {
+    fn handshake(
+        &self,
+        request: &WebhookRequest<'_>,
+    ) -> Option<Result<WebhookReply, WebhookError>> {
         let _ = request;
         None
     }

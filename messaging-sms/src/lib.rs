@@ -1,2 +1,97 @@
-//! Placeholder: see the crate issue.
+//! # messaging-sms
+//!
+//! SMS channels for the messaging cascade: the guaranteed last step after WhatsApp, Telegram and
+//! Max. Each provider is one [`Channel`](messaging_core::Channel) behind a cargo feature, with
+//! delivery reports by callback ([`WebhookHandler`](messaging_core::webhook::WebhookHandler)) and
+//! by polling ([`StatusPoller`]).
+//!
+//! | provider | feature | channel | callbacks | polling | sandbox |
+//! |---|---|---|---|---|---|
+//! | SMS.ru | `smsru` | [`smsru::SmsRuChannel`] | [`smsru::SmsRuWebhook`]: form `data[N]` lines, reply `100` | `sms/status`, 100 ids per request | `test=1` ([`SmsOptions::sandbox`]) |
+//! | SMSC.ru | `smsc` | [`smsc::SmscChannel`] | [`smsc::SmscWebhook`]: form `id`, `phone`, `status`, `err` | `sys/status.php`, one per request | an account setting ("virtual sending", `err` 200) |
+//! | SMS Aero | `smsaero` | [`smsaero::SmsAeroChannel`] | [`smsaero::SmsAeroWebhook`]: JSON or form `id`, `status` | `sms/status`, one per request | `sms/testsend` / `sms/teststatus` |
+//! | Twilio | `twilio` | [`twilio::TwilioChannel`] | [`twilio::TwilioWebhook`]: form, `X-Twilio-Signature` checked | `Messages/{Sid}.json`, one per request | test credentials and magic numbers ([`twilio::magic`]) |
+//!
+//! All four features are on by default. Two SMS providers in one cascade are simply two
+//! channels with their own [`ChannelId`](messaging_core::ChannelId) (`"sms-main"`,
+//! `"sms-backup"`).
+//!
+//! ## What every channel does the same way
+//!
+//! - **Before any HTTP request** the message is checked: the address must be
+//!   [`Address::Phone`](messaging_core::Address::Phone) of a mobile number
+//!   ([`Phone::is_mobile`](messaging_core::Phone::is_mobile)), else
+//!   [`ErrorKind::Unreachable`](messaging_core::ErrorKind::Unreachable); the text must not be
+//!   empty and must fit [`SmsOptions::max_segments`], else
+//!   [`ErrorKind::InvalidContent`](messaging_core::ErrorKind::InvalidContent).
+//! - The receipt carries the segment count from the core SMS encoding
+//!   ([`messaging_core::hygiene::sms::analyze`]) and a cost: the provider's when it gives one,
+//!   else segments × [`SmsOptions::price_per_segment`].
+//! - **Outages move the cascade on quickly**: every request has a short timeout
+//!   ([`SmsOptions::timeout`], 5 s by default); timeouts, refused or dropped connections and
+//!   5xx answers are [`ErrorKind::Temporary`](messaging_core::ErrorKind::Temporary) at once, with
+//!   no internal retries, so the engine's retry budget decides when to move on.
+//! - Provider codes are mapped by tables (`status_meaning`, `send_error_kind`, …, one per
+//!   provider module); unknown delivery codes are kept raw in
+//!   [`ProviderError::code`](messaging_core::ProviderError) with no kind.
+//! - **Secrets** (API ids, passwords, API keys, auth tokens) are [`secrecy::SecretString`]s;
+//!   `Debug` never prints them, and errors never carry URLs or request bodies.
+//!
+//! ## Example: two providers, one cascade
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use messaging_core::DynChannel;
+//! use messaging_sms::{SmsOptions, smsru::SmsRuChannel, smsc::{SmscChannel, SmscAuth}};
+//!
+//! let main: DynChannel = Arc::new(SmsRuChannel::new(
+//!     SmsOptions::new("sms-main").sender("Clinic").price_per_segment(4.0, "RUB"),
+//!     std::env::var("SMSRU_API_ID").unwrap_or_default(),
+//! ));
+//! let backup: DynChannel = Arc::new(SmscChannel::new(
+//!     SmsOptions::new("sms-backup").sender("Clinic"),
+//!     SmscAuth::login("clinic", "password"),
+//! ));
+//! // CascadePolicy steps: Step::new("sms-main") then Step::new("sms-backup").
+//! # let _ = (main, backup);
+//! ```
+//!
+//! ## Transliteration
+//!
+//! [`SmsOptions::transliteration`] takes a [`Transliteration`] policy: `Always` or
+//! `WhenCheaper` transliterate with the core before the segment count (Russian text then goes
+//! as GSM-7, 160 characters per segment instead of 70); `Provider` asks SMS.ru and SMSC.ru to
+//! do it on their side (`translit=1`).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// With only some providers enabled, some shared helpers have no caller.
+#[cfg_attr(
+    not(all(
+        feature = "smsru",
+        feature = "smsc",
+        feature = "smsaero",
+        feature = "twilio"
+    )),
+    allow(dead_code)
+)]
+mod shared;
+
+#[cfg(feature = "smsaero")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smsaero")))]
+pub mod smsaero;
+#[cfg(feature = "smsc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smsc")))]
+pub mod smsc;
+#[cfg(feature = "smsru")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smsru")))]
+pub mod smsru;
+#[cfg(feature = "twilio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
+pub mod twilio;
+
+pub use shared::{
+    DEFAULT_MAX_SEGMENTS, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, SmsOptions, StatusMeaning,
+    StatusPoller, Transliteration,
+};

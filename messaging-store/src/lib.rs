@@ -1,2 +1,74 @@
-//! Placeholder: see the store issue.
+//! # messaging-store
+//!
+//! Durable stores for the `messaging-core` cascade engine: they keep cascades, their timers, the
+//! provider-message-id index (to route delivery reports back), the reply index (to route an
+//! inbound message to the person's cascades) and WhatsApp service windows, so that no notice is
+//! lost when the process stops.
+//!
+//! | backend | feature | when to use it |
+//! |---|---|---|
+//! | [`SqliteStore`] | `sqlite` (default) | one engine process; a file next to the service, nothing to run |
+//! | [`PostgresStore`] | `postgres` | several engine instances sharing work, or an existing PostgreSQL |
+//! | [`MemoryStore`](messaging_core::store::MemoryStore) | (in `messaging-core`) | tests, or services that may lose state on restart |
+//!
+//! All three implement [`CascadeStore`](messaging_core::store::CascadeStore) and
+//! [`WindowStore`](messaging_core::store::WindowStore) with the same behaviour, checked by one
+//! conformance suite (`messaging_core::store::conformance`).
+//!
+//! ## What is stored
+//!
+//! | table | rows | purpose |
+//! |---|---|---|
+//! | `schema_version` | one per applied migration | migrations are applied on open, idempotently |
+//! | `cascades` | one per notification | the record as JSON, plus `version` (the compare-and-swap operand), `finished`, `wake_at_ns`, `lease_until_ns` and `due_ns` (the timer: `wake_at`, or the end of a claim's lease) |
+//! | `messages` | one per provider message id | `find_message` |
+//! | `reply_keys` | one per (address key, unfinished cascade) | `active_by_reply_key` |
+//! | `windows` | one per (channel, address key) | the WhatsApp 24-hour window |
+//! | `counters` (SQLite) | `active` | `count_active` in constant time |
+//!
+//! Times are Unix nanoseconds in `BIGINT` columns (years 1677 to 2262), so timers order exactly
+//! as in the in-memory store. Each `update` is one transaction: the record, its timer (clearing
+//! any claim), its reply keys and its provider message ids change together or not at all.
+//!
+//! ## Opening
+//!
+//! ```
+//! use messaging_core::store::CascadeStore;
+//! use messaging_store::SqliteStore;
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SqliteStore::open(dir.path().join("messaging.db")).await?;
+//! assert_eq!(store.next_wake().await?, None);
+//! # Ok::<(), messaging_core::store::StoreError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ```no_run
+//! # #[cfg(feature = "postgres")]
+//! # async fn demo() -> Result<(), messaging_core::store::StoreError> {
+//! use messaging_store::{PostgresOptions, PostgresStore};
+//! let store = PostgresStore::connect_with(
+//!     "postgres://app@db.internal/clinic",
+//!     PostgresOptions::default().schema("messaging").pool_size(16),
+//! )
+//! .await?;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod common;
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{Durability, SqliteOptions, SqliteStore};

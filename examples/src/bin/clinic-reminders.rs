@@ -118,7 +118,14 @@ fn patient_phone(i: usize) -> Phone {
 }
 
 const NAMES: [&str; 8] = [
-    "Анна", "Борис", "Вера", "Глеб", "Дарья", "Егор", "Жанна", "Илья",
+    "Анна",
+    "Борис",
+    "Вера",
+    "Глеб",
+    "Дарья",
+    "Егор",
+    "Жанна",
+    "Илья",
 ];
 
 fn patient(i: usize) -> Recipient {
@@ -128,7 +135,7 @@ fn patient(i: usize) -> Recipient {
     // Two thirds have Telegram; half of the rest have Max.
     if i % 3 != 2 {
         r = r.address(Address::Telegram(100_000 + i as i64));
-    } else if i % 2 == 0 {
+    } else if i.is_multiple_of(2) {
         r = r.address(Address::MaxUser(500_000 + i as i64));
     }
     r
@@ -154,7 +161,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Clinic reminders: {} patients, cascade WhatsApp (delivered, 60 min) -> Telegram -> Max -> SMS",
         args.patients
     );
-    println!("Sandbox: WhatsApp silent 50-90 min into the run, some patients not on WhatsApp or never reading it.\n");
+    println!(
+        "Sandbox: WhatsApp silent 50-90 min into the run, some patients not on WhatsApp or never reading it.\n"
+    );
 
     // Reminders go out through the morning, one every 30 seconds.
     let mut submitted_at = BTreeMap::new();
@@ -174,7 +183,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .deadline(at + chrono::Duration::hours(20));
         engine.submit(n).await?;
         submitted_at.insert(format!("reminder-{i:04}"), at);
-        if (i + 1) % 40 == 0 {
+        if (i + 1).is_multiple_of(40) {
             println!(
                 "  [{}] {} reminders submitted, {} cascades still running",
                 sb.clock.now().format("%H:%M"),
@@ -225,7 +234,10 @@ fn minutes(d: chrono::Duration) -> String {
 }
 
 fn print_patients(rows: &[(CascadeStatus, DateTime<Utc>)], all: bool) {
-    println!("{:<14} {:<12} {:>12} {:>9}", "notification", "delivered by", "time", "attempts");
+    println!(
+        "{:<14} {:<12} {:>12} {:>9}",
+        "notification", "delivered by", "time", "attempts"
+    );
     for (st, at) in rows.iter().take(if all { usize::MAX } else { 20 }) {
         let (by, when) = delivered_by(st);
         let time = when.map(|w| minutes(w - *at)).unwrap_or_else(|| "-".into());

@@ -613,15 +613,14 @@ impl Engine {
             }
             Inserted::New => self.publish(&id, &rec.history),
         }
-        if let Err(e) = self.drive(&id).await {
-            // Accepted and stored with a due timer: the next tick picks it up again.
-            tracing::warn!(notification = %id, error = %e, "first step failed; retried on tick");
-        }
-        let outcome = inner
-            .store
-            .get(&id)
-            .await?
-            .and_then(|r| r.outcome().cloned());
+        let outcome = match self.drive(&id).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Accepted and stored with a due timer: the next tick picks it up again.
+                tracing::warn!(notification = %id, error = %e, "first step failed; retried on tick");
+                None
+            }
+        };
         Ok(Submission {
             id,
             new: true,
@@ -671,7 +670,7 @@ impl Engine {
             total += due.len();
             let n = due.len();
             let results: Vec<Result<(), EngineError>> = futures::stream::iter(due)
-                .map(|id| async move { self.drive(&id).await })
+                .map(|id| async move { self.drive(&id).await.map(|_| ()) })
                 .buffer_unordered(self.inner.settings.concurrency)
                 .collect()
                 .await;
@@ -858,7 +857,7 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.drive(&mref.notification_id).await
+        self.drive(&mref.notification_id).await.map(|_| ())
     }
 
     /// Applies a delivery report to a record. Returns whether anything changed.
@@ -1007,19 +1006,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves a cascade forward as far as it can go now.
-    async fn drive(&self, id: &NotificationId) -> Result<(), EngineError> {
+    /// Moves a cascade forward as far as it can go now. Returns its outcome if it has ended.
+    async fn drive(&self, id: &NotificationId) -> Result<Option<Outcome>, EngineError> {
         // Bounded: every round either stops, or records a send, a skip or a state change.
         for _ in 0..64 {
             let Some(mut rec) = self.inner.store.get(id).await? else {
-                return Ok(());
+                return Ok(None);
             };
             let now = self.now();
             let before = rec.history.len();
             match self.plan(&mut rec, now).await {
-                Plan::Idle => return Ok(()),
+                Plan::Idle => return Ok(rec.outcome().cloned()),
                 Plan::Save => match self.save(&rec, before).await {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return Ok(rec.outcome().cloned()),
                     Err(StoreError::Conflict(_)) => continue,
                     Err(e) => return Err(e.into()),
                 },
@@ -1030,14 +1029,14 @@ impl Engine {
                         Err(e) => return Err(e.into()),
                     }
                     let result = send.channel.send(&send.message).await;
-                    let again = self.record_result(id, &send, result).await?;
-                    if !again {
-                        return Ok(());
+                    match self.record_result(id, &send, result).await? {
+                        Settled::Again => {}
+                        Settled::Stop(outcome) => return Ok(outcome),
                     }
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Stores a send's result. Returns whether the cascade should be driven on at once.
@@ -1046,21 +1045,21 @@ impl Engine {
         id: &NotificationId,
         send: &PendingSend,
         result: Result<SendReceipt, ChannelError>,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Settled, EngineError> {
         let sent_pmid = result.as_ref().ok().map(|r| r.provider_message_id.clone());
         let mut health_noted = false;
         loop {
             let Some(mut rec) = self.inner.store.get(id).await? else {
-                return Ok(false);
+                return Ok(Settled::Stop(None));
             };
             let now = self.now();
             let before = rec.history.len();
             let Some(attempt) = rec.attempts.get(send.attempt).cloned() else {
-                return Ok(false);
+                return Ok(Settled::Stop(rec.outcome().cloned()));
             };
             if !matches!(attempt.state, AttemptState::InFlight) {
                 // Someone else already settled this attempt (a lease ran out meanwhile).
-                return Ok(false);
+                return Ok(Settled::Stop(rec.outcome().cloned()));
             }
             let current =
                 matches!(rec.phase, Phase::Sending { attempt } if attempt == send.attempt);
@@ -1169,11 +1168,13 @@ impl Engine {
                 let orphan = lock(&self.inner.orphans).remove(pmid);
                 if let Some((report, _)) = orphan {
                     self.handle_delivery_boxed(report).await?;
-                    return Ok(false);
+                    return Ok(Settled::Stop(None));
                 }
             }
-            let again = matches!(rec.phase, Phase::Ready) && rec.wake_at.is_none_or(|w| w <= now);
-            return Ok(again);
+            if matches!(rec.phase, Phase::Ready) && rec.wake_at.is_none_or(|w| w <= now) {
+                return Ok(Settled::Again);
+            }
+            return Ok(Settled::Stop(rec.outcome().cloned()));
         }
     }
 
@@ -1720,6 +1721,14 @@ impl Engine {
             shorten_to,
         }))
     }
+}
+
+/// What happens after a send's result is stored.
+enum Settled {
+    /// Drive the cascade on at once (a retry or the next step is due now).
+    Again,
+    /// Stop; the cascade's outcome if it ended.
+    Stop(Option<Outcome>),
 }
 
 enum StepPlan {

@@ -45,7 +45,6 @@ struct Slot {
     record: CascadeRecord,
     /// The key this record has in `timers`: its `wake_at`, or the end of a claim's lease.
     timer: Option<DateTime<Utc>>,
-    reply_keys: Vec<String>,
 }
 
 impl MemoryStore {
@@ -62,7 +61,7 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn index(&mut self, record: &CascadeRecord, old_keys: &[String]) -> Vec<String> {
+    fn index_messages(&mut self, record: &CascadeRecord) {
         for (pmid, attempt) in record.provider_message_ids() {
             self.messages
                 .entry(pmid.clone())
@@ -71,24 +70,26 @@ impl Inner {
                     attempt,
                 });
         }
-        let keys = record.reply_keys();
-        if keys != old_keys {
-            for k in old_keys {
-                if let Some(v) = self.reply_index.get_mut(k) {
-                    v.retain(|id| id != record.id());
-                    if v.is_empty() {
-                        self.reply_index.remove(k);
-                    }
+    }
+
+    fn add_reply_keys(&mut self, record: &CascadeRecord) {
+        for k in record.reply_keys() {
+            self.reply_index
+                .entry(k)
+                .or_default()
+                .push(record.id().clone());
+        }
+    }
+
+    fn remove_reply_keys(&mut self, id: &NotificationId, keys: Vec<String>) {
+        for k in keys {
+            if let Some(v) = self.reply_index.get_mut(&k) {
+                v.retain(|x| x != id);
+                if v.is_empty() {
+                    self.reply_index.remove(&k);
                 }
             }
-            for k in &keys {
-                self.reply_index
-                    .entry(k.clone())
-                    .or_default()
-                    .push(record.id().clone());
-            }
         }
-        keys
     }
 }
 
@@ -101,7 +102,9 @@ impl CascadeStore for MemoryStore {
         }
         let mut rec = record.clone();
         rec.version = 0;
-        let keys = g.index(&rec, &[]);
+        g.index_messages(&rec);
+        // Reply keys only change when a cascade starts or ends: the notification is immutable.
+        g.add_reply_keys(&rec);
         if let Some(w) = rec.wake_at {
             g.timers.insert((w, rec.id().clone()));
         }
@@ -113,7 +116,6 @@ impl CascadeStore for MemoryStore {
             Slot {
                 timer: rec.wake_at,
                 record: rec,
-                reply_keys: keys,
             },
         );
         Ok(Inserted::New)
@@ -134,28 +136,32 @@ impl CascadeStore for MemoryStore {
             return Err(StoreError::Conflict(record.id().clone()));
         }
         let was_active = !slot.record.is_finished();
-        if let Some(w) = slot.timer.take() {
-            g.timers.remove(&(w, record.id().clone()));
-        }
-        let old_keys = std::mem::take(&mut slot.reply_keys);
+        let old_timer = slot.timer.take();
         let mut rec = record.clone();
         rec.version += 1;
         let version = rec.version;
-        if let Some(w) = rec.wake_at {
-            g.timers.insert((w, rec.id().clone()));
-        }
         let now_active = !rec.is_finished();
-        let keys = g.index(&rec, &old_keys);
-        let slot = g
-            .records
-            .get_mut(record.id())
-            .ok_or_else(|| StoreError::NotFound(record.id().clone()))?;
         slot.timer = rec.wake_at;
+        let old_keys = (was_active && !now_active).then(|| slot.record.reply_keys());
         slot.record = rec;
-        slot.reply_keys = keys;
+        if let Some(w) = old_timer {
+            g.timers.remove(&(w, record.id().clone()));
+        }
+        if let Some(w) = record.wake_at {
+            g.timers.insert((w, record.id().clone()));
+        }
+        g.index_messages(record);
         match (was_active, now_active) {
-            (true, false) => g.active -= 1,
-            (false, true) => g.active += 1,
+            (true, false) => {
+                g.active -= 1;
+                if let Some(keys) = old_keys {
+                    g.remove_reply_keys(record.id(), keys);
+                }
+            }
+            (false, true) => {
+                g.active += 1;
+                g.add_reply_keys(record);
+            }
             _ => {}
         }
         Ok(version)

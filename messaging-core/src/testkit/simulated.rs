@@ -154,7 +154,10 @@ impl Default for SimBehavior {
 struct Due(DateTime<Utc>, u64);
 
 /// Reports waiting for their time: a min-heap of (due, sequence) and the reports by sequence.
-type ReportQueue = (BinaryHeap<Reverse<Due>>, std::collections::HashMap<u64, Event>);
+type ReportQueue = (
+    BinaryHeap<Reverse<Due>>,
+    std::collections::HashMap<u64, Event>,
+);
 
 /// A channel whose delivery reports arrive on the injected clock after a sampled latency.
 ///

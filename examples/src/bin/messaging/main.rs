@@ -1,0 +1,87 @@
+//! `messaging`: the command-line face of the messaging library. Every subcommand prints one JSON
+//! object on stdout; the shapes are a public contract (see each module).
+//!
+//! ```text
+//! messaging lint --channel whatsapp --first-contact --name Анна "Анна, приём завтра. Придёте?"
+//! messaging segments "Привет! Ваша запись к врачу 12.03 в 10:00"
+//! messaging split --channel telegram --max 500 "..."
+//! messaging phone --region RU "8 (912) 345-67-89"
+//! ```
+//!
+//! Exit status: 0 on success, 1 when the answer is negative (an error-level diagnostic, an invalid
+//! number, a text that cannot be split), 2 on a usage error.
+
+mod lint;
+mod phone;
+mod segments;
+mod split;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use messaging_core::{ChannelKind, Purpose};
+
+/// Checks and prepares messages for WhatsApp, Telegram, Max and SMS. Prints JSON.
+#[derive(Debug, Parser)]
+#[command(name = "messaging", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands. Each lives in its own module with an `Args` struct and a `run` function.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Lints a rendered message for spam hygiene.
+    Lint(lint::Args),
+    /// SMS encoding, units and segment count of a text.
+    Segments(segments::Args),
+    /// Splits a long text into short parts for a channel.
+    Split(split::Args),
+    /// Reads a phone number and prints it in E.164.
+    Phone(phone::Args),
+}
+
+/// What a subcommand produced: the JSON to print and whether the answer was positive.
+#[derive(Debug)]
+pub(crate) struct Output {
+    json: serde_json::Value,
+    ok: bool,
+}
+
+impl Output {
+    /// A positive answer (exit status 0).
+    pub(crate) fn ok(json: serde_json::Value) -> Self {
+        Output { json, ok: true }
+    }
+    /// A negative answer (exit status 1).
+    pub(crate) fn fail(json: serde_json::Value) -> Self {
+        Output { json, ok: false }
+    }
+}
+
+/// Reads a channel kind (`whatsapp`, `telegram`, `max`, `sms`).
+pub(crate) fn parse_channel(s: &str) -> Result<ChannelKind, String> {
+    s.parse()
+}
+
+/// Reads a purpose (`service`, `marketing`, `authentication`, `conversation`).
+pub(crate) fn parse_purpose(s: &str) -> Result<Purpose, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = match cli.command {
+        Command::Lint(a) => lint::run(a),
+        Command::Segments(a) => segments::run(a),
+        Command::Split(a) => split::run(a),
+        Command::Phone(a) => phone::run(a),
+    };
+    println!("{}", out.json);
+    if out.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

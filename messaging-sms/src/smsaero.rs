@@ -1,0 +1,484 @@
+//! SMS Aero API v2: `POST https://gate.smsaero.ru/v2/sms/send` (JSON, HTTP Basic with the
+//! account e-mail and API key), `sms/status` polling, the sandbox `sms/testsend` /
+//! `sms/teststatus` ([`SmsOptions::sandbox`]) and delivery callbacks to `callbackUrl`.
+//!
+//! ```no_run
+//! use messaging_core::{Address, ChannelExt, Phone};
+//! use messaging_sms::{SmsOptions, smsaero::SmsAeroChannel};
+//! # async fn run() -> Result<(), messaging_core::ChannelError> {
+//! let sms = SmsAeroChannel::new(
+//!     SmsOptions::new("sms-aero").sender("Clinic").sandbox(true),
+//!     "clinic@example.com",
+//!     "API-KEY",
+//! );
+//! let to = Address::Phone(Phone::parse("+79123456789").unwrap());
+//! sms.send_text(to, "Приём завтра в 10:00").await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
+use messaging_core::{
+    Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Cost, DeliveryReport,
+    DeliveryStatus, ErrorKind, Event, OutboundMessage, ProviderMessageId, SendReceipt,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::shared::{self, HttpReply, Pacer, SmsOptions, StatusMeaning, StatusPoller};
+
+const PROVIDER: &str = "smsaero";
+
+/// The free sender name SMS Aero uses when none is configured.
+pub const DEFAULT_SIGN: &str = "SMS Aero";
+
+/// An SMS Aero account as a [`Channel`].
+pub struct SmsAeroChannel {
+    opts: SmsOptions,
+    email: String,
+    api_key: SecretString,
+    base_url: String,
+    client: reqwest::Client,
+    pacer: Pacer,
+}
+
+impl fmt::Debug for SmsAeroChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmsAeroChannel")
+            .field("id", &self.opts.id)
+            .field("email", &self.email)
+            .field("api_key", &"[redacted]")
+            .field("base_url", &self.base_url)
+            .field("sandbox", &self.opts.sandbox)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmsAeroChannel {
+    /// The production API (the official SDKs fail over to `gate.smsaero.org/v2` and
+    /// `gate.smsaero.net/v2`; point [`base_url`](Self::base_url) there if needed).
+    pub const DEFAULT_BASE_URL: &'static str = "https://gate.smsaero.ru/v2";
+
+    /// A channel for the account `email` with its API key.
+    pub fn new(opts: SmsOptions, email: impl Into<String>, api_key: impl Into<String>) -> Self {
+        SmsAeroChannel {
+            client: opts.http_client(),
+            pacer: Pacer::new(opts.poll_interval),
+            opts,
+            email: email.into(),
+            api_key: SecretString::from(api_key.into()),
+            base_url: Self::DEFAULT_BASE_URL.to_owned(),
+        }
+    }
+
+    /// Points the channel at another base URL (ending in `/v2`).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SmsOptions {
+        &self.opts
+    }
+
+    /// A webhook handler for this channel's callbacks (tagged with its channel id).
+    pub fn webhook(&self) -> SmsAeroWebhook {
+        SmsAeroWebhook::new().channel_id(self.opts.id.clone())
+    }
+
+    async fn call(&self, method: &str, body: &Value) -> Result<Value, ChannelError> {
+        let method = if self.opts.sandbox {
+            method.replacen("sms/", "sms/test", 1)
+        } else {
+            method.to_owned()
+        };
+        let req = self
+            .client
+            .post(format!("{}/{method}", self.base_url))
+            .basic_auth(&self.email, Some(self.api_key.expose_secret()))
+            .json(body);
+        let reply = shared::execute(PROVIDER, self.opts.timeout, req).await?;
+        read_envelope(&reply)
+    }
+}
+
+/// Reads the `{"success", "data", "message"}` envelope; returns `data` or a typed error.
+fn read_envelope(reply: &HttpReply) -> Result<Value, ChannelError> {
+    let code = reply.status.as_u16();
+    let v = match serde_json::from_slice::<Value>(&reply.body) {
+        Ok(v) if v.is_object() => v,
+        _ => return Err(shared::unreadable(PROVIDER, reply)),
+    };
+    let message = v.get("message").and_then(Value::as_str).unwrap_or_default();
+    if code == 429 || (500..=599).contains(&code) {
+        return Err(shared::http_status_error(PROVIDER, reply, Some(message)));
+    }
+    // The Python SDK's legacy shapes.
+    match v.get("result").and_then(Value::as_str) {
+        Some("no credits") => {
+            return Err(shared::coded_error(
+                PROVIDER,
+                ErrorKind::ChannelDown,
+                "no credits",
+                "no credits",
+                None,
+            ));
+        }
+        Some("reject") => {
+            let reason = v.get("reason").and_then(Value::as_str).unwrap_or_default();
+            return Err(shared::coded_error(
+                PROVIDER,
+                ErrorKind::Unexpected,
+                "reject",
+                reason,
+                None,
+            ));
+        }
+        _ => {}
+    }
+    if v.get("success").and_then(Value::as_bool) == Some(true) && reply.status.is_success() {
+        return Ok(v.get("data").cloned().unwrap_or(Value::Null));
+    }
+    Err(envelope_error(code, message, v.get("data")))
+}
+
+/// The kind of an SMS Aero failure, read from the HTTP status, the message and the fields the
+/// validation error names (`data.number` → unreachable, `data.text` → content, `data.sign` →
+/// channel down).
+///
+/// ```
+/// use messaging_core::ErrorKind;
+/// use messaging_sms::smsaero::error_kind;
+/// let data = serde_json::json!({"number": ["incorrect"]});
+/// assert_eq!(error_kind(400, "Validation error.", Some(&data)), ErrorKind::Unreachable);
+/// assert_eq!(error_kind(401, "Your request was made with invalid credentials.", None), ErrorKind::ChannelDown);
+/// ```
+pub fn error_kind(http_status: u16, message: &str, data: Option<&Value>) -> ErrorKind {
+    let m = message.to_ascii_lowercase();
+    if http_status == 429 || m.contains("too many") {
+        return ErrorKind::RateLimited;
+    }
+    if (500..=599).contains(&http_status) {
+        return ErrorKind::Temporary;
+    }
+    if http_status == 401
+        || http_status == 403
+        || m.contains("credential")
+        || m.contains("balance")
+        || m.contains("money")
+        || m.contains("no credits")
+    {
+        return ErrorKind::ChannelDown;
+    }
+    if let Some(d) = data.and_then(Value::as_object) {
+        if d.contains_key("number") || d.contains_key("numbers") {
+            return ErrorKind::Unreachable;
+        }
+        if d.contains_key("sign") {
+            return ErrorKind::ChannelDown;
+        }
+        if d.contains_key("text") {
+            return ErrorKind::InvalidContent;
+        }
+    }
+    ErrorKind::Unexpected
+}
+
+fn envelope_error(http_status: u16, message: &str, data: Option<&Value>) -> ChannelError {
+    let kind = error_kind(http_status, message, data);
+    let fields = data
+        .and_then(Value::as_object)
+        .map(|d| d.keys().cloned().collect::<Vec<_>>().join(", "))
+        .filter(|s| !s.is_empty());
+    let text = match fields {
+        Some(f) => format!("{message} ({f})"),
+        None => message.to_owned(),
+    };
+    shared::coded_error(PROVIDER, kind, format!("http {http_status}"), &text, None)
+}
+
+#[async_trait]
+impl Channel for SmsAeroChannel {
+    fn id(&self) -> &ChannelId {
+        &self.opts.id
+    }
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.opts.capabilities()
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
+        let p = shared::prepare(&self.opts, message, false)?;
+        let mut body = json!({
+            "number": p.phone.digits(),
+            "text": p.text,
+            "sign": self.opts.sender.as_deref().unwrap_or(DEFAULT_SIGN),
+        });
+        if let (Some(url), Some(obj)) = (&self.opts.callback_url, body.as_object_mut()) {
+            obj.insert("callbackUrl".into(), Value::String(url.clone()));
+        }
+        let data = self.call("sms/send", &body).await?;
+        let item = match &data {
+            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let Some(id) = shared::lenient_string(item.get("id")) else {
+            return Err(ChannelError::unexpected(
+                "smsaero: answer without a message id",
+            ));
+        };
+        let cost = shared::lenient_f64(item.get("cost")).map(|c| Cost::new(c, "RUB"));
+        Ok(shared::receipt(&self.opts, id, p.segments, cost))
+    }
+}
+
+#[async_trait]
+impl StatusPoller for SmsAeroChannel {
+    /// One `sms/status` request per message (paced).
+    async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
+        let mut events = Vec::new();
+        for pmid in ids {
+            self.pacer.wait().await;
+            let id = match pmid.as_str().parse::<i64>() {
+                Ok(n) => json!(n),
+                Err(_) => json!(pmid.as_str()),
+            };
+            let data = self.call("sms/status", &json!({ "id": id })).await?;
+            if let Some(r) = report_from_item(&data, Some(pmid.as_str())) {
+                events.push(shared::delivery_event(r, Some(&self.opts.id)));
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// The meaning of an SMS Aero status code, or `None` for a code this table does not know.
+///
+/// The table follows the PHP client's constants (0 queue, 1 delivered, 2 not delivered,
+/// 3 transmitted, 4 waiting for status, 6 rejected, 8 on moderation); the Go SDK's comment
+/// "3: rejected" disagrees and is not followed.
+///
+/// ```
+/// use messaging_core::DeliveryStatus;
+/// use messaging_sms::smsaero::status_meaning;
+/// assert_eq!(status_meaning(1).unwrap().status, DeliveryStatus::Delivered);
+/// assert_eq!(status_meaning(2).unwrap().status, DeliveryStatus::Failed);
+/// ```
+pub fn status_meaning(code: i64) -> Option<StatusMeaning> {
+    use DeliveryStatus as S;
+    use ErrorKind as K;
+    Some(match code {
+        0 => StatusMeaning::ok(S::Accepted, "queue"),
+        1 => StatusMeaning::ok(S::Delivered, "delivered"),
+        2 => StatusMeaning::failed(K::Unreachable, "not delivered"),
+        3 => StatusMeaning::ok(S::Sent, "transmitted"),
+        4 => StatusMeaning::ok(S::Sent, "waiting for status"),
+        6 => StatusMeaning::failed(K::Unexpected, "rejected"),
+        8 => StatusMeaning::ok(S::Accepted, "on moderation"),
+        _ => return None,
+    })
+}
+
+/// The status code an `extendStatus` word stands for, when only the word is given.
+fn code_from_word(word: &str) -> Option<i64> {
+    Some(match word.trim().to_ascii_lowercase().as_str() {
+        "queue" => 0,
+        "delivery" | "delivered" => 1,
+        "undelivered" | "not delivered" => 2,
+        "transmitted" | "sent" => 3,
+        "wait status" | "waiting" => 4,
+        "reject" | "rejected" => 6,
+        "moderation" => 8,
+        _ => return None,
+    })
+}
+
+/// A report from a message object (`{"id", "status", "extendStatus", "number", "cost", …}`).
+fn report_from_item(item: &Value, fallback_id: Option<&str>) -> Option<DeliveryReport> {
+    let id = shared::lenient_string(item.get("id")).or_else(|| fallback_id.map(str::to_owned))?;
+    let word = item.get("extendStatus").and_then(Value::as_str);
+    let code = shared::lenient_i64(item.get("status")).or_else(|| word.and_then(code_from_word))?;
+    let at = shared::lenient_i64(item.get("dateAnswer"))
+        .or_else(|| shared::lenient_i64(item.get("dateSend")))
+        .and_then(|t| shared::unix_time(&t.to_string()))
+        .unwrap_or_else(Utc::now);
+    let mut r = shared::report_from_code(&id, &code.to_string(), status_meaning(code), word, at);
+    if let Some(n) = shared::lenient_string(item.get("number")) {
+        r = r.recipient(n);
+    }
+    r.cost = shared::lenient_f64(item.get("cost")).map(|c| Cost::new(c, "RUB"));
+    Some(r)
+}
+
+/// Parses SMS Aero delivery callbacks sent to `callbackUrl`.
+///
+/// The callback format is not documented in the sources this crate was written from; the
+/// handler accepts the message object SMS Aero returns from `sms/status` (`id`, `status`,
+/// `extendStatus`, `number`, …), as JSON (alone, in a list, or in a `{"data": …}` envelope) or
+/// as form fields. No signature is known: protect the URL with a secret path.
+///
+/// ```
+/// use messaging_core::{Event, DeliveryStatus, webhook::{WebhookHandler, WebhookRequest}};
+/// use messaging_sms::smsaero::SmsAeroWebhook;
+/// let headers = http::HeaderMap::new();
+/// let body = br#"{"id": 5, "status": 1, "extendStatus": "delivery", "number": "79990000000"}"#;
+/// let ev = SmsAeroWebhook::new().verify_and_parse(&WebhookRequest::post(&headers, body)).unwrap();
+/// let Event::Delivery(d) = &ev[0] else { panic!() };
+/// assert_eq!(d.status, DeliveryStatus::Delivered);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SmsAeroWebhook {
+    channel_id: Option<ChannelId>,
+}
+
+impl SmsAeroWebhook {
+    /// A handler (no credentials needed).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Tags events with a channel id.
+    pub fn channel_id(mut self, id: ChannelId) -> Self {
+        self.channel_id = Some(id);
+        self
+    }
+}
+
+impl WebhookHandler for SmsAeroWebhook {
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+    fn channel_kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+    fn verify(&self, _request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        Ok(())
+    }
+    fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
+        let items: Vec<Value> = match serde_json::from_slice::<Value>(request.body) {
+            Ok(v) => {
+                let v = match v.get("data") {
+                    Some(d) if !d.is_null() => d.clone(),
+                    _ => v,
+                };
+                match v {
+                    Value::Array(a) => a,
+                    o @ Value::Object(_) => vec![o],
+                    _ => return Err(WebhookError::malformed(PROVIDER, "not a message object")),
+                }
+            }
+            Err(_) => {
+                let f = shared::callback_fields(request);
+                let obj: serde_json::Map<String, Value> =
+                    f.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                vec![Value::Object(obj)]
+            }
+        };
+        let mut out = Vec::new();
+        for item in &items {
+            match report_from_item(item, None) {
+                Some(r) => out.push(shared::delivery_event(r, self.channel_id.as_ref())),
+                None => {
+                    return Err(WebhookError::malformed(
+                        PROVIDER,
+                        "expected a message with id and status",
+                    ));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(WebhookError::malformed(PROVIDER, "no messages"));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &str) -> HttpReply {
+        HttpReply {
+            status: http::StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn status_table() {
+        use DeliveryStatus as S;
+        use ErrorKind as K;
+        let table: &[(i64, S, Option<K>)] = &[
+            (0, S::Accepted, None),
+            (1, S::Delivered, None),
+            (2, S::Failed, Some(K::Unreachable)),
+            (3, S::Sent, None),
+            (4, S::Sent, None),
+            (6, S::Failed, Some(K::Unexpected)),
+            (8, S::Accepted, None),
+        ];
+        for &(code, status, kind) in table {
+            let m = status_meaning(code).unwrap();
+            assert_eq!((m.status, m.kind), (status, kind), "{code}");
+        }
+        for unknown in [5, 7, 9, -1] {
+            assert!(status_meaning(unknown).is_none());
+        }
+    }
+
+    #[test]
+    fn envelope_errors() {
+        let e = read_envelope(&reply(
+            401,
+            r#"{"success":false,"data":null,"message":"Your request was made with invalid credentials."}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChannelDown);
+        let e = read_envelope(&reply(
+            400,
+            r#"{"success":false,"data":{"text":["too long"]},"message":"Validation error."}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidContent);
+        let e = read_envelope(&reply(200, r#"{"result":"no credits"}"#)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChannelDown);
+        let e = read_envelope(&reply(502, "bad gateway")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Temporary);
+        let e = read_envelope(&reply(
+            429,
+            r#"{"success":false,"message":"Too Many Requests"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+    }
+
+    #[test]
+    fn callbacks_in_several_shapes() {
+        let h = SmsAeroWebhook::new();
+        let headers = http::HeaderMap::new();
+        let ev = h
+            .parse(&WebhookRequest::post(
+                &headers,
+                b"id=5&status=2&extendStatus=undelivered",
+            ))
+            .unwrap();
+        let Event::Delivery(d) = &ev[0] else { panic!() };
+        assert_eq!(d.status, DeliveryStatus::Failed);
+        assert_eq!(d.error.as_ref().unwrap().code, "2");
+        let ev = h
+            .parse(&WebhookRequest::post(
+                &headers,
+                br#"{"success":true,"data":[{"id":1,"extendStatus":"delivery"},{"id":2,"status":3}]}"#,
+            ))
+            .unwrap();
+        assert_eq!(ev.len(), 2);
+        assert!(h.parse(&WebhookRequest::post(&headers, b"[]")).is_err());
+        assert!(h.parse(&WebhookRequest::post(&headers, b"foo=1")).is_err());
+    }
+}

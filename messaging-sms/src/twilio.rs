@@ -1,0 +1,797 @@
+//! Twilio Programmable Messaging: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`
+//! (form, HTTP Basic), `GET …/Messages/{Sid}.json` polling, status callbacks and inbound SMS
+//! with `X-Twilio-Signature` validation.
+//!
+//! The sender ([`SmsOptions::sender`]) is a `From` number, or a Messaging Service when it starts
+//! with `MG`. With [`SmsOptions::sandbox`] on, the mobile-number check is skipped so that
+//! Twilio's test credentials can be used with the [`magic`] numbers.
+//!
+//! ```no_run
+//! use messaging_core::{Address, ChannelExt, Phone};
+//! use messaging_sms::{SmsOptions, twilio::TwilioChannel};
+//! # async fn run() -> Result<(), messaging_core::ChannelError> {
+//! let sms = TwilioChannel::new(
+//!     SmsOptions::new("sms-twilio").sender("+15017122661").callback_url("https://example.com/twilio"),
+//!     "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+//!     "auth-token",
+//! );
+//! let to = Address::Phone(Phone::parse("+447911123456").unwrap());
+//! sms.send_text(to, "Your appointment is tomorrow at 10:00").await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use chrono::{NaiveDateTime, TimeZone, Utc};
+use hmac::{Hmac, Mac};
+use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
+use messaging_core::{
+    Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, ChannelSignal, Cost,
+    DeliveryReport, DeliveryStatus, ErrorKind, Event, InboundMessage, OutboundMessage, Phone,
+    ProviderError, ProviderMessageId, SendReceipt, Signal,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sha2::Digest as _;
+use subtle::ConstantTimeEq;
+
+use crate::shared::{self, HttpReply, Pacer, SmsOptions, StatusMeaning, StatusPoller};
+
+const PROVIDER: &str = "twilio";
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
+
+/// Twilio's magic numbers for test credentials (no charge, no delivery).
+pub mod magic {
+    /// `From`: a valid sender, the send succeeds.
+    pub const FROM_VALID: &str = "+15005550006";
+    /// `From`: invalid number, error 21212.
+    pub const FROM_INVALID: &str = "+15005550001";
+    /// `From`: not owned by the account or cannot send SMS, error 21606.
+    pub const FROM_NOT_OWNED: &str = "+15005550007";
+    /// `From`: SMS queue full, error 21611.
+    pub const FROM_QUEUE_FULL: &str = "+15005550008";
+    /// `To`: invalid number, error 21211.
+    pub const TO_INVALID: &str = "+15005550001";
+    /// `To`: cannot be routed, error 21612.
+    pub const TO_UNROUTABLE: &str = "+15005550002";
+    /// `To`: no international permission, error 21408.
+    pub const TO_NO_PERMISSION: &str = "+15005550003";
+    /// `To`: blocklisted (the person sent STOP), error 21610.
+    pub const TO_BLOCKLISTED: &str = "+15005550004";
+    /// `To`: cannot receive SMS, error 21614.
+    pub const TO_NOT_SMS_CAPABLE: &str = "+15005550009";
+}
+
+/// A Twilio account as a [`Channel`].
+pub struct TwilioChannel {
+    opts: SmsOptions,
+    account_sid: String,
+    auth_token: SecretString,
+    base_url: String,
+    client: reqwest::Client,
+    pacer: Pacer,
+}
+
+impl fmt::Debug for TwilioChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioChannel")
+            .field("id", &self.opts.id)
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"[redacted]")
+            .field("base_url", &self.base_url)
+            .field("sender", &self.opts.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TwilioChannel {
+    /// The production API.
+    pub const DEFAULT_BASE_URL: &'static str = "https://api.twilio.com";
+
+    /// A channel for an account (live or test credentials).
+    pub fn new(
+        opts: SmsOptions,
+        account_sid: impl Into<String>,
+        auth_token: impl Into<String>,
+    ) -> Self {
+        TwilioChannel {
+            client: opts.http_client(),
+            pacer: Pacer::new(opts.poll_interval),
+            opts,
+            account_sid: account_sid.into(),
+            auth_token: SecretString::from(auth_token.into()),
+            base_url: Self::DEFAULT_BASE_URL.to_owned(),
+        }
+    }
+
+    /// Points the channel at another host (a test server).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SmsOptions {
+        &self.opts
+    }
+
+    /// A webhook handler that checks signatures with this account's auth token.
+    pub fn webhook(&self) -> TwilioWebhook {
+        TwilioWebhook {
+            auth_token: Some(self.auth_token.clone()),
+            url: None,
+            channel_id: Some(self.opts.id.clone()),
+        }
+    }
+
+    fn messages_url(&self) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages",
+            self.base_url, self.account_sid
+        )
+    }
+}
+
+#[async_trait]
+impl Channel for TwilioChannel {
+    fn id(&self) -> &ChannelId {
+        &self.opts.id
+    }
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.opts.capabilities()
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
+        let p = shared::prepare(&self.opts, message, self.opts.sandbox)?;
+        let mut form = vec![
+            ("To", p.phone.as_str().to_owned()),
+            ("Body", p.text.clone()),
+        ];
+        match self.opts.sender.as_deref() {
+            Some(s) if s.starts_with("MG") => form.push(("MessagingServiceSid", s.to_owned())),
+            Some(s) => form.push(("From", s.to_owned())),
+            None => {
+                return Err(ChannelError::channel_down(
+                    "twilio: no sender configured (a From number or an MG… Messaging Service)",
+                ));
+            }
+        }
+        if let Some(url) = &self.opts.callback_url {
+            form.push(("StatusCallback", url.clone()));
+        }
+        let req = self
+            .client
+            .post(format!("{}.json", self.messages_url()))
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .header(http::header::ACCEPT, "application/json")
+            .form(&form);
+        let reply = shared::execute(PROVIDER, self.opts.timeout, req).await?;
+        let v = read_resource(&reply)?;
+        let Some(sid) = shared::lenient_string(v.get("sid")) else {
+            return Err(ChannelError::unexpected("twilio: answer without a sid"));
+        };
+        if let Some(r) = report_from_resource(&v)
+            && r.status == DeliveryStatus::Failed
+        {
+            let e = r.error.unwrap_or(ProviderError {
+                code: "failed".into(),
+                message: "failed".into(),
+                kind: None,
+            });
+            return Err(ChannelError::new(
+                e.kind.unwrap_or(ErrorKind::Unexpected),
+                format!("twilio: message failed: {}", shared::clip(&e.message)),
+            )
+            .with_provider_code(e.code));
+        }
+        let segments = shared::lenient_i64(v.get("num_segments"))
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(p.segments);
+        let cost = shared::lenient_f64(v.get("price")).map(|a| {
+            let unit = v.get("price_unit").and_then(Value::as_str).unwrap_or("USD");
+            Cost::new(a.abs(), unit)
+        });
+        Ok(shared::receipt(&self.opts, sid, segments, cost))
+    }
+}
+
+#[async_trait]
+impl StatusPoller for TwilioChannel {
+    /// One `GET Messages/{Sid}.json` per message (paced). Test credentials cannot read messages
+    /// (Twilio answers 403).
+    async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
+        let mut events = Vec::new();
+        for pmid in ids {
+            let sid = pmid.as_str();
+            if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+                tracing::warn!(provider = PROVIDER, id = %pmid, "not a Twilio message sid; skipped");
+                continue;
+            }
+            self.pacer.wait().await;
+            let req = self
+                .client
+                .get(format!("{}/{sid}.json", self.messages_url()))
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+                .header(http::header::ACCEPT, "application/json");
+            let reply = shared::execute(PROVIDER, self.opts.timeout, req).await?;
+            let v = read_resource(&reply)?;
+            if let Some(r) = report_from_resource(&v) {
+                events.push(shared::delivery_event(r, Some(&self.opts.id)));
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// Reads a Message resource, or a typed error from a legacy (`{code, message}`) or RFC 9457
+/// (`{type, title, status, code, detail}`) error body.
+fn read_resource(reply: &HttpReply) -> Result<Value, ChannelError> {
+    let v = serde_json::from_slice::<Value>(&reply.body).ok();
+    if reply.status.is_success() {
+        return match v {
+            Some(v) if v.is_object() => Ok(v),
+            _ => Err(shared::unreadable(PROVIDER, reply)),
+        };
+    }
+    let Some(v) = v.filter(Value::is_object) else {
+        return Err(shared::http_status_error(PROVIDER, reply, None));
+    };
+    Err(api_error(reply, &v))
+}
+
+fn api_error(reply: &HttpReply, v: &Value) -> ChannelError {
+    let status = reply.status.as_u16();
+    let text = v
+        .get("message")
+        .or_else(|| v.get("detail"))
+        .or_else(|| v.get("title"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(code) = shared::lenient_i64(v.get("code")) else {
+        return shared::http_status_error(PROVIDER, reply, Some(text));
+    };
+    let mut kind = error_kind(code);
+    if kind == ErrorKind::Unexpected {
+        // Fall back on the HTTP status for codes the table does not know.
+        kind = match status {
+            429 => ErrorKind::RateLimited,
+            401 => ErrorKind::ChannelDown,
+            500..=599 => ErrorKind::Temporary,
+            _ => ErrorKind::Unexpected,
+        };
+    }
+    let wait = (kind == ErrorKind::RateLimited)
+        .then_some(reply.retry_after)
+        .flatten();
+    shared::coded_error(PROVIDER, kind, code, text, wait)
+}
+
+/// The kind of a Twilio error code (REST error or a callback's `ErrorCode`).
+///
+/// ```
+/// use messaging_core::ErrorKind;
+/// use messaging_sms::twilio::error_kind;
+/// assert_eq!(error_kind(20003), ErrorKind::ChannelDown); // authentication
+/// assert_eq!(error_kind(21211), ErrorKind::Unreachable); // invalid To
+/// assert_eq!(error_kind(20429), ErrorKind::RateLimited);
+/// assert_eq!(error_kind(30008), ErrorKind::Temporary);
+/// ```
+pub fn error_kind(code: i64) -> ErrorKind {
+    use ErrorKind as K;
+    match code {
+        20003 | 20005 | 21212 | 21606 | 30002 | 30032 | 30034 => K::ChannelDown,
+        20429 | 21611 | 30001 | 30022 | 63018 => K::RateLimited,
+        20500 | 20503 | 30008 | 30009 => K::Temporary,
+        21211 | 21408 | 21608 | 21610 | 21612 | 21614 | 30003 | 30004 | 30005 | 30006 => {
+            K::Unreachable
+        }
+        21602 | 21617 | 30007 | 30019 => K::InvalidContent,
+        _ => K::Unexpected,
+    }
+}
+
+/// The meaning of a Twilio message status, or `None` for an unknown or inbound status. Failed
+/// statuses get their kind from the `ErrorCode` ([`error_kind`]) when there is one.
+///
+/// ```
+/// use messaging_core::DeliveryStatus;
+/// use messaging_sms::twilio::status_meaning;
+/// assert_eq!(status_meaning("delivered").unwrap().status, DeliveryStatus::Delivered);
+/// assert_eq!(status_meaning("undelivered").unwrap().status, DeliveryStatus::Failed);
+/// assert!(status_meaning("received").is_none());
+/// ```
+pub fn status_meaning(status: &str) -> Option<StatusMeaning> {
+    use DeliveryStatus as S;
+    use ErrorKind as K;
+    Some(match status {
+        "queued" | "accepted" | "scheduled" | "sending" => StatusMeaning::ok(S::Accepted, "queued"),
+        "sent" | "partially_delivered" => StatusMeaning::ok(S::Sent, "sent"),
+        "delivered" => StatusMeaning::ok(S::Delivered, "delivered"),
+        "read" => StatusMeaning::ok(S::Read, "read"),
+        "undelivered" => StatusMeaning::failed(K::Unreachable, "undelivered"),
+        "failed" => StatusMeaning::failed(K::Unexpected, "failed"),
+        "canceled" => StatusMeaning::failed(K::Unexpected, "canceled"),
+        _ => return None,
+    })
+}
+
+/// A report from a status word, an optional error code and message.
+fn report(
+    sid: &str,
+    status: &str,
+    error_code: Option<&str>,
+    error_message: Option<&str>,
+    at: chrono::DateTime<Utc>,
+) -> DeliveryReport {
+    let meaning = status_meaning(status);
+    let code = error_code.map(str::trim).filter(|c| !c.is_empty());
+    let mut r = match (meaning, code) {
+        (Some(m), Some(code)) if m.status == DeliveryStatus::Failed => {
+            let kind = code.parse::<i64>().ok().map(error_kind).or(m.kind);
+            DeliveryReport::new(ChannelKind::Sms, sid, m.status, at).error(ProviderError {
+                code: code.to_owned(),
+                message: error_message
+                    .filter(|t| !t.trim().is_empty())
+                    .map(shared::clip)
+                    .unwrap_or_else(|| format!("{status} (error {code})")),
+                kind,
+            })
+        }
+        _ => shared::report_from_code(sid, status, meaning, error_message, at),
+    };
+    if meaning.is_none() {
+        // Unknown status kept raw; an error code, if any, goes with it.
+        if let (Some(e), Some(c)) = (r.error.as_mut(), code) {
+            e.message = format!("{} (error {c})", e.message);
+        }
+    }
+    r.at = at;
+    r
+}
+
+fn report_from_resource(v: &Value) -> Option<DeliveryReport> {
+    let sid = shared::lenient_string(v.get("sid"))?;
+    let status = v.get("status").and_then(Value::as_str)?;
+    let code = shared::lenient_string(v.get("error_code"));
+    let msg = v.get("error_message").and_then(Value::as_str);
+    let at = v
+        .get("date_updated")
+        .and_then(Value::as_str)
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+        .map(|d| d.with_timezone(&Utc))
+        .unwrap_or_else(Utc::now);
+    let mut r = report(&sid, status, code.as_deref(), msg, at);
+    if let Some(to) = v.get("to").and_then(Value::as_str) {
+        r = r.recipient(to);
+    }
+    Some(r)
+}
+
+/// Computes `X-Twilio-Signature` for a URL and form parameters: HMAC-SHA1 (key: the auth token)
+/// over the URL followed by every parameter name and value, sorted by name then value, with
+/// duplicates removed; base64.
+///
+/// ```
+/// use messaging_sms::twilio::compute_signature;
+/// let params = [("CallSid", "CA1234567890ABCDE"), ("Caller", "+14158675309"),
+///     ("Digits", "1234"), ("From", "+14158675309"), ("To", "+18005551212")];
+/// assert_eq!(
+///     compute_signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params),
+///     "RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+/// );
+/// ```
+pub fn compute_signature<K: AsRef<str>, V: AsRef<str>>(
+    auth_token: &str,
+    url: &str,
+    params: &[(K, V)],
+) -> String {
+    let mut sorted: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    // HMAC takes keys of any length; new_from_slice cannot fail.
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(url.as_bytes());
+    for (k, v) in sorted {
+        mac.update(k.as_bytes());
+        mac.update(v.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The URL with the scheme's default port added (when absent) or removed (when present);
+/// `None` when neither applies (another port, an unknown scheme).
+fn port_variant(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "https" => "443",
+        "http" => "80",
+        _ => return None,
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host_at = authority.rfind('@').map_or(0, |i| i + 1);
+    let (userinfo, hostport) = authority.split_at(host_at);
+    let port_at = hostport.rfind(':').filter(|&i| {
+        let after = hostport.get(i + 1..).unwrap_or_default();
+        !after.is_empty() && after.chars().all(|c| c.is_ascii_digit())
+    });
+    match port_at {
+        Some(i) => {
+            let (host, port) = (hostport.get(..i)?, hostport.get(i + 1..)?);
+            (port == default).then(|| format!("{scheme}://{userinfo}{host}{tail}"))
+        }
+        None if hostport.ends_with(':') => None,
+        None => Some(format!("{scheme}://{userinfo}{hostport}:{default}{tail}")),
+    }
+}
+
+/// The value of a query parameter of `url`.
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    let q = q.split('#').next().unwrap_or_default();
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Checks `X-Twilio-Signature` in constant time, accepting the URL with or without the default
+/// port (Twilio is inconsistent about it). `params` are the form parameters (empty for JSON
+/// bodies, whose hash travels in the URL's `bodySHA256`).
+///
+/// ```
+/// use messaging_sms::twilio::{compute_signature, validate_signature};
+/// let url = "https://example.com/sms?x=1";
+/// let params = [("MessageSid", "SM1"), ("MessageStatus", "delivered")];
+/// let sig = compute_signature("token", url, &params);
+/// assert!(validate_signature("token", "https://example.com:443/sms?x=1", &params, &sig));
+/// assert!(!validate_signature("token", url, &[("MessageSid", "SM1"), ("MessageStatus", "failed")], &sig));
+/// ```
+pub fn validate_signature<K: AsRef<str>, V: AsRef<str>>(
+    auth_token: &str,
+    url: &str,
+    params: &[(K, V)],
+    signature: &str,
+) -> bool {
+    let given = signature.trim().as_bytes();
+    let mut ok = false;
+    for candidate in std::iter::once(url.to_owned()).chain(port_variant(url)) {
+        let expected = compute_signature(auth_token, &candidate, params);
+        // Evaluate every candidate; no early exit on a match.
+        ok |= bool::from(expected.as_bytes().ct_eq(given));
+    }
+    ok
+}
+
+/// Verifies and parses Twilio webhooks: status callbacks (`MessageSid`, `MessageStatus`,
+/// `ErrorCode`, …) become delivery reports, inbound SMS (`SmsStatus=received`, `From`, `Body`)
+/// become inbound messages with [`Address::Phone`]. A failure with error 21610 (the person sent
+/// STOP) and an inbound `OptOutType=STOP` also give a [`Signal::OptOut`].
+///
+/// Built from an auth token, it requires a valid `X-Twilio-Signature` over the request URL
+/// ([`WebhookRequest::url`], or the one set with [`url`](Self::url)); built with
+/// [`unverified`](Self::unverified) it checks nothing (for tests and the CLI).
+///
+/// ```
+/// use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
+/// use messaging_sms::twilio::{TwilioWebhook, compute_signature};
+/// let url = "https://example.com/twilio";
+/// let body = b"MessageSid=SM1&MessageStatus=delivered";
+/// let sig = compute_signature("token", url, &[("MessageSid", "SM1"), ("MessageStatus", "delivered")]);
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("X-Twilio-Signature", sig.parse().unwrap());
+/// let h = TwilioWebhook::new("token");
+/// assert_eq!(h.verify_and_parse(&WebhookRequest::post(&headers, body).with_url(url)).unwrap().len(), 1);
+/// let no_sig = http::HeaderMap::new();
+/// assert!(matches!(
+///     h.verify(&WebhookRequest::post(&no_sig, body).with_url(url)),
+///     Err(WebhookError::MissingSignature(_))
+/// ));
+/// ```
+#[derive(Clone)]
+pub struct TwilioWebhook {
+    auth_token: Option<SecretString>,
+    url: Option<String>,
+    channel_id: Option<ChannelId>,
+}
+
+impl fmt::Debug for TwilioWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioWebhook")
+            .field("verifies", &self.auth_token.is_some())
+            .field("url", &self.url)
+            .field("channel_id", &self.channel_id)
+            .finish()
+    }
+}
+
+impl TwilioWebhook {
+    /// A handler that checks signatures with `auth_token`.
+    pub fn new(auth_token: impl Into<String>) -> Self {
+        TwilioWebhook {
+            auth_token: Some(SecretString::from(auth_token.into())),
+            url: None,
+            channel_id: None,
+        }
+    }
+    /// A handler that checks no signature (tests, the CLI without `--auth-token`).
+    pub fn unverified() -> Self {
+        TwilioWebhook {
+            auth_token: None,
+            url: None,
+            channel_id: None,
+        }
+    }
+    /// The public URL Twilio calls, used when the request does not carry one.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+    /// Tags events with a channel id.
+    pub fn channel_id(mut self, id: ChannelId) -> Self {
+        self.channel_id = Some(id);
+        self
+    }
+
+    fn tag(&self, e: Event) -> Event {
+        match &self.channel_id {
+            Some(id) => e.with_channel_id(id.clone()),
+            None => e,
+        }
+    }
+}
+
+/// `RawDlrDoneDate` (`YYMMDDhhmm`, UTC) as a time.
+fn dlr_done_date(s: &str) -> Option<chrono::DateTime<Utc>> {
+    let s = s.trim();
+    if s.len() != 10 || !s.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let t = NaiveDateTime::parse_from_str(&format!("20{s}00"), "%Y%m%d%H%M%S").ok()?;
+    Utc.from_local_datetime(&t).single()
+}
+
+impl WebhookHandler for TwilioWebhook {
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+    fn channel_kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+
+    fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        let Some(token) = &self.auth_token else {
+            return Ok(());
+        };
+        let Some(sig) = request.header(SIGNATURE_HEADER) else {
+            return Err(WebhookError::MissingSignature(SIGNATURE_HEADER));
+        };
+        let Some(url) = request.url.or(self.url.as_deref()) else {
+            return Err(WebhookError::malformed(
+                PROVIDER,
+                "the request URL is needed to check X-Twilio-Signature",
+            ));
+        };
+        let token = token.expose_secret();
+        let ok = match query_param(url, "bodySHA256") {
+            Some(hash) => {
+                let body_hash = hex::encode(sha2::Sha256::digest(request.body));
+                let body_ok: bool = body_hash
+                    .as_bytes()
+                    .ct_eq(hash.to_ascii_lowercase().as_bytes())
+                    .into();
+                let no_params: [(&str, &str); 0] = [];
+                validate_signature(token, url, &no_params, sig) && body_ok
+            }
+            None => {
+                let params = shared::form_pairs(request.body);
+                validate_signature(token, url, &params, sig)
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(WebhookError::BadSignature)
+        }
+    }
+
+    fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
+        let f = shared::form_pairs(request.body);
+        let get = |k: &str| {
+            shared::field(&f, k)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let sid = get("MessageSid").or_else(|| get("SmsSid"));
+        let status = get("MessageStatus").or_else(|| get("SmsStatus"));
+        let (Some(sid), Some(status)) = (sid, status) else {
+            return Err(WebhookError::malformed(
+                PROVIDER,
+                "expected MessageSid and MessageStatus (or SmsSid and SmsStatus)",
+            ));
+        };
+        let now = Utc::now();
+        if matches!(status, "received" | "receiving") {
+            let from = get("From")
+                .ok_or_else(|| WebhookError::malformed(PROVIDER, "inbound SMS without From"))?;
+            let phone = Phone::parse(from)
+                .map_err(|e| WebhookError::malformed(PROVIDER, format!("From: {e}")))?;
+            let address = Address::Phone(phone);
+            let text = shared::field(&f, "Body").map(str::to_owned);
+            let mut out = vec![
+                self.tag(Event::Inbound(
+                    InboundMessage::new(ChannelKind::Sms, address.clone(), text, now)
+                        .provider_message_id(sid),
+                )),
+            ];
+            if get("OptOutType").is_some_and(|t| t.eq_ignore_ascii_case("STOP")) {
+                out.push(self.tag(Event::Signal(ChannelSignal::new(
+                    ChannelKind::Sms,
+                    now,
+                    Signal::OptOut {
+                        from: address.to_string(),
+                        address,
+                        purpose: None,
+                    },
+                ))));
+            }
+            return Ok(out);
+        }
+        let at = get("RawDlrDoneDate").and_then(dlr_done_date).unwrap_or(now);
+        let mut r = report(sid, status, get("ErrorCode"), get("ErrorMessage"), at);
+        if let Some(to) = get("To") {
+            r = r.recipient(to);
+        }
+        let mut out = vec![self.tag(Event::Delivery(r))];
+        if get("ErrorCode") == Some("21610")
+            && let Some(phone) = get("To").and_then(|t| Phone::parse(t).ok())
+        {
+            let address = Address::Phone(phone);
+            out.push(self.tag(Event::Signal(ChannelSignal::new(
+                ChannelKind::Sms,
+                at,
+                Signal::OptOut {
+                    from: address.to_string(),
+                    address,
+                    purpose: None,
+                },
+            ))));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_variants() {
+        assert_eq!(
+            port_variant("https://a.com/x?y=1").as_deref(),
+            Some("https://a.com:443/x?y=1")
+        );
+        assert_eq!(
+            port_variant("https://a.com:443/x").as_deref(),
+            Some("https://a.com/x")
+        );
+        assert_eq!(
+            port_variant("HTTP://u:p@a.com:80").as_deref(),
+            Some("HTTP://u:p@a.com")
+        );
+        assert_eq!(
+            port_variant("http://u:p@a.com/").as_deref(),
+            Some("http://u:p@a.com:80/")
+        );
+        assert_eq!(port_variant("http://a.com:1234/x"), None);
+        assert_eq!(port_variant("ftp://a.com/x"), None);
+        assert_eq!(port_variant("nonsense"), None);
+    }
+
+    #[test]
+    fn status_words() {
+        use DeliveryStatus as S;
+        for (w, s) in [
+            ("queued", S::Accepted),
+            ("accepted", S::Accepted),
+            ("scheduled", S::Accepted),
+            ("sending", S::Accepted),
+            ("sent", S::Sent),
+            ("delivered", S::Delivered),
+            ("read", S::Read),
+            ("undelivered", S::Failed),
+            ("failed", S::Failed),
+            ("canceled", S::Failed),
+        ] {
+            assert_eq!(status_meaning(w).unwrap().status, s, "{w}");
+        }
+        assert!(status_meaning("receiving").is_none());
+        let r = report("SM1", "teleported", Some("123"), None, Utc::now());
+        assert_eq!(r.status, S::Accepted);
+        assert_eq!(r.error.as_ref().unwrap().code, "teleported");
+        assert!(r.error.unwrap().message.contains("123"));
+    }
+
+    #[test]
+    fn error_code_table() {
+        use ErrorKind as K;
+        for (code, kind) in [
+            (20003, K::ChannelDown),
+            (20005, K::ChannelDown),
+            (21212, K::ChannelDown),
+            (21606, K::ChannelDown),
+            (30002, K::ChannelDown),
+            (30034, K::ChannelDown),
+            (20429, K::RateLimited),
+            (21611, K::RateLimited),
+            (30001, K::RateLimited),
+            (30022, K::RateLimited),
+            (63018, K::RateLimited),
+            (20500, K::Temporary),
+            (30008, K::Temporary),
+            (21211, K::Unreachable),
+            (21408, K::Unreachable),
+            (21610, K::Unreachable),
+            (21612, K::Unreachable),
+            (21614, K::Unreachable),
+            (30003, K::Unreachable),
+            (30004, K::Unreachable),
+            (30005, K::Unreachable),
+            (30006, K::Unreachable),
+            (21602, K::InvalidContent),
+            (21617, K::InvalidContent),
+            (30007, K::InvalidContent),
+            (20001, K::Unexpected),
+        ] {
+            assert_eq!(error_kind(code), kind, "{code}");
+        }
+    }
+
+    #[test]
+    fn failed_with_code_takes_the_codes_kind() {
+        let r = report("SM1", "undelivered", Some("30008"), None, Utc::now());
+        assert_eq!(r.error.as_ref().unwrap().kind, Some(ErrorKind::Temporary));
+        let r = report("SM1", "failed", None, None, Utc::now());
+        assert_eq!(r.error.as_ref().unwrap().kind, Some(ErrorKind::Unexpected));
+    }
+
+    #[test]
+    fn dlr_dates() {
+        let t = dlr_done_date("2401311530").unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-01-31T15:30:00+00:00");
+        assert!(dlr_done_date("99999999999").is_none());
+        assert!(dlr_done_date("2413311530").is_none());
+    }
+
+    #[test]
+    fn body_sha256_url() {
+        let body = br#"{"property": "value", "boolean": true}"#;
+        let url = "https://mycompany.com/myapp.php?bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            SIGNATURE_HEADER,
+            "y77kIzt2vzLz71DgmJGsen2scGs=".parse().unwrap(),
+        );
+        let h = TwilioWebhook::new("12345");
+        assert!(
+            h.verify(&WebhookRequest::post(&headers, body).with_url(url))
+                .is_ok()
+        );
+        assert_eq!(
+            h.verify(&WebhookRequest::post(&headers, b"{}").with_url(url)),
+            Err(WebhookError::BadSignature)
+        );
+    }
+}

@@ -1,0 +1,644 @@
+//! The PostgreSQL store, for services that run several engine instances on one database.
+//!
+//! Every write is one SQL statement (data-modifying CTEs), so it is one transaction and one
+//! round trip: `update` changes the cascade row only if its version is still the one read, and
+//! in the same statement replaces the reply keys and adds provider message ids. Due work is
+//! claimed with `FOR UPDATE SKIP LOCKED` and a lease, so two instances never get the same
+//! cascade at once.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use messaging_core::engine::CascadeRecord;
+use messaging_core::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use messaging_core::{ChannelId, NotificationId, ProviderMessageId};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
+
+/// The schema version this build writes. Opening a database with a newer one fails.
+pub const POSTGRES_SCHEMA_VERSION: i32 = 1;
+
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE {s}.cascades (
+    id             TEXT COLLATE "C" PRIMARY KEY,
+    version        BIGINT NOT NULL,
+    finished       BOOLEAN NOT NULL,
+    wake_at_ns     BIGINT,
+    lease_until_ns BIGINT,
+    due_ns         BIGINT,
+    record         TEXT NOT NULL,
+    updated_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX cascades_due ON {s}.cascades (due_ns, id) WHERE due_ns IS NOT NULL;
+CREATE INDEX cascades_active ON {s}.cascades (id) WHERE NOT finished;
+CREATE TABLE {s}.messages (
+    provider_message_id TEXT PRIMARY KEY,
+    notification_id     TEXT COLLATE "C" NOT NULL,
+    attempt             BIGINT NOT NULL
+);
+CREATE TABLE {s}.reply_keys (
+    key             TEXT NOT NULL,
+    notification_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (key, notification_id)
+);
+CREATE INDEX reply_keys_by_cascade ON {s}.reply_keys (notification_id);
+CREATE TABLE {s}.windows (
+    channel         TEXT NOT NULL,
+    address_key     TEXT NOT NULL,
+    last_inbound_ns BIGINT NOT NULL,
+    PRIMARY KEY (channel, address_key)
+);
+"#,
+)];
+
+/// Options for [`PostgresStore::connect_with`].
+///
+/// ```
+/// use messaging_store::postgres::PostgresOptions;
+/// let opts = PostgresOptions::default().schema("clinic_a").pool_size(8);
+/// assert_eq!(opts.schema, "clinic_a");
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// The schema holding the tables (created if missing). Letters, digits and `_`, starting
+    /// with a letter or `_`, at most 63 characters. Default `messaging`.
+    pub schema: String,
+    /// Connections in the pool. Default 16.
+    pub pool_size: usize,
+    /// How long a call waits for a free connection before failing. Default 30 s.
+    pub wait_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: "messaging".into(),
+            pool_size: 16,
+            wait_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// Sets the schema.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+    /// Sets the pool size (at least 1).
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+}
+
+struct Sql {
+    insert: String,
+    existing: String,
+    update: String,
+    version_of: String,
+    get: String,
+    claim: String,
+    next_wake: String,
+    find_message: String,
+    by_reply_key: String,
+    count_active: String,
+    record_inbound: String,
+    last_inbound: String,
+    close: String,
+}
+
+impl Sql {
+    fn new(s: &str) -> Sql {
+        let f = |q: &str| q.replace("{s}", s);
+        Sql {
+            insert: f(r#"
+WITH ins AS (
+    INSERT INTO {s}.cascades (id, version, finished, wake_at_ns, lease_until_ns, due_ns, record)
+    VALUES ($1, 0, $2, $3, NULL, $3, $4)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), rk AS (
+    INSERT INTO {s}.reply_keys (key, notification_id)
+    SELECT k, ins.id FROM ins, unnest($5::text[]) AS k
+    ON CONFLICT DO NOTHING
+), msg AS (
+    INSERT INTO {s}.messages (provider_message_id, notification_id, attempt)
+    SELECT m.p, ins.id, m.a FROM ins, unnest($6::text[], $7::bigint[]) AS m(p, a)
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM ins"#),
+            existing: f("SELECT record, version FROM {s}.cascades WHERE id = $1"),
+            update: f(r#"
+WITH up AS (
+    UPDATE {s}.cascades
+    SET version = version + 1, finished = $3, wake_at_ns = $4, lease_until_ns = NULL,
+        due_ns = $4, record = $5, updated_at = now()
+    WHERE id = $1 AND version = $2
+    RETURNING id, version
+), del AS (
+    DELETE FROM {s}.reply_keys r USING up
+    WHERE r.notification_id = up.id AND NOT (r.key = ANY($6::text[]))
+), rk AS (
+    INSERT INTO {s}.reply_keys (key, notification_id)
+    SELECT k, up.id FROM up, unnest($6::text[]) AS k
+    ON CONFLICT DO NOTHING
+), msg AS (
+    INSERT INTO {s}.messages (provider_message_id, notification_id, attempt)
+    SELECT m.p, up.id, m.a FROM up, unnest($7::text[], $8::bigint[]) AS m(p, a)
+    ON CONFLICT DO NOTHING
+)
+SELECT version FROM up"#),
+            version_of: f("SELECT version FROM {s}.cascades WHERE id = $1"),
+            get: f("SELECT record, version FROM {s}.cascades WHERE id = $1"),
+            claim: f(r#"
+WITH due AS (
+    SELECT id, due_ns FROM {s}.cascades
+    WHERE due_ns <= $1
+    ORDER BY due_ns, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {s}.cascades c SET lease_until_ns = $3, due_ns = $3
+    FROM due WHERE c.id = due.id
+    RETURNING c.id, due.due_ns AS was
+)
+SELECT id FROM claimed ORDER BY was, id"#),
+            next_wake: f("SELECT min(due_ns) FROM {s}.cascades"),
+            find_message: f(
+                "SELECT notification_id, attempt FROM {s}.messages WHERE provider_message_id = $1",
+            ),
+            by_reply_key: f(
+                "SELECT notification_id FROM {s}.reply_keys WHERE key = $1 ORDER BY notification_id",
+            ),
+            count_active: f("SELECT count(*) FROM {s}.cascades WHERE NOT finished"),
+            record_inbound: f(r#"
+INSERT INTO {s}.windows (channel, address_key, last_inbound_ns) VALUES ($1, $2, $3)
+ON CONFLICT (channel, address_key)
+DO UPDATE SET last_inbound_ns = GREATEST({s}.windows.last_inbound_ns, EXCLUDED.last_inbound_ns)"#),
+            last_inbound: f(
+                "SELECT last_inbound_ns FROM {s}.windows WHERE channel = $1 AND address_key = $2",
+            ),
+            close: f("DELETE FROM {s}.windows WHERE channel = $1 AND address_key = $2"),
+        }
+    }
+}
+
+/// The store for many instances: PostgreSQL through a `deadpool-postgres` pool.
+///
+/// Clones share the pool. Tables live in one schema ([`PostgresOptions::schema`]), created and
+/// migrated on connect (under an advisory lock, so instances starting together are safe).
+///
+/// `config` is a libpq-style string (`host=127.0.0.1 user=postgres dbname=app`) or a URL
+/// (`postgres://postgres@127.0.0.1/app`). Connections are unencrypted: reach the database over a
+/// private network or a local socket.
+///
+/// ```no_run
+/// use messaging_core::store::CascadeStore;
+/// use messaging_store::{PostgresOptions, PostgresStore};
+/// # async fn demo() -> Result<(), messaging_core::store::StoreError> {
+/// let store = PostgresStore::connect("postgres://app@db.internal/clinic").await?;
+/// let tenant = PostgresStore::connect_with(
+///     "host=db.internal user=app dbname=clinic",
+///     PostgresOptions::default().schema("clinic_b"),
+/// )
+/// .await?;
+/// assert_eq!(tenant.schema(), "clinic_b");
+/// let _ = store.count_active().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    sql: Arc<Sql>,
+    schema: Arc<str>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+fn pg_err(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| {
+        // The server's message says more than the client error's Display.
+        match e.as_db_error() {
+            Some(db) => StoreError::Backend(format!(
+                "postgres: {context}: {} ({})",
+                db.message(),
+                db.code().code()
+            )),
+            None => StoreError::Backend(format!("postgres: {context}: {e}")),
+        }
+    }
+}
+
+fn valid_schema(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 63
+}
+
+impl PostgresStore {
+    /// Connects with default options (schema `messaging`) and applies any missing migrations.
+    pub async fn connect(config: &str) -> Result<Self, StoreError> {
+        Self::connect_with(config, PostgresOptions::default()).await
+    }
+
+    /// Connects and applies any missing migrations.
+    pub async fn connect_with(config: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let pg = tokio_postgres::Config::from_str(config)
+            .map_err(|e| StoreError::Backend(format!("postgres: bad connection string: {e}")))?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("postgres: cannot build the pool: {e}")))?;
+        Self::from_pool(pool, &options.schema).await
+    }
+
+    /// Uses an existing pool (for applications that configure TLS or pooling themselves); the
+    /// tables go into `schema`, migrated now.
+    pub async fn from_pool(pool: Pool, schema: &str) -> Result<Self, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::Backend(format!(
+                "postgres: schema name {schema:?} must be letters, digits and _ (at most 63), \
+                 not starting with a digit"
+            )));
+        }
+        let quoted = format!("\"{schema}\"");
+        let store = PostgresStore {
+            pool,
+            sql: Arc::new(Sql::new(&quoted)),
+            schema: Arc::from(schema),
+        };
+        store.migrate(&quoted).await?;
+        Ok(store)
+    }
+
+    /// The schema the tables live in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The schema version of the database.
+    pub async fn schema_version(&self) -> Result<i32, StoreError> {
+        let c = self.client().await?;
+        let q = format!(
+            "SELECT coalesce(max(version), 0) FROM \"{}\".schema_version",
+            self.schema
+        );
+        let row = c
+            .query_one(&q, &[])
+            .await
+            .map_err(pg_err("reading the schema version"))?;
+        row.try_get(0).map_err(pg_err("reading the schema version"))
+    }
+
+    /// Drops the schema and everything in it. For tests that create a schema per run.
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ))
+        .await
+        .map_err(pg_err("dropping the schema"))
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Backend(format!("postgres: no connection: {e}")))
+    }
+
+    async fn migrate(&self, quoted: &str) -> Result<(), StoreError> {
+        let e = pg_err("migrating");
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(&e)?;
+        // One migrator per schema at a time, across instances.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(714651, hashtext($1))",
+            &[&self.schema.as_ref()],
+        )
+        .await
+        .map_err(&e)?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {quoted};
+             CREATE TABLE IF NOT EXISTS {quoted}.schema_version (
+                 version    INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             );"
+        ))
+        .await
+        .map_err(&e)?;
+        let current: i32 = tx
+            .query_one(
+                &format!("SELECT coalesce(max(version), 0) FROM {quoted}.schema_version"),
+                &[],
+            )
+            .await
+            .map_err(&e)?
+            .try_get(0)
+            .map_err(&e)?;
+        if current > POSTGRES_SCHEMA_VERSION {
+            return Err(StoreError::Backend(format!(
+                "postgres: schema {} has version {current}, newer than this build's \
+                 {POSTGRES_SCHEMA_VERSION}; upgrade messaging-store",
+                self.schema
+            )));
+        }
+        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(&sql.replace("{s}", quoted))
+                .await
+                .map_err(&e)?;
+            tx.execute(
+                &format!("INSERT INTO {quoted}.schema_version (version) VALUES ($1)"),
+                &[v],
+            )
+            .await
+            .map_err(&e)?;
+            tracing::info!(version = v, schema = %self.schema, "messaging-store: applied PostgreSQL migration");
+        }
+        tx.commit().await.map_err(&e)
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        context: &'static str,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(sql).await.map_err(pg_err(context))?;
+        c.query(&st, params).await.map_err(pg_err(context))
+    }
+}
+
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+    context: &str,
+) -> Result<T, StoreError> {
+    row.try_get(i)
+        .map_err(|e| StoreError::Corrupt(format!("postgres: {context}: {e}")))
+}
+
+#[async_trait]
+impl CascadeStore for PostgresStore {
+    async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
+        let row = Row::of(record)?;
+        let (pmids, attempts): (Vec<String>, Vec<i64>) = row.messages.iter().cloned().unzip();
+        let rows = self
+            .query(
+                &self.sql.insert,
+                &[
+                    &row.id,
+                    &row.finished,
+                    &row.wake_ns,
+                    &row.json,
+                    &row.reply_keys,
+                    &pmids,
+                    &attempts,
+                ],
+                "inserting a cascade",
+            )
+            .await?;
+        let inserted: i64 = match rows.first() {
+            Some(r) => col(r, 0, "insert count")?,
+            None => 0,
+        };
+        if inserted > 0 {
+            return Ok(Inserted::New);
+        }
+        let rows = self
+            .query(
+                &self.sql.existing,
+                &[&row.id],
+                "reading an existing cascade",
+            )
+            .await?;
+        let r = rows.first().ok_or_else(|| {
+            StoreError::Backend(format!(
+                "postgres: cascade {} neither inserted nor found (deleted meanwhile?)",
+                row.id
+            ))
+        })?;
+        let json: String = col(r, 0, "record")?;
+        let version: i64 = col(r, 1, "version")?;
+        Ok(Inserted::Exists(Box::new(decode(&row.id, &json, version)?)))
+    }
+
+    async fn get(&self, id: &NotificationId) -> Result<Option<CascadeRecord>, StoreError> {
+        let rows = self
+            .query(&self.sql.get, &[&id.as_str()], "reading a cascade")
+            .await?;
+        rows.first()
+            .map(|r| {
+                let json: String = col(r, 0, "record")?;
+                let version: i64 = col(r, 1, "version")?;
+                decode(id.as_str(), &json, version)
+            })
+            .transpose()
+    }
+
+    async fn update(&self, record: &CascadeRecord) -> Result<u64, StoreError> {
+        let row = Row::of(record)?;
+        let (pmids, attempts): (Vec<String>, Vec<i64>) = row.messages.iter().cloned().unzip();
+        let rows = self
+            .query(
+                &self.sql.update,
+                &[
+                    &row.id,
+                    &row.expected,
+                    &row.finished,
+                    &row.wake_ns,
+                    &row.json,
+                    &row.reply_keys,
+                    &pmids,
+                    &attempts,
+                ],
+                "updating a cascade",
+            )
+            .await?;
+        if let Some(r) = rows.first() {
+            let v: i64 = col(r, 0, "version")?;
+            return version_from_sql(v, &row.id);
+        }
+        let exists = self
+            .query(&self.sql.version_of, &[&row.id], "reading a version")
+            .await?;
+        if exists.is_empty() {
+            Err(StoreError::NotFound(record.id().clone()))
+        } else {
+            Err(StoreError::Conflict(record.id().clone()))
+        }
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<NotificationId>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = to_ns(now, "now")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let until = lease_end_ns(now, lease);
+        let rows = self
+            .query(
+                &self.sql.claim,
+                &[&now, &limit, &until],
+                "claiming due cascades",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| col::<String>(r, 0, "claimed id").map(NotificationId::from))
+            .collect()
+    }
+
+    async fn next_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows = self
+            .query(&self.sql.next_wake, &[], "reading the next timer")
+            .await?;
+        let ns: Option<i64> = match rows.first() {
+            Some(r) => col(r, 0, "next timer")?,
+            None => None,
+        };
+        Ok(ns.map(from_ns))
+    }
+
+    async fn find_message(
+        &self,
+        provider_message_id: &ProviderMessageId,
+    ) -> Result<Option<MessageRef>, StoreError> {
+        let rows = self
+            .query(
+                &self.sql.find_message,
+                &[&provider_message_id.as_str()],
+                "reading the message index",
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                let id: String = col(r, 0, "message cascade")?;
+                let attempt: i64 = col(r, 1, "message attempt")?;
+                Ok(MessageRef {
+                    notification_id: NotificationId::from(id),
+                    attempt: usize::try_from(attempt).map_err(|_| {
+                        StoreError::Corrupt(format!(
+                            "message {provider_message_id}: bad attempt index {attempt}"
+                        ))
+                    })?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn active_by_reply_key(&self, key: &str) -> Result<Vec<NotificationId>, StoreError> {
+        let rows = self
+            .query(&self.sql.by_reply_key, &[&key], "reading the reply index")
+            .await?;
+        rows.iter()
+            .map(|r| col::<String>(r, 0, "reply key cascade").map(NotificationId::from))
+            .collect()
+    }
+
+    async fn count_active(&self) -> Result<usize, StoreError> {
+        let rows = self
+            .query(&self.sql.count_active, &[], "counting active cascades")
+            .await?;
+        let n: i64 = match rows.first() {
+            Some(r) => col(r, 0, "active count")?,
+            None => 0,
+        };
+        usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("active count is {n}")))
+    }
+}
+
+#[async_trait]
+impl WindowStore for PostgresStore {
+    async fn record_inbound(
+        &self,
+        channel: &ChannelId,
+        address_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let at = to_ns(at, "inbound time")?;
+        self.query(
+            &self.sql.record_inbound,
+            &[&channel.as_str(), &address_key, &at],
+            "recording an inbound message",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn last_inbound(
+        &self,
+        channel: &ChannelId,
+        address_key: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows = self
+            .query(
+                &self.sql.last_inbound,
+                &[&channel.as_str(), &address_key],
+                "reading a window",
+            )
+            .await?;
+        rows.first()
+            .map(|r| col::<i64>(r, 0, "last inbound").map(from_ns))
+            .transpose()
+    }
+
+    async fn close(&self, channel: &ChannelId, address_key: &str) -> Result<(), StoreError> {
+        self.query(
+            &self.sql.close,
+            &[&channel.as_str(), &address_key],
+            "closing a window",
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_schema;
+
+    #[test]
+    fn schema_names() {
+        assert!(valid_schema("messaging"));
+        assert!(valid_schema("_t_123"));
+        assert!(!valid_schema("1abc"));
+        assert!(!valid_schema("a\"; DROP TABLE x; --"));
+        assert!(!valid_schema(""));
+        assert!(!valid_schema(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,755 @@
+//! The SQLite store: one file, WAL, one writer thread that commits concurrent writes in groups,
+//! and a few reader connections used from `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use messaging_core::engine::CascadeRecord;
+use messaging_core::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use messaging_core::{ChannelId, NotificationId, ProviderMessageId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
+
+/// The schema version this build writes. Opening a database with a newer one fails.
+pub const SQLITE_SCHEMA_VERSION: u32 = 1;
+
+const MIGRATIONS: &[(u32, &str)] = &[(
+    1,
+    "
+CREATE TABLE cascades (
+    id             TEXT PRIMARY KEY NOT NULL,
+    version        INTEGER NOT NULL,
+    finished       INTEGER NOT NULL,
+    wake_at_ns     INTEGER,
+    lease_until_ns INTEGER,
+    due_ns         INTEGER,
+    reply_keys     TEXT NOT NULL,
+    record         TEXT NOT NULL
+);
+CREATE INDEX cascades_due ON cascades (due_ns, id) WHERE due_ns IS NOT NULL;
+CREATE TABLE messages (
+    provider_message_id TEXT PRIMARY KEY NOT NULL,
+    notification_id     TEXT NOT NULL,
+    attempt             INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE reply_keys (
+    key             TEXT NOT NULL,
+    notification_id TEXT NOT NULL,
+    PRIMARY KEY (key, notification_id)
+) WITHOUT ROWID;
+CREATE TABLE windows (
+    channel         TEXT NOT NULL,
+    address_key     TEXT NOT NULL,
+    last_inbound_ns INTEGER NOT NULL,
+    PRIMARY KEY (channel, address_key)
+) WITHOUT ROWID;
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('active', 0);
+",
+)];
+
+/// How hard a commit is pushed to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous = FULL`: every commit group is fsynced before any of its writers hears
+    /// back. Survives process crashes and power loss. The default.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: survives process crashes (SIGKILL, panics); a power loss may
+    /// roll back the last commits (the database stays consistent). Faster on slow disks.
+    Normal,
+}
+
+/// Options for [`SqliteStore::open_with`].
+///
+/// ```
+/// use messaging_store::sqlite::{Durability, SqliteOptions};
+/// let opts = SqliteOptions::default().durability(Durability::Normal).readers(2);
+/// assert_eq!(opts.readers, 2);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// fsync policy.
+    pub durability: Durability,
+    /// Reader connections (reads run in parallel with the writer). Default 4.
+    pub readers: usize,
+    /// The most writes committed in one transaction. Default 512.
+    pub max_batch: usize,
+    /// Page cache per connection, in KiB. Default 8 MiB. The store keeps no records in memory
+    /// beyond this cache.
+    pub cache_kib: u32,
+    /// How long a write waits for another process holding the database lock. Default 5 s.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::Full,
+            readers: 4,
+            max_batch: 512,
+            cache_kib: 8 * 1024,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// Sets the fsync policy.
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+    /// Sets the number of reader connections (at least 1).
+    pub fn readers(mut self, n: usize) -> Self {
+        self.readers = n.max(1);
+        self
+    }
+    /// Sets the largest commit group (at least 1).
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+    /// Sets the page cache per connection, in KiB.
+    pub fn cache_kib(mut self, kib: u32) -> Self {
+        self.cache_kib = kib;
+        self
+    }
+}
+
+/// The embedded store: a SQLite file in WAL mode.
+///
+/// Writes (`insert`, `update`, `claim_due`, window changes) go to one writer thread, which
+/// commits whatever writes are waiting in one transaction (group commit): each write is still
+/// all-or-nothing and is acknowledged only after its group is durable. Reads run on a small pool
+/// of reader connections through `spawn_blocking`. Nothing is cached in memory but SQLite's
+/// page cache, so a million pending cascades cost disk, not RAM.
+///
+/// Clones share the same connections. Dropping the last clone stops the writer thread after it
+/// has finished the writes already queued.
+///
+/// ```
+/// use messaging_core::store::CascadeStore;
+/// use messaging_store::SqliteStore;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("cascades.db")).await?;
+/// assert_eq!(store.count_active().await?, 0);
+/// # Ok::<(), messaging_core::store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("readers", &self.inner.readers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn sql_err(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Backend(format!("sqlite: {context}: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default options, and applies any
+    /// missing migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens (creating if needed) the database at `path`, and applies any missing migrations.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        let p = path.clone();
+        let max_batch = options.max_batch.max(1);
+        let (writer_conn, readers) = tokio::task::spawn_blocking(move || {
+            let mut w = connect(&p, &options, false)?;
+            migrate(&mut w)?;
+            let readers = (0..options.readers.max(1))
+                .map(|_| connect(&p, &options, true).map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>((w, readers))
+        })
+        .await
+        .map_err(StoreError::backend)??;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer_conn, rx, max_batch))
+            .map_err(|e| StoreError::Backend(format!("sqlite: cannot start writer thread: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Shared {
+                path,
+                writer: tx,
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version of the open database.
+    pub async fn schema_version(&self) -> Result<u32, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT max(version) FROM schema_version", [], |r| {
+                r.get::<_, Option<u32>>(0)
+            })
+            .map(|v| v.unwrap_or(0))
+            .map_err(sql_err("reading schema version"))
+        })
+        .await
+    }
+
+    async fn write(&self, op: Op) -> Result<Done, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .writer
+            .send(Job { op, reply })
+            .map_err(|_| StoreError::Backend("sqlite: the writer thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("sqlite: the writer thread has stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let shared = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let n = shared.readers.len();
+            let start = shared.next_reader.fetch_add(1, Ordering::Relaxed) % n;
+            // Take the first free reader, else wait for the round-robin one.
+            for i in 0..n {
+                if let Ok(c) = shared.readers[(start + i) % n].try_lock() {
+                    return f(&c);
+                }
+            }
+            let c = shared.readers[start]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            f(&c)
+        })
+        .await
+        .map_err(StoreError::backend)?
+    }
+}
+
+fn connect(path: &Path, o: &SqliteOptions, reader: bool) -> Result<Connection, StoreError> {
+    let ctx = format!("opening {}", path.display());
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let c = Connection::open_with_flags(path, flags).map_err(sql_err(&ctx))?;
+    c.busy_timeout(o.busy_timeout).map_err(sql_err(&ctx))?;
+    let mode: String = c
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sql_err(&ctx))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "sqlite: {}: cannot switch to WAL (journal_mode is {mode})",
+            path.display()
+        )));
+    }
+    let sync = match o.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    c.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;{}",
+        o.cache_kib,
+        if reader {
+            " PRAGMA query_only = ON;"
+        } else {
+            ""
+        }
+    ))
+    .map_err(sql_err(&ctx))?;
+    c.set_prepared_statement_cache_capacity(32);
+    Ok(c)
+}
+
+fn migrate(c: &mut Connection) -> Result<(), StoreError> {
+    let e = sql_err("migrating");
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            version    INTEGER PRIMARY KEY NOT NULL,
+            applied_at INTEGER NOT NULL
+        )",
+    )
+    .map_err(&e)?;
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&e)?;
+    let current: u32 = tx
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(&e)?;
+    if current > SQLITE_SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "sqlite: the database has schema version {current}, newer than this build's \
+             {SQLITE_SCHEMA_VERSION}; upgrade messaging-store"
+        )));
+    }
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.execute_batch(sql).map_err(&e)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?1, unixepoch())",
+            [v],
+        )
+        .map_err(&e)?;
+        tracing::info!(version = v, "messaging-store: applied SQLite migration");
+    }
+    tx.commit().map_err(&e)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The writer thread.
+
+enum Op {
+    Insert(Row),
+    Update(Row),
+    Claim {
+        now: i64,
+        limit: i64,
+        lease_end: i64,
+    },
+    Inbound {
+        channel: String,
+        key: String,
+        at: i64,
+    },
+    Close {
+        channel: String,
+        key: String,
+    },
+}
+
+enum Done {
+    Inserted,
+    Exists { json: String, version: i64 },
+    Updated(u64),
+    Claimed(Vec<String>),
+    Ok,
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        match run_batch(&mut conn, &batch) {
+            Ok(results) => {
+                for (job, r) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.reply.send(Err(sql_err("writing")(e)));
+                }
+            }
+            Err(e) => {
+                // One write broke the group: run each on its own so only that one fails.
+                tracing::warn!(error = %e, size = batch.len(), "messaging-store: SQLite commit group failed; retrying one by one");
+                for job in batch {
+                    let r = match run_batch(&mut conn, std::slice::from_ref(&job)) {
+                        Ok(mut v) => v.pop().unwrap_or_else(|| {
+                            Err(StoreError::Backend("sqlite: empty result".into()))
+                        }),
+                        Err(e) => Err(sql_err("writing")(e)),
+                    };
+                    let _ = job.reply.send(r);
+                }
+            }
+        }
+    }
+}
+
+type OpResult = Result<Done, StoreError>;
+
+fn run_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<OpResult>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(batch.len());
+    for job in batch {
+        out.push(apply(&tx, &job.op)?);
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn keys_json(keys: &[String]) -> String {
+    serde_json::to_string(keys).unwrap_or_else(|_| "[]".into())
+}
+
+fn index(c: &Connection, row: &Row) -> rusqlite::Result<()> {
+    let mut ins = c.prepare_cached(
+        "INSERT OR IGNORE INTO messages (provider_message_id, notification_id, attempt)
+         VALUES (?1, ?2, ?3)",
+    )?;
+    for (pmid, attempt) in &row.messages {
+        ins.execute(params![pmid, row.id, attempt])?;
+    }
+    Ok(())
+}
+
+fn add_keys(c: &Connection, id: &str, keys: &[String]) -> rusqlite::Result<()> {
+    let mut ins = c.prepare_cached(
+        "INSERT OR IGNORE INTO reply_keys (key, notification_id) VALUES (?1, ?2)",
+    )?;
+    for k in keys {
+        ins.execute(params![k, id])?;
+    }
+    Ok(())
+}
+
+fn bump_active(c: &Connection, delta: i64) -> rusqlite::Result<()> {
+    c.prepare_cached("UPDATE counters SET value = value + ?1 WHERE name = 'active'")?
+        .execute([delta])?;
+    Ok(())
+}
+
+fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
+    match op {
+        Op::Insert(row) => {
+            let existing = c
+                .prepare_cached("SELECT record, version FROM cascades WHERE id = ?1")?
+                .query_row([&row.id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()?;
+            if let Some((json, version)) = existing {
+                return Ok(Ok(Done::Exists { json, version }));
+            }
+            c.prepare_cached(
+                "INSERT INTO cascades
+                   (id, version, finished, wake_at_ns, lease_until_ns, due_ns, reply_keys, record)
+                 VALUES (?1, 0, ?2, ?3, NULL, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                row.id,
+                row.finished,
+                row.wake_ns,
+                keys_json(&row.reply_keys),
+                row.json
+            ])?;
+            add_keys(c, &row.id, &row.reply_keys)?;
+            index(c, row)?;
+            if !row.finished {
+                bump_active(c, 1)?;
+            }
+            Ok(Ok(Done::Inserted))
+        }
+        Op::Update(row) => {
+            let current = c
+                .prepare_cached("SELECT version, finished, reply_keys FROM cascades WHERE id = ?1")?
+                .query_row([&row.id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()?;
+            let Some((version, was_finished, old_keys)) = current else {
+                return Ok(Err(StoreError::NotFound(NotificationId::new(&row.id))));
+            };
+            if version != row.expected {
+                return Ok(Err(StoreError::Conflict(NotificationId::new(&row.id))));
+            }
+            let new_version = row.expected + 1;
+            let new_keys = keys_json(&row.reply_keys);
+            c.prepare_cached(
+                "UPDATE cascades SET version = ?2, finished = ?3, wake_at_ns = ?4,
+                    lease_until_ns = NULL, due_ns = ?4, reply_keys = ?5, record = ?6
+                 WHERE id = ?1 AND version = ?7",
+            )?
+            .execute(params![
+                row.id,
+                new_version,
+                row.finished,
+                row.wake_ns,
+                new_keys,
+                row.json,
+                row.expected
+            ])?;
+            if new_keys != old_keys {
+                let old: Vec<String> = serde_json::from_str(&old_keys).unwrap_or_default();
+                let mut del = c.prepare_cached(
+                    "DELETE FROM reply_keys WHERE key = ?1 AND notification_id = ?2",
+                )?;
+                for k in &old {
+                    del.execute(params![k, row.id])?;
+                }
+                add_keys(c, &row.id, &row.reply_keys)?;
+            }
+            index(c, row)?;
+            match (was_finished, row.finished) {
+                (false, true) => bump_active(c, -1)?,
+                (true, false) => bump_active(c, 1)?,
+                _ => {}
+            }
+            Ok(version_from_sql(new_version, &row.id).map(Done::Updated))
+        }
+        Op::Claim {
+            now,
+            limit,
+            lease_end,
+        } => {
+            let ids: Vec<String> = c
+                .prepare_cached(
+                    "SELECT id FROM cascades WHERE due_ns <= ?1 ORDER BY due_ns, id LIMIT ?2",
+                )?
+                .query_map(params![now, limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut upd = c.prepare_cached(
+                "UPDATE cascades SET lease_until_ns = ?2, due_ns = ?2 WHERE id = ?1",
+            )?;
+            for id in &ids {
+                upd.execute(params![id, lease_end])?;
+            }
+            Ok(Ok(Done::Claimed(ids)))
+        }
+        Op::Inbound { channel, key, at } => {
+            c.prepare_cached(
+                "INSERT INTO windows (channel, address_key, last_inbound_ns) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (channel, address_key)
+                 DO UPDATE SET last_inbound_ns = max(last_inbound_ns, excluded.last_inbound_ns)",
+            )?
+            .execute(params![channel, key, at])?;
+            Ok(Ok(Done::Ok))
+        }
+        Op::Close { channel, key } => {
+            c.prepare_cached("DELETE FROM windows WHERE channel = ?1 AND address_key = ?2")?
+                .execute(params![channel, key])?;
+            Ok(Ok(Done::Ok))
+        }
+    }
+}
+
+fn unexpected() -> StoreError {
+    StoreError::Backend("sqlite: the writer answered with the wrong kind of result".into())
+}
+
+#[async_trait]
+impl CascadeStore for SqliteStore {
+    async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
+        let row = Row::of(record)?;
+        match self.write(Op::Insert(row)).await? {
+            Done::Inserted => Ok(Inserted::New),
+            Done::Exists { json, version } => Ok(Inserted::Exists(Box::new(decode(
+                record.id().as_str(),
+                &json,
+                version,
+            )?))),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn get(&self, id: &NotificationId) -> Result<Option<CascadeRecord>, StoreError> {
+        let key = id.as_str().to_owned();
+        let row = self
+            .read(move |c| {
+                c.prepare_cached("SELECT record, version FROM cascades WHERE id = ?1")
+                    .and_then(|mut s| {
+                        s.query_row([&key], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(sql_err("reading a cascade"))
+            })
+            .await?;
+        row.map(|(json, version)| decode(id.as_str(), &json, version))
+            .transpose()
+    }
+
+    async fn update(&self, record: &CascadeRecord) -> Result<u64, StoreError> {
+        let row = Row::of(record)?;
+        match self.write(Op::Update(row)).await? {
+            Done::Updated(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<NotificationId>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = to_ns(now, "now")?;
+        let op = Op::Claim {
+            now,
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            lease_end: lease_end_ns(now, lease),
+        };
+        match self.write(op).await? {
+            Done::Claimed(ids) => Ok(ids.into_iter().map(NotificationId::from).collect()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn next_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let ns = self
+            .read(|c| {
+                c.prepare_cached(
+                    "SELECT due_ns FROM cascades WHERE due_ns IS NOT NULL ORDER BY due_ns LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
+                .map_err(sql_err("reading the next timer"))
+            })
+            .await?;
+        Ok(ns.map(from_ns))
+    }
+
+    async fn find_message(
+        &self,
+        provider_message_id: &ProviderMessageId,
+    ) -> Result<Option<MessageRef>, StoreError> {
+        let key = provider_message_id.as_str().to_owned();
+        let row = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT notification_id, attempt FROM messages WHERE provider_message_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([&key], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(sql_err("reading the message index"))
+            })
+            .await?;
+        row.map(|(id, attempt)| {
+            Ok(MessageRef {
+                attempt: usize::try_from(attempt).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "message {provider_message_id}: bad attempt index {attempt}"
+                    ))
+                })?,
+                notification_id: NotificationId::from(id),
+            })
+        })
+        .transpose()
+    }
+
+    async fn active_by_reply_key(&self, key: &str) -> Result<Vec<NotificationId>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT notification_id FROM reply_keys WHERE key = ?1 ORDER BY notification_id",
+            )
+            .and_then(|mut s| {
+                s.query_map([&key], |r| r.get::<_, String>(0).map(NotificationId::from))?
+                    .collect()
+            })
+            .map_err(sql_err("reading the reply index"))
+        })
+        .await
+    }
+
+    async fn count_active(&self) -> Result<usize, StoreError> {
+        let n = self
+            .read(|c| {
+                c.prepare_cached("SELECT value FROM counters WHERE name = 'active'")
+                    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                    .map_err(sql_err("counting active cascades"))
+            })
+            .await?;
+        usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("active count is {n}")))
+    }
+}
+
+#[async_trait]
+impl WindowStore for SqliteStore {
+    async fn record_inbound(
+        &self,
+        channel: &ChannelId,
+        address_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let op = Op::Inbound {
+            channel: channel.as_str().to_owned(),
+            key: address_key.to_owned(),
+            at: to_ns(at, "inbound time")?,
+        };
+        self.write(op).await.map(|_| ())
+    }
+
+    async fn last_inbound(
+        &self,
+        channel: &ChannelId,
+        address_key: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (channel, key) = (channel.as_str().to_owned(), address_key.to_owned());
+        let ns = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT last_inbound_ns FROM windows WHERE channel = ?1 AND address_key = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row([&channel, &key], |r| r.get::<_, i64>(0))
+                        .optional()
+                })
+                .map_err(sql_err("reading a window"))
+            })
+            .await?;
+        Ok(ns.map(from_ns))
+    }
+
+    async fn close(&self, channel: &ChannelId, address_key: &str) -> Result<(), StoreError> {
+        let op = Op::Close {
+            channel: channel.as_str().to_owned(),
+            key: address_key.to_owned(),
+        };
+        self.write(op).await.map(|_| ())
+    }
+}

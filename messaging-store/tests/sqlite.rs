@@ -1,0 +1,221 @@
+//! SQLite-specific behaviour: durability across reopen, migrations, group commit under load,
+//! several handles on one file, and typed errors for corrupt rows.
+#![cfg(feature = "sqlite")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use messaging_core::store::conformance::{record, sent_attempt, t};
+use messaging_core::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use messaging_core::{ChannelId, NotificationId, ProviderMessageId};
+use messaging_store::SqliteStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.db");
+    {
+        let s = SqliteStore::open(&path).await.expect("open");
+        let mut r = record("keep", "+79123456789", Some(t(10)));
+        s.insert(&r).await.expect("insert");
+        r.attempts.push(sent_attempt(0, "wa-main", "wamid.keep"));
+        s.update(&r).await.expect("update");
+        s.insert(&record("due", "+79123456789", Some(t(5))))
+            .await
+            .expect("insert");
+        assert_eq!(
+            s.claim_due(t(5), 10, Duration::from_secs(60))
+                .await
+                .expect("claim"),
+            vec![NotificationId::new("due")]
+        );
+        s.record_inbound(&ChannelId::new("wa"), "wa:79123456789", t(3))
+            .await
+            .expect("inbound");
+    }
+    let s = SqliteStore::open(&path).await.expect("reopen");
+    let r = s
+        .get(&NotificationId::new("keep"))
+        .await
+        .expect("get")
+        .expect("record kept");
+    assert_eq!(r.version, 1);
+    assert_eq!(r.attempts.len(), 1);
+    assert_eq!(s.count_active().await.expect("count"), 2);
+    assert_eq!(
+        s.find_message(&ProviderMessageId::new("wamid.keep"))
+            .await
+            .expect("find"),
+        Some(MessageRef {
+            notification_id: NotificationId::new("keep"),
+            attempt: 0
+        })
+    );
+    // The claim survived too: "due" is leased until 65, "keep" wakes at 10.
+    assert_eq!(s.next_wake().await.expect("next"), Some(t(10)));
+    assert_eq!(
+        s.claim_due(t(64), 10, Duration::from_secs(60))
+            .await
+            .expect("claim"),
+        vec![NotificationId::new("keep")]
+    );
+    assert_eq!(
+        s.active_by_reply_key("phone:+79123456789")
+            .await
+            .expect("keys"),
+        vec![NotificationId::new("due"), NotificationId::new("keep")]
+    );
+    assert_eq!(
+        s.last_inbound(&ChannelId::new("wa"), "wa:79123456789")
+            .await
+            .expect("window"),
+        Some(t(3))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent_and_newer_schemas_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.db");
+    let a = SqliteStore::open(&path).await.expect("open");
+    let b = SqliteStore::open(&path)
+        .await
+        .expect("open again while open");
+    assert_eq!(a.schema_version().await.expect("version"), 1);
+    assert_eq!(b.schema_version().await.expect("version"), 1);
+    drop((a, b));
+
+    let c = rusqlite::Connection::open(&path).expect("raw open");
+    let rows: i64 = c
+        .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 1, "each migration recorded once");
+    c.execute(
+        "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)",
+        [],
+    )
+    .expect("fake a newer schema");
+    drop(c);
+    match SqliteStore::open(&path).await {
+        Err(StoreError::Backend(msg)) => assert!(msg.contains("newer"), "{msg}"),
+        other => panic!("opening a newer schema must fail, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_are_grouped_and_each_write_is_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Arc::new(
+        SqliteStore::open(dir.path().join("m.db"))
+            .await
+            .expect("open"),
+    );
+    let tasks = 32;
+    let per = 20u64;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..tasks {
+        let s = Arc::clone(&s);
+        set.spawn(async move {
+            let mut r = record(&format!("w-{i}"), "+79123456789", Some(t(i)));
+            assert!(matches!(s.insert(&r).await, Ok(Inserted::New)));
+            for n in 0..per {
+                r.rate_limit_waits = n as u32;
+                let v = s.update(&r).await.expect("update");
+                assert_eq!(v, n + 1);
+                r.version = v;
+            }
+        });
+    }
+    while let Some(j) = set.join_next().await {
+        j.expect("writer task");
+    }
+    for i in 0..tasks {
+        let r = s
+            .get(&NotificationId::new(format!("w-{i}")))
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(r.version, per);
+        assert_eq!(r.rate_limit_waits, per as u32 - 1);
+    }
+    assert_eq!(s.count_active().await.expect("count"), tasks as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_file_never_claim_the_same_cascade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.db");
+    let a = SqliteStore::open(&path).await.expect("open a");
+    let b = SqliteStore::open(&path).await.expect("open b");
+    for i in 0..200 {
+        a.insert(&record(&format!("d-{i:03}"), "+79123456789", Some(t(i))))
+            .await
+            .expect("insert");
+    }
+    let lease = Duration::from_secs(60);
+    let claim = |s: SqliteStore| async move {
+        let mut got = Vec::new();
+        loop {
+            let batch = s.claim_due(t(1_000), 7, lease).await.expect("claim");
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch);
+        }
+    };
+    let (x, y) = tokio::join!(claim(a.clone()), claim(b.clone()));
+    let mut all: Vec<_> = x.into_iter().chain(y).collect();
+    assert_eq!(all.len(), 200);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 200, "a cascade was claimed twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_row_is_a_typed_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.db");
+    let s = SqliteStore::open(&path).await.expect("open");
+    s.insert(&record("bad", "+79123456789", None))
+        .await
+        .expect("insert");
+    let c = rusqlite::Connection::open(&path).expect("raw open");
+    c.execute(
+        "UPDATE cascades SET record = '{\"not\": \"a record\"}' WHERE id = 'bad'",
+        [],
+    )
+    .expect("corrupt");
+    drop(c);
+    match s.get(&NotificationId::new("bad")).await {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("bad"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    match s.insert(&record("bad", "+79123456789", None)).await {
+        Err(StoreError::Corrupt(_)) => {}
+        other => panic!("expected Corrupt from a duplicate insert, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_out_of_range_are_refused_not_mangled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SqliteStore::open(dir.path().join("m.db"))
+        .await
+        .expect("open");
+    let far = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+    match s.insert(&record("far", "+79123456789", Some(far))).await {
+        Err(StoreError::Backend(msg)) => assert!(msg.contains("wake_at"), "{msg}"),
+        other => panic!("expected a Backend error, got {other:?}"),
+    }
+    assert_eq!(s.count_active().await.expect("count"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_an_unwritable_path_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("no-such-dir").join("m.db");
+    match SqliteStore::open(&path).await {
+        Err(StoreError::Backend(msg)) => assert!(msg.contains("sqlite"), "{msg}"),
+        other => panic!("expected a Backend error, got {other:?}"),
+    }
+}
