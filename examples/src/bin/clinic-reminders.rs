@@ -1,316 +1,193 @@
 //! Clinic reminders: the main demo.
 //!
-//! Runs a day of appointment reminders through the classic clinic cascade
-//! (WhatsApp → Telegram → Max → SMS) over a built-in sandbox of simulated providers, in virtual
-//! time, and prints what happened: per patient the channel that delivered and how long it took,
-//! per channel the sends, deliveries, failures and cost.
+//! Sends a morning of appointment reminders through the classic clinic cascade
+//! (WhatsApp → Telegram → Max → SMS) over a built-in sandbox of simulated providers, with the
+//! SQLite store in a local file and virtual time sped up, and prints what happened: per patient
+//! the channel that delivered and the time to delivery; per channel sends, deliveries, failures
+//! and cost; totals.
 //!
-//! In the sandbox WhatsApp is slowed down for part of the patients, blocked (not on WhatsApp) for
-//! some, and stops delivering for 40 minutes in the middle of the run; some patients have no
-//! Telegram; SMS is the last resort.
+//! In the sandbox WhatsApp is slowed down for a while and then stops delivering, some patients
+//! are not on WhatsApp or never receive its messages, some have no Telegram, and SMS is the last
+//! resort.
 //!
 //! ```text
 //! cargo run -p messaging-examples --bin clinic-reminders
-//! cargo run -p messaging-examples --bin clinic-reminders -- --patients 500 --seed 7
+//! cargo run -p messaging-examples --bin clinic-reminders -- --patients 2000 --all
 //! ```
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use clap::Parser;
-use messaging_core::engine::{CascadeStatus, HistoryKind};
-use messaging_core::testkit::{
-    Latency, Outage, OutageMode, SimBehavior, SimulatedChannel, Simulation,
-};
-use messaging_core::*;
+use messaging_core::testkit::OutageMode;
+use messaging_examples::scenario::{self, OutageSpec, PolicyMode, Population, Scenario};
+use messaging_store::{Durability, SqliteOptions, SqliteStore};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
 #[command(about = "Appointment reminders through WhatsApp, Telegram, Max and SMS, in a sandbox")]
 struct Args {
     /// How many patients get a reminder.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 300)]
     patients: usize,
     /// Seed of the sandbox's randomness (same seed, same run).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Print every patient's row (default: the first 20 and a summary).
+    /// The SQLite file (created afresh for each run).
+    #[arg(long, default_value = "clinic-reminders.sqlite")]
+    db: std::path::PathBuf,
+    /// Fixed 60-minute windows instead of routing around slow channels.
+    #[arg(long)]
+    fixed: bool,
+    /// Print every patient's line (default: the first 15).
     #[arg(long)]
     all: bool,
+    /// Send for real through providers configured in the environment.
+    #[arg(long)]
+    live: bool,
 }
 
-fn start() -> DateTime<Utc> {
-    // 09:00 Moscow time.
-    Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0)
-        .single()
-        .unwrap_or_default()
-}
-
-struct Sandbox {
-    clock: ManualClock,
-    channels: Vec<Arc<SimulatedChannel>>,
-}
-
-fn sandbox(patients: usize, seed: u64) -> Sandbox {
-    let clock = ManualClock::new(start());
-    let mut wa = SimBehavior {
-        latency: Latency::LogNormal {
-            median_secs: 15.0,
-            sigma: 0.8,
+fn sandbox(patients: usize, seed: u64) -> Scenario {
+    Scenario {
+        name: "clinic-sandbox".into(),
+        notifications: patients,
+        // Reminders go out through the morning, 09:00 to 12:00.
+        submit_over_secs: 3 * 3600,
+        horizon_secs: 36 * 3600,
+        seed,
+        population: Population {
+            telegram_share: 0.55,
+            max_share: 0.5,
+            whatsapp_unreachable_share: 0.08,
+            whatsapp_silent_share: 0.1,
         },
-        cost_per_message: 0.9,
-        outages: vec![Outage {
-            start: start() + chrono::Duration::minutes(50),
-            end: start() + chrono::Duration::minutes(90),
-            mode: OutageMode::Silent,
-        }],
-        ..SimBehavior::default()
-    };
-    // Every 7th patient is not on WhatsApp; every 5th reads WhatsApp only after hours.
-    for i in 0..patients {
-        let key = Address::Phone(patient_phone(i)).key();
-        if i % 7 == 3 {
-            wa.unreachable.insert(key);
-        } else if i % 5 == 1 {
-            wa.silent.insert(key);
-        }
-    }
-    let tg = SimBehavior {
-        latency: Latency::fixed(Duration::from_secs(1)),
-        error_rate: 0.02,
-        cost_per_message: 0.0,
-        ..SimBehavior::default()
-    };
-    let max = SimBehavior {
-        latency: Latency::fixed(Duration::from_secs(1)),
-        cost_per_message: 0.0,
-        ..SimBehavior::default()
-    };
-    let sms = SimBehavior {
-        latency: Latency::LogNormal {
-            median_secs: 8.0,
-            sigma: 0.5,
-        },
-        cost_per_message: 4.5,
-        ..SimBehavior::default()
-    };
-    let mk = |id: &str, kind, b: SimBehavior, s: u64| {
-        Arc::new(SimulatedChannel::new(id, kind, clock.clone(), s).with_behavior(b))
-    };
-    Sandbox {
-        channels: vec![
-            mk("wa", ChannelKind::WhatsApp, wa, seed),
-            mk("tg", ChannelKind::Telegram, tg, seed + 1),
-            mk("max", ChannelKind::Max, max, seed + 2),
-            mk("sms", ChannelKind::Sms, sms, seed + 3),
+        outages: vec![
+            OutageSpec {
+                channel: "whatsapp".into(),
+                start_secs: 1800,
+                end_secs: 3600,
+                mode: OutageMode::Slow { extra_secs: 1500.0 },
+            },
+            OutageSpec {
+                channel: "whatsapp".into(),
+                start_secs: 3600,
+                end_secs: 7200,
+                mode: OutageMode::Silent,
+            },
         ],
-        clock,
+        ..Scenario::default()
     }
 }
 
-fn patient_phone(i: usize) -> Phone {
-    // Numbers in the +7 912 range, all valid mobile numbers.
-    Phone::parse(&format!("+7912{:07}", 1_000_000 + i)).unwrap_or_else(|_| {
-        Phone::parse("+79120000000").unwrap_or_else(|e| panic!("sandbox phone: {e}"))
-    })
-}
-
-const NAMES: [&str; 8] = [
-    "Анна",
-    "Борис",
-    "Вера",
-    "Глеб",
-    "Дарья",
-    "Егор",
-    "Жанна",
-    "Илья",
-];
-
-fn patient(i: usize) -> Recipient {
-    let mut r = Recipient::default().name(NAMES[i % NAMES.len()]);
-    r.contact_id = Some(ContactId::new(format!("patient-{i:04}")));
-    r.phone = Some(patient_phone(i));
-    // Two thirds have Telegram; half of the rest have Max.
-    if i % 3 != 2 {
-        r = r.address(Address::Telegram(100_000 + i as i64));
-    } else if i.is_multiple_of(2) {
-        r = r.address(Address::MaxUser(500_000 + i as i64));
+fn duration(secs: f64) -> String {
+    let s = secs.round() as i64;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
     }
-    r
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let sb = sandbox(args.patients, args.seed);
-    let mut builder = Engine::builder()
-        .clock(sb.clock.clone())
-        .policy(CascadePolicy::classic_clinic("wa", "tg", "max", "sms"));
-    for c in &sb.channels {
-        builder = builder.channel(c.clone());
+    if args.live {
+        eprintln!(
+            "--live is not available yet: this build sends only through the sandbox. \
+             Configure the adapters (messaging-waba, -telegram, -max, -sms) in your own service; \
+             see the README."
+        );
+        std::process::exit(2);
     }
-    let engine = builder.build()?;
-    let mut sim = Simulation::new(engine.clone(), sb.clock.clone());
-    for c in &sb.channels {
-        sim = sim.channel(c.clone());
+    let s = sandbox(args.patients, args.seed);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = args.db.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
     }
-
-    println!(
-        "Clinic reminders: {} patients, cascade WhatsApp (delivered, 60 min) -> Telegram -> Max -> SMS",
-        args.patients
-    );
-    println!(
-        "Sandbox: WhatsApp silent 50-90 min into the run, some patients not on WhatsApp or never reading it.\n"
-    );
-
-    // Reminders go out through the morning, one every 30 seconds.
-    let mut submitted_at = BTreeMap::new();
-    for i in 0..args.patients {
-        let at = start() + chrono::Duration::seconds(30 * i as i64);
-        sim.run_until(at).await?;
-        sb.clock.set(at);
-        let r = patient(i);
-        let name = r.name.clone().unwrap_or_default();
-        let n = Notification::new(
-            format!("reminder-{i:04}"),
-            r,
-            Content::text(format!(
-                "{name}, напоминаем о приёме завтра в 10:00. Придёте? Ответьте ДА или НЕТ."
-            )),
-        )
-        .deadline(at + chrono::Duration::hours(20));
-        engine.submit(n).await?;
-        submitted_at.insert(format!("reminder-{i:04}"), at);
-        if (i + 1).is_multiple_of(40) {
-            println!(
-                "  [{}] {} reminders submitted, {} cascades still running",
-                sb.clock.now().format("%H:%M"),
-                i + 1,
-                engine.store().count_active().await?
-            );
-        }
-    }
-    sim.run_for(Duration::from_secs(30 * 3600)).await?;
-    println!(
-        "  [{}] all cascades finished: {} running\n",
-        sb.clock.now().format("%H:%M"),
-        engine.store().count_active().await?
-    );
-
-    let mut rows = Vec::new();
-    for (id, at) in &submitted_at {
-        if let Some(st) = engine.status(&id.as_str().into()).await? {
-            rows.push((st, *at));
-        }
-    }
-    print_patients(&rows, args.all);
-    print_channels(&rows);
-    Ok(())
-}
-
-fn delivered_by(st: &CascadeStatus) -> (String, Option<DateTime<Utc>>) {
-    match &st.outcome {
-        Some(Outcome::Delivered { channel, .. }) => {
-            let at = st.history.iter().rev().find_map(|h| match h.kind {
-                HistoryKind::Delivered { .. } | HistoryKind::LateDelivery { .. } => Some(h.at),
-                _ => None,
-            });
-            (channel.to_string(), at)
-        }
-        Some(o) => (o.name().to_string(), None),
-        None => ("running".into(), None),
-    }
-}
-
-fn minutes(d: chrono::Duration) -> String {
-    let s = d.num_seconds();
-    if s < 60 {
-        format!("{s}s")
+    let store = SqliteStore::open_with(
+        &args.db,
+        SqliteOptions::default().durability(Durability::Normal),
+    )
+    .await?;
+    let policy = if args.fixed {
+        PolicyMode::Fixed
     } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
-}
+        PolicyMode::Adaptive
+    };
 
-fn print_patients(rows: &[(CascadeStatus, DateTime<Utc>)], all: bool) {
     println!(
-        "{:<14} {:<12} {:>12} {:>9}",
-        "notification", "delivered by", "time", "attempts"
+        "Clinic reminders: {} patients, WhatsApp (delivered, 60 min) -> Telegram -> Max -> SMS, {} windows",
+        args.patients,
+        if args.fixed { "fixed" } else { "adaptive" }
     );
-    for (st, at) in rows.iter().take(if all { usize::MAX } else { 20 }) {
-        let (by, when) = delivered_by(st);
-        let time = when.map(|w| minutes(w - *at)).unwrap_or_else(|| "-".into());
+    println!(
+        "Sandbox: WhatsApp slow 09:30-10:00 and silent 10:00-11:00; some patients not on WhatsApp or never reading it; store {}\n",
+        args.db.display()
+    );
+    let tz = chrono_tz::Europe::Moscow;
+    let run = scenario::run_on(
+        &s,
+        policy,
+        Some(Arc::new(store)),
+        |now, submitted, active| {
+            println!(
+                "  [{}] {submitted:>5} reminders submitted, {active:>5} cascades running",
+                now.with_timezone(&tz).format("%H:%M")
+            );
+        },
+    )
+    .await?;
+
+    println!(
+        "\n{:<18} {:<12} {:<12} {:>10} {:>9}",
+        "notification", "outcome", "delivered by", "time", "attempts"
+    );
+    let shown = if args.all { run.rows.len() } else { 15 };
+    for r in run.rows.iter().take(shown) {
         println!(
-            "{:<14} {:<12} {:>12} {:>9}",
-            st.notification_id.as_str(),
-            by,
-            time,
-            st.attempts.len()
+            "{:<18} {:<12} {:<12} {:>10} {:>9}",
+            r.notification_id,
+            r.outcome,
+            r.delivered_by.as_deref().unwrap_or("-"),
+            r.time_to_delivery_s
+                .map(duration)
+                .unwrap_or_else(|| "-".into()),
+            r.attempts
         );
     }
-    if !all && rows.len() > 20 {
-        println!("... {} more (use --all)", rows.len() - 20);
+    if run.rows.len() > shown {
+        println!(
+            "... {} more (--all shows every line)",
+            run.rows.len() - shown
+        );
     }
-    let mut times: Vec<i64> = rows
-        .iter()
-        .filter_map(|(st, at)| delivered_by(st).1.map(|w| (w - *at).num_seconds()))
-        .collect();
-    times.sort_unstable();
-    let pct = |p: usize| {
-        times
-            .get((times.len() * p / 100).min(times.len().saturating_sub(1)))
-            .map(|s| minutes(chrono::Duration::seconds(*s)))
-            .unwrap_or_else(|| "-".into())
-    };
-    println!(
-        "\ndelivered: {} of {}; time to delivery p50 {}, p90 {}\n",
-        times.len(),
-        rows.len(),
-        pct(50),
-        pct(90)
-    );
-}
 
-fn print_channels(rows: &[(CascadeStatus, DateTime<Utc>)]) {
-    #[derive(Default)]
-    struct Row {
-        sends: usize,
-        delivered: usize,
-        failed: usize,
-        cost: f64,
-    }
-    let mut by: BTreeMap<String, Row> = BTreeMap::new();
-    for (st, _) in rows {
-        for a in &st.attempts {
-            let r = by.entry(a.channel.to_string()).or_default();
-            r.sends += 1;
-            if matches!(a.state, messaging_core::engine::AttemptState::Failed { .. }) {
-                r.failed += 1;
-            }
-            r.cost += a.cost.as_ref().map(|c| c.amount).unwrap_or(0.0);
-        }
-        if let Some(Outcome::Delivered { channel, .. }) = &st.outcome {
-            by.entry(channel.to_string()).or_default().delivered += 1;
-        }
-    }
+    let rep = &run.report;
     println!(
-        "{:<8} {:>6} {:>10} {:>8} {:>10}",
+        "\n{:<10} {:>7} {:>10} {:>8} {:>11}",
         "channel", "sends", "delivered", "failed", "cost, RUB"
     );
-    let mut total = Row::default();
-    for (ch, r) in &by {
+    for (ch, f) in &rep.by_channel {
         println!(
-            "{:<8} {:>6} {:>10} {:>8} {:>10.2}",
-            ch, r.sends, r.delivered, r.failed, r.cost
+            "{:<10} {:>7} {:>10} {:>8} {:>11.2}",
+            ch, f.sends, f.delivered, f.failed, f.cost
         );
-        total.sends += r.sends;
-        total.delivered += r.delivered;
-        total.failed += r.failed;
-        total.cost += r.cost;
     }
+    let sends: u64 = rep.by_channel.values().map(|f| f.sends).sum();
+    let failed: u64 = rep.by_channel.values().map(|f| f.failed).sum();
     println!(
-        "{:<8} {:>6} {:>10} {:>8} {:>10.2}",
-        "total", total.sends, total.delivered, total.failed, total.cost
+        "{:<10} {:>7} {:>10} {:>8} {:>11.2}",
+        "total", sends, rep.delivered, failed, rep.cost_total
     );
+    println!(
+        "\ndelivered {} of {} reminders; time to delivery p50 {}, p90 {}; outcomes {:?}",
+        rep.delivered,
+        rep.notifications,
+        duration(rep.p50_time_to_delivery_s),
+        duration(rep.p90_time_to_delivery_s),
+        rep.outcomes
+    );
+    Ok(())
 }

@@ -6,14 +6,18 @@
 //! messaging segments "Привет! Ваша запись к врачу 12.03 в 10:00"
 //! messaging split --channel telegram --max 500 "..."
 //! messaging phone --region RU "8 (912) 345-67-89"
+//! messaging parse-webhook --provider waba --app-secret S --header 'X-Hub-Signature-256: sha256=…' < body.json
+//! messaging simulate --scenario whatsapp-outage --policy adaptive
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the answer is negative (an error-level diagnostic, an invalid
 //! number, a text that cannot be split), 2 on a usage error.
 
 mod lint;
+mod parse_webhook;
 mod phone;
 mod segments;
+mod simulate;
 mod split;
 
 use std::process::ExitCode;
@@ -40,6 +44,10 @@ enum Command {
     Split(split::Args),
     /// Reads a phone number and prints it in E.164.
     Phone(phone::Args),
+    /// Verifies a provider's webhook body (stdin) and prints the normalized events.
+    ParseWebhook(parse_webhook::Args),
+    /// Replays a scenario of simulated providers in virtual time and prints delivery figures.
+    Simulate(simulate::Args),
 }
 
 /// What a subcommand produced: the JSON to print and whether the answer was positive.
@@ -77,6 +85,8 @@ fn main() -> ExitCode {
         Command::Segments(a) => segments::run(a),
         Command::Split(a) => split::run(a),
         Command::Phone(a) => phone::run(a),
+        Command::ParseWebhook(a) => parse_webhook::run(a),
+        Command::Simulate(a) => simulate::run(a),
     };
     println!("{}", out.json);
     if out.ok {
