@@ -22,9 +22,10 @@ pub struct Content {
     /// Text to use instead on a given channel kind (a shorter SMS, a transliterated one, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub overrides: BTreeMap<ChannelKind, String>,
-    /// The WhatsApp template to use outside the 24-hour window.
+    /// The WhatsApp template to use outside the 24-hour window (boxed: most content has none,
+    /// and content is kept for every pending cascade).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<Template>,
+    pub template: Option<Box<Template>>,
     /// Buttons under the message, where the channel has them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buttons: Vec<Button>,
@@ -53,7 +54,7 @@ impl Content {
 
     /// Attaches a WhatsApp template.
     pub fn with_template(mut self, template: Template) -> Self {
-        self.template = Some(template);
+        self.template = Some(Box::new(template));
         self
     }
 

@@ -372,6 +372,12 @@ impl Recipient {
             })
     }
 
+    /// Whether the person can be reached on a channel of `kind` (without building the address).
+    pub fn has_address_for(&self, kind: ChannelKind) -> bool {
+        self.addresses.iter().any(|a| a.serves(kind))
+            || (self.phone.is_some() && matches!(kind, ChannelKind::Sms | ChannelKind::WhatsApp))
+    }
+
     /// Whether an opt-out forbids `purpose` on `kind`.
     pub fn has_opted_out(&self, kind: ChannelKind, purpose: Purpose) -> bool {
         self.opt_outs.iter().any(|o| o.forbids(kind, purpose))

@@ -246,7 +246,7 @@ async fn unreachable_moves_to_the_next_step_at_once() {
     let st = status(&engine, "n1").await;
     assert!(matches!(
         &st.attempts[0].state,
-        AttemptState::Failed { kind: ErrorKind::Unreachable, code: Some(c), .. } if c == "131026"
+        AttemptState::Failed { kind: ErrorKind::Unreachable, code: Some(c), .. } if &**c == "131026"
     ));
 }
 
@@ -372,7 +372,7 @@ async fn invalid_content_fails_the_step_with_its_reason() {
     let st = status(&engine, "n1").await;
     assert!(st.history.iter().any(|h| matches!(
         &h.kind,
-        HistoryKind::Failed { kind: ErrorKind::InvalidContent, message, .. } if message == "template parameter count"
+        HistoryKind::Failed { kind: ErrorKind::InvalidContent, message, .. } if &**message == "template parameter count"
     )));
     assert_eq!(w.tg.sent().len(), 1);
 }

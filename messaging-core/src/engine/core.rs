@@ -562,7 +562,7 @@ impl Engine {
             if inner.regulated && ch.kind().is_foreign_messenger() {
                 continue;
             }
-            if notification.recipient.address_for(ch.kind()).is_some() {
+            if notification.recipient.has_address_for(ch.kind()) {
                 any_address = true;
                 let content = step.content.as_ref().unwrap_or(&notification.content);
                 if ch.capabilities().fits(content.text_for(ch.kind())) {
@@ -613,7 +613,7 @@ impl Engine {
             }
             Inserted::New => self.publish(&id, &rec.history),
         }
-        let outcome = match self.drive(&id).await {
+        let outcome = match self.drive_from(&id, Some(rec)).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Accepted and stored with a due timer: the next tick picks it up again.
@@ -640,7 +640,7 @@ impl Engine {
             let now = self.now();
             let before = rec.history.len();
             finish(&mut rec, now, Outcome::Cancelled);
-            match self.save(&rec, before).await {
+            match self.save(&mut rec, before).await {
                 Ok(()) => return Ok(true),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -767,7 +767,7 @@ impl Engine {
                 let now = self.now();
                 let before = rec.history.len();
                 finish(&mut rec, now, Outcome::Replied { channel });
-                match self.save(&rec, before).await {
+                match self.save(&mut rec, before).await {
                     Ok(()) => {
                         n += 1;
                         break;
@@ -851,7 +851,7 @@ impl Engine {
             if !self.apply_report(&mut rec, mref.attempt, report, now) {
                 return Ok(());
             }
-            match self.save(&rec, before).await {
+            match self.save(&mut rec, before).await {
                 Ok(()) => break,
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -880,16 +880,16 @@ impl Engine {
                 if matches!(attempt.state, AttemptState::Failed { .. }) {
                     return false;
                 }
-                let (kind, code, message) = match &report.error {
+                let (kind, code, message): (_, Option<Box<str>>, Box<str>) = match &report.error {
                     Some(e) => (
                         e.kind.unwrap_or(ErrorKind::Unreachable),
-                        Some(e.code.clone()),
-                        e.message.clone(),
+                        Some(e.code.as_str().into()),
+                        e.message.as_str().into(),
                     ),
                     None => (
                         ErrorKind::Unreachable,
                         None,
-                        "the provider reported the message as failed".to_owned(),
+                        "the provider reported the message as failed".into(),
                     ),
                 };
                 if let Some(a) = rec.attempts.get_mut(attempt_idx) {
@@ -1000,36 +1000,51 @@ impl Engine {
     }
 
     /// Saves a record and publishes the history entries added since `before`.
-    async fn save(&self, rec: &CascadeRecord, before: usize) -> Result<(), StoreError> {
-        self.inner.store.update(rec).await?;
+    /// On success `rec` carries the new version, so it can be used again without a reload.
+    async fn save(&self, rec: &mut CascadeRecord, before: usize) -> Result<(), StoreError> {
+        rec.version = self.inner.store.update(rec).await?;
         self.publish(rec.id(), &rec.history[before.min(rec.history.len())..]);
         Ok(())
     }
 
     /// Moves a cascade forward as far as it can go now. Returns its outcome if it has ended.
     async fn drive(&self, id: &NotificationId) -> Result<Option<Outcome>, EngineError> {
+        self.drive_from(id, None).await
+    }
+
+    /// [`drive`](Self::drive), starting from a copy of the record as stored, when the caller
+    /// has one (saves a read).
+    async fn drive_from(
+        &self,
+        id: &NotificationId,
+        mut stored: Option<CascadeRecord>,
+    ) -> Result<Option<Outcome>, EngineError> {
         // Bounded: every round either stops, or records a send, a skip or a state change.
         for _ in 0..64 {
-            let Some(mut rec) = self.inner.store.get(id).await? else {
-                return Ok(None);
+            let mut rec = match stored.take() {
+                Some(r) => r,
+                None => match self.inner.store.get(id).await? {
+                    Some(r) => r,
+                    None => return Ok(None),
+                },
             };
             let now = self.now();
             let before = rec.history.len();
             match self.plan(&mut rec, now).await {
                 Plan::Idle => return Ok(rec.outcome().cloned()),
-                Plan::Save => match self.save(&rec, before).await {
+                Plan::Save => match self.save(&mut rec, before).await {
                     Ok(()) => return Ok(rec.outcome().cloned()),
                     Err(StoreError::Conflict(_)) => continue,
                     Err(e) => return Err(e.into()),
                 },
                 Plan::Send(send) => {
-                    match self.save(&rec, before).await {
+                    match self.save(&mut rec, before).await {
                         Ok(()) => {}
                         Err(StoreError::Conflict(_)) => continue,
                         Err(e) => return Err(e.into()),
                     }
                     let result = send.channel.send(&send.message).await;
-                    match self.record_result(id, &send, result).await? {
+                    match self.record_result(id, &send, result, Some(rec)).await? {
                         Settled::Again => {}
                         Settled::Stop(outcome) => return Ok(outcome),
                     }
@@ -1045,12 +1060,19 @@ impl Engine {
         id: &NotificationId,
         send: &PendingSend,
         result: Result<SendReceipt, ChannelError>,
+        mut stored: Option<CascadeRecord>,
     ) -> Result<Settled, EngineError> {
         let sent_pmid = result.as_ref().ok().map(|r| r.provider_message_id.clone());
         let mut health_noted = false;
         loop {
-            let Some(mut rec) = self.inner.store.get(id).await? else {
-                return Ok(Settled::Stop(None));
+            // The intent's copy is current unless an event changed the record meanwhile, in
+            // which case the save below conflicts and the loop reads it again.
+            let mut rec = match stored.take() {
+                Some(r) => r,
+                None => match self.inner.store.get(id).await? {
+                    Some(r) => r,
+                    None => return Ok(Settled::Stop(None)),
+                },
             };
             let now = self.now();
             let before = rec.history.len();
@@ -1137,8 +1159,8 @@ impl Engine {
                     if let Some(a) = rec.attempts.get_mut(send.attempt) {
                         a.state = AttemptState::Failed {
                             kind: err.kind(),
-                            code: err.provider_code().map(str::to_owned),
-                            message: err.message().to_owned(),
+                            code: err.provider_code().map(Into::into),
+                            message: err.message().into(),
                         };
                     }
                     push(
@@ -1149,8 +1171,8 @@ impl Engine {
                             channel: attempt.channel.clone(),
                             attempt: attempt.number,
                             kind: err.kind(),
-                            code: err.provider_code().map(str::to_owned),
-                            message: err.message().to_owned(),
+                            code: err.provider_code().map(Into::into),
+                            message: err.message().into(),
                         },
                     );
                     if current {
@@ -1158,7 +1180,7 @@ impl Engine {
                     }
                 }
             }
-            match self.save(&rec, before).await {
+            match self.save(&mut rec, before).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),

@@ -171,9 +171,9 @@ pub enum AttemptState {
         kind: ErrorKind,
         /// The provider's code.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        code: Option<String>,
+        code: Option<Box<str>>,
         /// The reason in words.
-        message: String,
+        message: Box<str>,
     },
     /// The engine stopped while it was in flight; it may or may not have gone out.
     Unknown,
@@ -333,9 +333,9 @@ pub enum HistoryKind {
         kind: ErrorKind,
         /// Provider code.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        code: Option<String>,
+        code: Option<Box<str>>,
         /// Reason.
-        message: String,
+        message: Box<str>,
     },
     /// The outcome of an in-flight attempt is unknown (the engine stopped while sending).
     OutcomeUnknown {

@@ -32,12 +32,54 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    records: HashMap<NotificationId, Slot>,
+    /// Boxed: a small bucket keeps the table's unused capacity cheap.
+    records: HashMap<NotificationId, Box<Slot>>,
     /// (wake_at, id) of unclaimed timers.
     timers: BTreeSet<(DateTime<Utc>, NotificationId)>,
     messages: HashMap<ProviderMessageId, MessageRef>,
-    reply_index: HashMap<String, Vec<NotificationId>>,
+    reply_index: HashMap<Box<str>, Ids>,
     active: usize,
+}
+
+/// The cascades under one reply key: nearly always one, so no vector for that case.
+#[derive(Debug)]
+enum Ids {
+    One(NotificationId),
+    Many(Vec<NotificationId>),
+}
+
+impl Ids {
+    fn push(&mut self, id: NotificationId) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(vec![first.clone(), id]),
+            Ids::Many(v) => v.push(id),
+        }
+    }
+
+    /// Removes `id`; returns whether the set is now empty.
+    fn remove(&mut self, id: &NotificationId) -> bool {
+        match self {
+            Ids::One(x) => x == id,
+            Ids::Many(v) => {
+                v.retain(|x| x != id);
+                match v.len() {
+                    0 => true,
+                    1 => {
+                        *self = Ids::One(v[0].clone());
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<NotificationId> {
+        match self {
+            Ids::One(x) => vec![x.clone()],
+            Ids::Many(v) => v.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -74,20 +116,24 @@ impl Inner {
 
     fn add_reply_keys(&mut self, record: &CascadeRecord) {
         for k in record.reply_keys() {
-            self.reply_index
-                .entry(k)
-                .or_default()
-                .push(record.id().clone());
+            match self.reply_index.get_mut(k.as_str()) {
+                Some(ids) => ids.push(record.id().clone()),
+                None => {
+                    self.reply_index
+                        .insert(k.into_boxed_str(), Ids::One(record.id().clone()));
+                }
+            }
         }
     }
 
     fn remove_reply_keys(&mut self, id: &NotificationId, keys: Vec<String>) {
         for k in keys {
-            if let Some(v) = self.reply_index.get_mut(&k) {
-                v.retain(|x| x != id);
-                if v.is_empty() {
-                    self.reply_index.remove(&k);
-                }
+            if self
+                .reply_index
+                .get_mut(k.as_str())
+                .is_some_and(|ids| ids.remove(id))
+            {
+                self.reply_index.remove(k.as_str());
             }
         }
     }
@@ -113,10 +159,10 @@ impl CascadeStore for MemoryStore {
         }
         g.records.insert(
             rec.id().clone(),
-            Slot {
+            Box::new(Slot {
                 timer: rec.wake_at,
                 record: rec,
-            },
+            }),
         );
         Ok(Inserted::New)
     }
@@ -213,7 +259,7 @@ impl CascadeStore for MemoryStore {
             .lock()
             .reply_index
             .get(key)
-            .cloned()
+            .map(Ids::to_vec)
             .unwrap_or_default())
     }
 
