@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messaging_core::NotificationId;
 use messaging_core::engine::CascadeRecord;
+use messaging_core::identity::Link;
 use messaging_core::store::StoreError;
+use messaging_core::{Address, NotificationId};
 
 /// Unix nanoseconds: the exact key the in-memory store orders timers by. Covers 1677..2262.
 pub(crate) fn to_ns(t: DateTime<Utc>, what: &str) -> Result<i64, StoreError> {
@@ -88,4 +89,58 @@ impl Row {
             messages,
         })
     }
+}
+
+/// The columns of an identity link.
+#[derive(Debug)]
+pub(crate) struct LinkRow {
+    /// `Address::key`, the primary key.
+    pub key: String,
+    /// The contact id.
+    pub contact: String,
+    /// Digits of the link's phone, if it has one.
+    pub phone_digits: Option<String>,
+    /// Digits of a phone or WhatsApp address (what `Link::matches_phone` compares).
+    pub address_digits: Option<String>,
+    /// When it was linked, for "oldest first".
+    pub linked_at_ns: i64,
+    /// The link as JSON.
+    pub json: String,
+}
+
+impl LinkRow {
+    /// The columns for `link`.
+    pub(crate) fn of(link: &Link) -> Result<LinkRow, StoreError> {
+        let key = link.address.key();
+        let json = serde_json::to_string(link)
+            .map_err(|e| StoreError::Backend(format!("link {key}: cannot encode: {e}")))?;
+        let address_digits = match &link.address {
+            Address::Phone(p) => Some(p.digits().to_owned()),
+            Address::WhatsApp(w) => Some(w.trim().trim_start_matches('+').to_owned()),
+            _ => None,
+        };
+        Ok(LinkRow {
+            contact: link.contact.as_str().to_owned(),
+            phone_digits: link.phone.as_ref().map(|p| p.digits().to_owned()),
+            address_digits,
+            linked_at_ns: to_ns(link.linked_at, "linked_at")?,
+            json,
+            key,
+        })
+    }
+}
+
+/// A link decoded from its JSON column.
+pub(crate) fn decode_link(json: &str) -> Result<Link, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("identity link: {e}")))
+}
+
+/// The order of `MemoryIdentityStore`: by `linked_at`, then address key.
+pub(crate) fn oldest_first(mut v: Vec<Link>) -> Vec<Link> {
+    v.sort_by(|a, b| {
+        a.linked_at
+            .cmp(&b.linked_at)
+            .then_with(|| a.address.key().cmp(&b.address.key()))
+    });
+    v
 }

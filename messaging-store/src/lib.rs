@@ -13,7 +13,15 @@
 //!
 //! All three implement [`CascadeStore`](messaging_core::store::CascadeStore) and
 //! [`WindowStore`](messaging_core::store::WindowStore) with the same behaviour, checked by one
-//! conformance suite (`messaging_core::store::conformance`).
+//! conformance suite (`messaging_core::store::conformance`). The SQL stores also keep identity
+//! links and used deep-link tokens:
+//! [`IdentityStore`](messaging_core::identity::IdentityStore) and
+//! [`UsedTokenStore`](messaging_core::identity::UsedTokenStore), with the behaviour of
+//! `MemoryIdentityStore` (checked by `tests/identity.rs` against all three), and the sender
+//! governor's [`SenderCounters`](messaging_core::hygiene::SenderCounters), answering like
+//! `MemoryCounters` (checked by `tests/counters.rs`) but across restarts and instances.
+//! [`SqliteStore`] also keeps inbox threads
+//! ([`InboxStore`](messaging_core::inbox::InboxStore), `tests/inbox.rs`).
 //!
 //! ## What is stored
 //!
@@ -25,6 +33,11 @@
 //! | `reply_keys` | one per (address key, unfinished cascade) | `active_by_reply_key` |
 //! | `windows` | one per (channel, address key) | the WhatsApp 24-hour window |
 //! | `counters` (SQLite) | `active` | `count_active` in constant time |
+//! | `links` (migration 2) | one per linked address | `IdentityStore`; indexed by contact and by phone digits |
+//! | `used_tokens` (migration 2) | one per used deep-link token id | `UsedTokenStore::mark_token_used` (insert-if-absent, atomic) |
+//! | `gov_sends`, `gov_replies`, `gov_marketing` (migration 3) | one per send / inbound / marketing send, kept 8 days | `SenderCounters` windows |
+//! | `gov_contacted`, `gov_wrote_to_us`, `gov_opt_out`, `gov_connected` (migration 3) | one per (channel, person key) / key / channel | `SenderCounters` lookups |
+//! | `inbox` (SQLite, migration 4) | one per inbox message, as JSON | `InboxStore`, ordered by time then arrival |
 //!
 //! Times are Unix nanoseconds in `BIGINT` columns (years 1677 to 2262), so timers order exactly
 //! as in the in-memory store. Each `update` is one transaction: the record, its timer (clearing
@@ -64,9 +77,19 @@ mod common;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_counters;
+#[cfg(feature = "postgres")]
+mod postgres_identity;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_counters;
+#[cfg(feature = "sqlite")]
+mod sqlite_identity;
+#[cfg(feature = "sqlite")]
+mod sqlite_inbox;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};

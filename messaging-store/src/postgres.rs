@@ -22,11 +22,12 @@ use tokio_postgres::types::ToSql;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const POSTGRES_SCHEMA_VERSION: i32 = 1;
+pub const POSTGRES_SCHEMA_VERSION: i32 = 3;
 
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE {s}.cascades (
     id             TEXT COLLATE "C" PRIMARY KEY,
     version        BIGINT NOT NULL,
@@ -57,7 +58,55 @@ CREATE TABLE {s}.windows (
     PRIMARY KEY (channel, address_key)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE {s}.links (
+    address_key    TEXT COLLATE "C" PRIMARY KEY,
+    contact        TEXT NOT NULL,
+    phone_digits   TEXT,
+    address_digits TEXT,
+    linked_at_ns   BIGINT NOT NULL,
+    link           TEXT NOT NULL
+);
+CREATE INDEX links_contact ON {s}.links (contact);
+CREATE INDEX links_phone ON {s}.links (phone_digits) WHERE phone_digits IS NOT NULL;
+CREATE INDEX links_address_digits ON {s}.links (address_digits) WHERE address_digits IS NOT NULL;
+CREATE TABLE {s}.used_tokens (
+    token_id      TEXT PRIMARY KEY,
+    expires_at_ns BIGINT NOT NULL,
+    used_at_ns    BIGINT NOT NULL
+);
+CREATE INDEX used_tokens_expiry ON {s}.used_tokens (expires_at_ns);
+"#,
+    ),
+    (
+        3,
+        r#"
+CREATE TABLE {s}.gov_sends (
+    channel       TEXT NOT NULL,
+    at_ns         BIGINT NOT NULL,
+    address       TEXT NOT NULL,
+    new_recipient BOOLEAN NOT NULL
+);
+CREATE INDEX gov_sends_at ON {s}.gov_sends (channel, at_ns);
+CREATE TABLE {s}.gov_contacted (
+    channel      TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    last_sent_ns BIGINT NOT NULL,
+    PRIMARY KEY (channel, key)
+);
+CREATE TABLE {s}.gov_wrote_to_us (key TEXT PRIMARY KEY);
+CREATE TABLE {s}.gov_marketing (key TEXT NOT NULL, at_ns BIGINT NOT NULL);
+CREATE INDEX gov_marketing_key ON {s}.gov_marketing (key, at_ns);
+CREATE TABLE {s}.gov_replies (channel TEXT NOT NULL, at_ns BIGINT NOT NULL);
+CREATE INDEX gov_replies_at ON {s}.gov_replies (channel, at_ns);
+CREATE TABLE {s}.gov_opt_out (key TEXT PRIMARY KEY);
+CREATE TABLE {s}.gov_connected (channel TEXT PRIMARY KEY, at_ns BIGINT NOT NULL);
+"#,
+    ),
+];
 
 /// Options for [`PostgresStore::connect_with`].
 ///
@@ -232,7 +281,7 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-fn pg_err(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg_err(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| {
         // The server's message says more than the client error's Display.
         match e.as_db_error() {
@@ -329,7 +378,7 @@ impl PostgresStore {
         .map_err(pg_err("dropping the schema"))
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool
             .get()
             .await
@@ -387,7 +436,7 @@ impl PostgresStore {
         tx.commit().await.map_err(&e)
     }
 
-    async fn query(
+    pub(crate) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -399,7 +448,7 @@ impl PostgresStore {
     }
 }
 
-fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a tokio_postgres::Row,
     i: usize,
     context: &str,

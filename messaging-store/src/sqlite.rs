@@ -17,11 +17,12 @@ use tokio::sync::oneshot;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const SQLITE_SCHEMA_VERSION: u32 = 1;
+pub const SQLITE_SCHEMA_VERSION: u32 = 4;
 
-const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE cascades (
     id             TEXT PRIMARY KEY NOT NULL,
     version        INTEGER NOT NULL,
@@ -55,7 +56,70 @@ CREATE TABLE counters (
 ) WITHOUT ROWID;
 INSERT INTO counters (name, value) VALUES ('active', 0);
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE links (
+    address_key    TEXT PRIMARY KEY NOT NULL,
+    contact        TEXT NOT NULL,
+    phone_digits   TEXT,
+    address_digits TEXT,
+    linked_at_ns   INTEGER NOT NULL,
+    link           TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX links_contact ON links (contact);
+CREATE INDEX links_phone ON links (phone_digits) WHERE phone_digits IS NOT NULL;
+CREATE INDEX links_address_digits ON links (address_digits) WHERE address_digits IS NOT NULL;
+CREATE TABLE used_tokens (
+    token_id      TEXT PRIMARY KEY NOT NULL,
+    expires_at_ns INTEGER NOT NULL,
+    used_at_ns    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX used_tokens_expiry ON used_tokens (expires_at_ns);
+",
+    ),
+    (
+        3,
+        "
+CREATE TABLE gov_sends (
+    channel       TEXT NOT NULL,
+    at_ns         INTEGER NOT NULL,
+    address       TEXT NOT NULL,
+    new_recipient INTEGER NOT NULL
+);
+CREATE INDEX gov_sends_at ON gov_sends (channel, at_ns);
+CREATE TABLE gov_contacted (
+    channel      TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    last_sent_ns INTEGER NOT NULL,
+    PRIMARY KEY (channel, key)
+) WITHOUT ROWID;
+CREATE TABLE gov_wrote_to_us (key TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+CREATE TABLE gov_marketing (key TEXT NOT NULL, at_ns INTEGER NOT NULL);
+CREATE INDEX gov_marketing_key ON gov_marketing (key, at_ns);
+CREATE TABLE gov_replies (channel TEXT NOT NULL, at_ns INTEGER NOT NULL);
+CREATE INDEX gov_replies_at ON gov_replies (channel, at_ns);
+CREATE TABLE gov_opt_out (key TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+CREATE TABLE gov_connected (
+    channel TEXT PRIMARY KEY NOT NULL,
+    at_ns   INTEGER NOT NULL
+) WITHOUT ROWID;
+",
+    ),
+    (
+        4,
+        "
+CREATE TABLE inbox (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    thread  TEXT NOT NULL,
+    at_ns   INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX inbox_thread ON inbox (thread, at_ns, seq);
+",
+    ),
+];
 
 /// How hard a commit is pushed to disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,7 +234,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn sql_err(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+pub(crate) fn sql_err(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::Backend(format!("sqlite: {context}: {e}"))
 }
 
@@ -231,7 +295,7 @@ impl SqliteStore {
         .await
     }
 
-    async fn write(&self, op: Op) -> Result<Done, StoreError> {
+    pub(crate) async fn write(&self, op: Op) -> Result<Done, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .writer
@@ -241,7 +305,7 @@ impl SqliteStore {
             .map_err(|_| StoreError::Backend("sqlite: the writer thread has stopped".into()))?
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -340,7 +404,7 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
 // ---------------------------------------------------------------------------------------------
 // The writer thread.
 
-enum Op {
+pub(crate) enum Op {
     Insert(Row),
     Update(Row),
     Claim {
@@ -357,14 +421,25 @@ enum Op {
         channel: String,
         key: String,
     },
+    /// A write of another store (identities, tokens), run in the writer's transaction. It may
+    /// run twice when its commit group fails, so it must only touch the database.
+    Run(RunFn),
 }
 
-enum Done {
+/// A custom write; see [`Op::Run`].
+pub(crate) type RunFn = Box<dyn Fn(&Connection) -> rusqlite::Result<OpResult> + Send>;
+
+pub(crate) enum Done {
     Inserted,
-    Exists { json: String, version: i64 },
+    Exists {
+        json: String,
+        version: i64,
+    },
     Updated(u64),
     Claimed(Vec<String>),
     Ok,
+    /// The answer of an [`Op::Run`].
+    Value(Box<dyn std::any::Any + Send>),
 }
 
 struct Job {
@@ -409,7 +484,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) 
     }
 }
 
-type OpResult = Result<Done, StoreError>;
+pub(crate) type OpResult = Result<Done, StoreError>;
 
 fn run_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<OpResult>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -567,10 +642,11 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
                 .execute(params![channel, key])?;
             Ok(Ok(Done::Ok))
         }
+        Op::Run(f) => f(c),
     }
 }
 
-fn unexpected() -> StoreError {
+pub(crate) fn unexpected() -> StoreError {
     StoreError::Backend("sqlite: the writer answered with the wrong kind of result".into())
 }
 

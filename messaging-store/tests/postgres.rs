@@ -37,7 +37,10 @@ async fn two_instances_share_due_work_without_overlap() {
     let result = tokio::spawn({
         let (a, b) = (a.clone(), b.clone());
         async move {
-            assert_eq!(a.schema_version().await.expect("version"), 1);
+            assert_eq!(
+                a.schema_version().await.expect("version"),
+                messaging_store::postgres::POSTGRES_SCHEMA_VERSION
+            );
             let n = 400;
             for i in 0..n {
                 a.insert(&record(

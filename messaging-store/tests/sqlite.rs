@@ -81,15 +81,17 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
     let b = SqliteStore::open(&path)
         .await
         .expect("open again while open");
-    assert_eq!(a.schema_version().await.expect("version"), 1);
-    assert_eq!(b.schema_version().await.expect("version"), 1);
+    let latest = messaging_store::sqlite::SQLITE_SCHEMA_VERSION;
+    assert_eq!(latest, 4);
+    assert_eq!(a.schema_version().await.expect("version"), latest);
+    assert_eq!(b.schema_version().await.expect("version"), latest);
     drop((a, b));
 
     let c = rusqlite::Connection::open(&path).expect("raw open");
     let rows: i64 = c
         .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
         .expect("count");
-    assert_eq!(rows, 1, "each migration recorded once");
+    assert_eq!(rows, 4, "each migration recorded once");
     c.execute(
         "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)",
         [],
@@ -100,6 +102,53 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
         Err(StoreError::Backend(msg)) => assert!(msg.contains("newer"), "{msg}"),
         other => panic!("opening a newer schema must fail, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded_in_place() {
+    use messaging_core::identity::{IdentityStore, UsedTokenStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v1.db");
+    {
+        let s = SqliteStore::open(&path).await.expect("open");
+        s.insert(&record("old", "+79123456789", Some(t(1))))
+            .await
+            .expect("insert");
+    }
+    // Turn it back into what a version-1 build left behind.
+    let c = rusqlite::Connection::open(&path).expect("raw open");
+    c.execute_batch(
+        "DROP TABLE links; DROP TABLE used_tokens; DELETE FROM schema_version WHERE version >= 2;
+         DROP TABLE gov_sends; DROP TABLE gov_contacted; DROP TABLE gov_wrote_to_us;
+         DROP TABLE gov_marketing; DROP TABLE gov_replies; DROP TABLE gov_opt_out;
+         DROP TABLE gov_connected; DROP TABLE inbox;",
+    )
+    .expect("downgrade to v1");
+    drop(c);
+
+    let s = SqliteStore::open(&path).await.expect("open v1 database");
+    assert_eq!(
+        s.schema_version().await.expect("version"),
+        messaging_store::sqlite::SQLITE_SCHEMA_VERSION
+    );
+    assert!(
+        s.get(&NotificationId::new("old"))
+            .await
+            .expect("get")
+            .is_some(),
+        "version-1 data kept"
+    );
+    assert!(
+        s.mark_token_used("tok", t(60), t(0))
+            .await
+            .expect("the v2 tables exist")
+    );
+    assert_eq!(
+        s.by_address(&messaging_core::Address::Telegram(1))
+            .await
+            .expect("links table"),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

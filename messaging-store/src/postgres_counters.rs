@@ -1,0 +1,293 @@
+//! [`SenderCounters`] on PostgreSQL (tables `gov_*`, migration 3): caps hold across restarts
+//! and are shared by every instance.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use messaging_core::hygiene::governor::{CounterError, SendRecord, WindowCounts};
+use messaging_core::hygiene::{MemoryCounters, SenderCounters};
+use messaging_core::store::StoreError;
+use messaging_core::{ChannelId, Purpose};
+
+use crate::common::{from_ns, to_ns};
+use crate::postgres::{PostgresStore, col, pg_err};
+
+fn ce(e: StoreError) -> CounterError {
+    CounterError(e.to_string())
+}
+
+fn ns(t: DateTime<Utc>, what: &str) -> Result<i64, CounterError> {
+    to_ns(t, what).map_err(ce)
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl PostgresStore {
+    async fn exists(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        context: &'static str,
+    ) -> Result<bool, CounterError> {
+        let rows = self.query(sql, params, context).await.map_err(ce)?;
+        Ok(!rows.is_empty())
+    }
+}
+
+#[async_trait]
+impl SenderCounters for PostgresStore {
+    async fn record_send(&self, send: &SendRecord) -> Result<(), CounterError> {
+        let channel = send.channel_id.as_str();
+        let at = ns(send.at, "send time")?;
+        let horizon = ns(send.at - MemoryCounters::RETENTION, "send time")?;
+        let e = pg_err("recording a send");
+        let mut c = self.client().await.map_err(ce)?;
+        let tx = c.transaction().await.map_err(&e).map_err(ce)?;
+        let (sends, contacted, marketing) = (
+            self.t("gov_sends"),
+            self.t("gov_contacted"),
+            self.t("gov_marketing"),
+        );
+        tx.execute(
+            &format!("DELETE FROM {sends} WHERE channel = $1 AND at_ns < $2"),
+            &[&channel, &horizon],
+        )
+        .await
+        .map_err(&e)
+        .map_err(ce)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {sends} (channel, at_ns, address, new_recipient) VALUES ($1, $2, $3, $4)"
+            ),
+            &[&channel, &at, &send.address, &send.new_recipient],
+        )
+        .await
+        .map_err(&e)
+        .map_err(ce)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {contacted} (channel, key, last_sent_ns)
+                 SELECT $1, k, $3 FROM unnest($2::text[]) AS k
+                 ON CONFLICT (channel, key)
+                 DO UPDATE SET last_sent_ns = greatest({contacted}.last_sent_ns, excluded.last_sent_ns)"
+            ),
+            &[&channel, &send.person, &at],
+        )
+        .await
+        .map_err(&e)
+        .map_err(ce)?;
+        if send.purpose == Purpose::Marketing
+            && let Some(k) = send.person.first()
+        {
+            tx.execute(
+                &format!("DELETE FROM {marketing} WHERE key = $1 AND at_ns < $2"),
+                &[k, &horizon],
+            )
+            .await
+            .map_err(&e)
+            .map_err(ce)?;
+            tx.execute(
+                &format!("INSERT INTO {marketing} (key, at_ns) VALUES ($1, $2)"),
+                &[k, &at],
+            )
+            .await
+            .map_err(&e)
+            .map_err(ce)?;
+        }
+        tx.commit().await.map_err(&e).map_err(ce)
+    }
+
+    async fn window(
+        &self,
+        channel: &ChannelId,
+        since: DateTime<Utc>,
+    ) -> Result<WindowCounts, CounterError> {
+        let sql = format!(
+            "SELECT count(*), count(*) FILTER (WHERE new_recipient), count(DISTINCT address),
+                    min(at_ns)
+             FROM {} WHERE channel = $1 AND at_ns >= $2",
+            self.t("gov_sends")
+        );
+        let ctx = "reading send counts";
+        let rows = self
+            .query(&sql, &[&channel.as_str(), &ns(since, "since")?], ctx)
+            .await
+            .map_err(ce)?;
+        let Some(r) = rows.first() else {
+            return Ok(WindowCounts::default());
+        };
+        Ok(WindowCounts {
+            sends: count(col(r, 0, ctx).map_err(ce)?),
+            new_recipients: count(col(r, 1, ctx).map_err(ce)?),
+            unique_recipients: count(col(r, 2, ctx).map_err(ce)?),
+            earliest: col::<Option<i64>>(r, 3, ctx).map_err(ce)?.map(from_ns),
+        })
+    }
+
+    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, CounterError> {
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE key = ANY($2)
+             UNION ALL SELECT 1 FROM {} WHERE channel = $1 AND key = ANY($2) LIMIT 1",
+            self.t("gov_wrote_to_us"),
+            self.t("gov_contacted")
+        );
+        self.exists(&sql, &[&channel.as_str(), &person], "reading contacts")
+            .await
+    }
+
+    async fn sent_since(
+        &self,
+        channel: &ChannelId,
+        person: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<bool, CounterError> {
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE channel = $1 AND key = ANY($2) AND last_sent_ns >= $3 LIMIT 1",
+            self.t("gov_contacted")
+        );
+        self.exists(
+            &sql,
+            &[&channel.as_str(), &person, &ns(since, "since")?],
+            "reading last sends",
+        )
+        .await
+    }
+
+    async fn marketing_since(
+        &self,
+        person: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, CounterError> {
+        let sql = format!(
+            "SELECT at_ns FROM {} WHERE key = ANY($1) AND at_ns >= $2 ORDER BY at_ns",
+            self.t("gov_marketing")
+        );
+        let ctx = "reading marketing sends";
+        self.query(&sql, &[&person, &ns(since, "since")?], ctx)
+            .await
+            .map_err(ce)?
+            .iter()
+            .map(|r| col::<i64>(r, 0, ctx).map(from_ns).map_err(ce))
+            .collect()
+    }
+
+    async fn record_inbound(
+        &self,
+        channel: &ChannelId,
+        sender: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), CounterError> {
+        let horizon = ns(at - MemoryCounters::RETENTION, "inbound time")?;
+        let at = ns(at, "inbound time")?;
+        let e = pg_err("recording an inbound message");
+        let mut c = self.client().await.map_err(ce)?;
+        let tx = c.transaction().await.map_err(&e).map_err(ce)?;
+        let replies = self.t("gov_replies");
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (key) VALUES ($1) ON CONFLICT DO NOTHING",
+                self.t("gov_wrote_to_us")
+            ),
+            &[&sender],
+        )
+        .await
+        .map_err(&e)
+        .map_err(ce)?;
+        tx.execute(
+            &format!("DELETE FROM {replies} WHERE channel = $1 AND at_ns < $2"),
+            &[&channel.as_str(), &horizon],
+        )
+        .await
+        .map_err(&e)
+        .map_err(ce)?;
+        tx.execute(
+            &format!("INSERT INTO {replies} (channel, at_ns) VALUES ($1, $2)"),
+            &[&channel.as_str(), &at],
+        )
+        .await
+        .map_err(&e)
+        .map_err(ce)?;
+        tx.commit().await.map_err(&e).map_err(ce)
+    }
+
+    async fn replies_since(
+        &self,
+        channel: &ChannelId,
+        since: DateTime<Utc>,
+    ) -> Result<u64, CounterError> {
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE channel = $1 AND at_ns >= $2",
+            self.t("gov_replies")
+        );
+        let ctx = "counting replies";
+        let rows = self
+            .query(&sql, &[&channel.as_str(), &ns(since, "since")?], ctx)
+            .await
+            .map_err(ce)?;
+        match rows.first() {
+            Some(r) => Ok(count(col(r, 0, ctx).map_err(ce)?)),
+            None => Ok(0),
+        }
+    }
+
+    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), CounterError> {
+        let t = self.t("gov_opt_out");
+        let sql = if opted_out {
+            format!("INSERT INTO {t} (key) VALUES ($1) ON CONFLICT DO NOTHING")
+        } else {
+            format!("DELETE FROM {t} WHERE key = $1")
+        };
+        self.query(&sql, &[&key], "changing the opt-out list")
+            .await
+            .map(|_| ())
+            .map_err(ce)
+    }
+
+    async fn opted_out(&self, person: &[String]) -> Result<bool, CounterError> {
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE key = ANY($1) LIMIT 1",
+            self.t("gov_opt_out")
+        );
+        self.exists(&sql, &[&person], "reading the opt-out list")
+            .await
+    }
+
+    async fn connected_at(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<Option<DateTime<Utc>>, CounterError> {
+        let sql = format!(
+            "SELECT at_ns FROM {} WHERE channel = $1",
+            self.t("gov_connected")
+        );
+        let ctx = "reading connected_at";
+        let rows = self
+            .query(&sql, &[&channel.as_str()], ctx)
+            .await
+            .map_err(ce)?;
+        rows.first()
+            .map(|r| col::<i64>(r, 0, ctx).map(from_ns).map_err(ce))
+            .transpose()
+    }
+
+    async fn set_connected_at(
+        &self,
+        channel: &ChannelId,
+        at: DateTime<Utc>,
+    ) -> Result<(), CounterError> {
+        let sql = format!(
+            "INSERT INTO {} (channel, at_ns) VALUES ($1, $2)
+             ON CONFLICT (channel) DO UPDATE SET at_ns = excluded.at_ns",
+            self.t("gov_connected")
+        );
+        self.query(
+            &sql,
+            &[&channel.as_str(), &ns(at, "connected_at")?],
+            "storing connected_at",
+        )
+        .await
+        .map(|_| ())
+        .map_err(ce)
+    }
+}

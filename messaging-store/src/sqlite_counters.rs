@@ -1,0 +1,294 @@
+//! [`SenderCounters`] on SQLite (tables `gov_*`, migration 3): the sender governor's caps hold
+//! across restarts.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use messaging_core::hygiene::governor::{CounterError, SendRecord, WindowCounts};
+use messaging_core::hygiene::{MemoryCounters, SenderCounters};
+use messaging_core::store::StoreError;
+use messaging_core::{ChannelId, Purpose};
+use rusqlite::{OptionalExtension, params};
+
+use crate::common::{from_ns, to_ns};
+use crate::sqlite::{SqliteStore, sql_err};
+
+fn ce(e: StoreError) -> CounterError {
+    CounterError(e.to_string())
+}
+
+fn ns(t: DateTime<Utc>, what: &str) -> Result<i64, CounterError> {
+    to_ns(t, what).map_err(ce)
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[async_trait]
+impl SenderCounters for SqliteStore {
+    async fn record_send(&self, send: &SendRecord) -> Result<(), CounterError> {
+        let channel = send.channel_id.as_str().to_owned();
+        let address = send.address.clone();
+        let person = send.person.clone();
+        let at = ns(send.at, "send time")?;
+        let horizon = ns(send.at - MemoryCounters::RETENTION, "send time")?;
+        let marketing = send.purpose == Purpose::Marketing;
+        let new_recipient = send.new_recipient;
+        self.run(move |c| {
+            c.prepare_cached("DELETE FROM gov_sends WHERE channel = ?1 AND at_ns < ?2")?
+                .execute(params![channel, horizon])?;
+            c.prepare_cached(
+                "INSERT INTO gov_sends (channel, at_ns, address, new_recipient)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![channel, at, address, new_recipient])?;
+            let mut up = c.prepare_cached(
+                "INSERT INTO gov_contacted (channel, key, last_sent_ns) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (channel, key)
+                 DO UPDATE SET last_sent_ns = max(last_sent_ns, excluded.last_sent_ns)",
+            )?;
+            for k in &person {
+                up.execute(params![channel, k, at])?;
+            }
+            if marketing && let Some(k) = person.first() {
+                c.prepare_cached("DELETE FROM gov_marketing WHERE key = ?1 AND at_ns < ?2")?
+                    .execute(params![k, horizon])?;
+                c.prepare_cached("INSERT INTO gov_marketing (key, at_ns) VALUES (?1, ?2)")?
+                    .execute(params![k, at])?;
+            }
+            Ok(Ok(()))
+        })
+        .await
+        .map_err(ce)
+    }
+
+    async fn window(
+        &self,
+        channel: &ChannelId,
+        since: DateTime<Utc>,
+    ) -> Result<WindowCounts, CounterError> {
+        let channel = channel.as_str().to_owned();
+        let since = ns(since, "since")?;
+        let (sends, new, unique, earliest) = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT count(*), coalesce(sum(new_recipient), 0), count(DISTINCT address),
+                            min(at_ns)
+                     FROM gov_sends WHERE channel = ?1 AND at_ns >= ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![channel, since], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                        ))
+                    })
+                })
+                .map_err(sql_err("reading send counts"))
+            })
+            .await
+            .map_err(ce)?;
+        Ok(WindowCounts {
+            sends: count(sends),
+            new_recipients: count(new),
+            unique_recipients: count(unique),
+            earliest: earliest.map(from_ns),
+        })
+    }
+
+    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, CounterError> {
+        let channel = channel.as_str().to_owned();
+        let person = person.to_vec();
+        self.read(move |c| {
+            let e = sql_err("reading contacts");
+            let mut wrote = c
+                .prepare_cached("SELECT 1 FROM gov_wrote_to_us WHERE key = ?1")
+                .map_err(&e)?;
+            let mut sent = c
+                .prepare_cached("SELECT 1 FROM gov_contacted WHERE channel = ?1 AND key = ?2")
+                .map_err(&e)?;
+            for k in &person {
+                if wrote.exists([k]).map_err(&e)? || sent.exists(params![channel, k]).map_err(&e)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
+        .map_err(ce)
+    }
+
+    async fn sent_since(
+        &self,
+        channel: &ChannelId,
+        person: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<bool, CounterError> {
+        let channel = channel.as_str().to_owned();
+        let person = person.to_vec();
+        let since = ns(since, "since")?;
+        self.read(move |c| {
+            let e = sql_err("reading last sends");
+            let mut q = c
+                .prepare_cached(
+                    "SELECT 1 FROM gov_contacted
+                     WHERE channel = ?1 AND key = ?2 AND last_sent_ns >= ?3",
+                )
+                .map_err(&e)?;
+            for k in &person {
+                if q.exists(params![channel, k, since]).map_err(&e)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
+        .map_err(ce)
+    }
+
+    async fn marketing_since(
+        &self,
+        person: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, CounterError> {
+        let person = person.to_vec();
+        let since = ns(since, "since")?;
+        let mut out: Vec<DateTime<Utc>> = self
+            .read(move |c| {
+                let e = sql_err("reading marketing sends");
+                let mut q = c
+                    .prepare_cached(
+                        "SELECT at_ns FROM gov_marketing WHERE key = ?1 AND at_ns >= ?2",
+                    )
+                    .map_err(&e)?;
+                let mut out = Vec::new();
+                for k in &person {
+                    for t in q
+                        .query_map(params![k, since], |r| r.get::<_, i64>(0))
+                        .map_err(&e)?
+                    {
+                        out.push(from_ns(t.map_err(&e)?));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(ce)?;
+        out.sort();
+        Ok(out)
+    }
+
+    async fn record_inbound(
+        &self,
+        channel: &ChannelId,
+        sender: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), CounterError> {
+        let channel = channel.as_str().to_owned();
+        let sender = sender.to_owned();
+        let horizon = ns(at - MemoryCounters::RETENTION, "inbound time")?;
+        let at = ns(at, "inbound time")?;
+        self.run(move |c| {
+            c.prepare_cached("INSERT OR IGNORE INTO gov_wrote_to_us (key) VALUES (?1)")?
+                .execute([&sender])?;
+            c.prepare_cached("DELETE FROM gov_replies WHERE channel = ?1 AND at_ns < ?2")?
+                .execute(params![channel, horizon])?;
+            c.prepare_cached("INSERT INTO gov_replies (channel, at_ns) VALUES (?1, ?2)")?
+                .execute(params![channel, at])?;
+            Ok(Ok(()))
+        })
+        .await
+        .map_err(ce)
+    }
+
+    async fn replies_since(
+        &self,
+        channel: &ChannelId,
+        since: DateTime<Utc>,
+    ) -> Result<u64, CounterError> {
+        let channel = channel.as_str().to_owned();
+        let since = ns(since, "since")?;
+        let n = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT count(*) FROM gov_replies WHERE channel = ?1 AND at_ns >= ?2",
+                )
+                .and_then(|mut s| s.query_row(params![channel, since], |r| r.get::<_, i64>(0)))
+                .map_err(sql_err("counting replies"))
+            })
+            .await
+            .map_err(ce)?;
+        Ok(count(n))
+    }
+
+    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), CounterError> {
+        let key = key.to_owned();
+        self.run(move |c| {
+            if opted_out {
+                c.prepare_cached("INSERT OR IGNORE INTO gov_opt_out (key) VALUES (?1)")?
+                    .execute([&key])?;
+            } else {
+                c.prepare_cached("DELETE FROM gov_opt_out WHERE key = ?1")?
+                    .execute([&key])?;
+            }
+            Ok(Ok(()))
+        })
+        .await
+        .map_err(ce)
+    }
+
+    async fn opted_out(&self, person: &[String]) -> Result<bool, CounterError> {
+        let person = person.to_vec();
+        self.read(move |c| {
+            let e = sql_err("reading the opt-out list");
+            let mut q = c
+                .prepare_cached("SELECT 1 FROM gov_opt_out WHERE key = ?1")
+                .map_err(&e)?;
+            for k in &person {
+                if q.exists([k]).map_err(&e)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
+        .map_err(ce)
+    }
+
+    async fn connected_at(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<Option<DateTime<Utc>>, CounterError> {
+        let channel = channel.as_str().to_owned();
+        let at = self
+            .read(move |c| {
+                c.prepare_cached("SELECT at_ns FROM gov_connected WHERE channel = ?1")
+                    .and_then(|mut s| s.query_row([&channel], |r| r.get::<_, i64>(0)).optional())
+                    .map_err(sql_err("reading connected_at"))
+            })
+            .await
+            .map_err(ce)?;
+        Ok(at.map(from_ns))
+    }
+
+    async fn set_connected_at(
+        &self,
+        channel: &ChannelId,
+        at: DateTime<Utc>,
+    ) -> Result<(), CounterError> {
+        let channel = channel.as_str().to_owned();
+        let at = ns(at, "connected_at")?;
+        self.run(move |c| {
+            c.prepare_cached(
+                "INSERT INTO gov_connected (channel, at_ns) VALUES (?1, ?2)
+                 ON CONFLICT (channel) DO UPDATE SET at_ns = excluded.at_ns",
+            )?
+            .execute(params![channel, at])?;
+            Ok(Ok(()))
+        })
+        .await
+        .map_err(ce)
+    }
+}
