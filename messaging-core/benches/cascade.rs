@@ -29,9 +29,13 @@ fn engine(first_kind: ChannelKind) -> Engine {
 }
 
 fn notification(i: u64) -> Notification {
-    let mut r = Recipient::with_phone(format!("patient-{i}"), "+79123456789")
-        .expect("valid phone")
-        .name("Анна Петровна");
+    // Distinct patients: distinct phones and Telegram chats.
+    let mut r = Recipient::with_phone(
+        format!("patient-{i}"),
+        &format!("+7912{:07}", i % 10_000_000),
+    )
+    .expect("valid phone")
+    .name("Анна Петровна");
     r.addresses.push(Address::Telegram(i as i64));
     Notification::new(
         format!("appointment-{i}-reminder"),

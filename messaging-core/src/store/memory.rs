@@ -1,6 +1,6 @@
 //! The in-memory store: always there, for tests and for services that can lose state on restart.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -37,22 +37,30 @@ struct Inner {
     /// (wake_at, id) of unclaimed timers.
     timers: BTreeSet<(DateTime<Utc>, NotificationId)>,
     messages: HashMap<ProviderMessageId, MessageRef>,
-    reply_index: HashMap<Box<str>, Ids>,
+    /// Reply keys by 64-bit hash (no string per key); hits are checked against the record.
+    reply_index: HashMap<u64, Ids>,
     active: usize,
 }
 
-/// The cascades under one reply key: nearly always one, so no vector for that case.
+/// The cascades under one reply key: nearly always one, so no set for that case; a set when a
+/// person has many cascades at once, so removal stays cheap.
 #[derive(Debug)]
 enum Ids {
     One(NotificationId),
-    Many(Vec<NotificationId>),
+    // Boxed on purpose: keeps every entry of the index small; the set is rare.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<NotificationId>>),
 }
 
 impl Ids {
     fn push(&mut self, id: NotificationId) {
         match self {
-            Ids::One(first) => *self = Ids::Many(vec![first.clone(), id]),
-            Ids::Many(v) => v.push(id),
+            Ids::One(first) => {
+                *self = Ids::Many(Box::new(HashSet::from([first.clone(), id])));
+            }
+            Ids::Many(set) => {
+                set.insert(id);
+            }
         }
     }
 
@@ -60,16 +68,9 @@ impl Ids {
     fn remove(&mut self, id: &NotificationId) -> bool {
         match self {
             Ids::One(x) => x == id,
-            Ids::Many(v) => {
-                v.retain(|x| x != id);
-                match v.len() {
-                    0 => true,
-                    1 => {
-                        *self = Ids::One(v[0].clone());
-                        false
-                    }
-                    _ => false,
-                }
+            Ids::Many(set) => {
+                set.remove(id);
+                set.is_empty()
             }
         }
     }
@@ -77,7 +78,7 @@ impl Ids {
     fn to_vec(&self) -> Vec<NotificationId> {
         match self {
             Ids::One(x) => vec![x.clone()],
-            Ids::Many(v) => v.clone(),
+            Ids::Many(set) => set.iter().cloned().collect(),
         }
     }
 }
@@ -116,11 +117,11 @@ impl Inner {
 
     fn add_reply_keys(&mut self, record: &CascadeRecord) {
         for k in record.reply_keys() {
-            match self.reply_index.get_mut(k.as_str()) {
+            match self.reply_index.get_mut(&key_hash(&k)) {
                 Some(ids) => ids.push(record.id().clone()),
                 None => {
                     self.reply_index
-                        .insert(k.into_boxed_str(), Ids::One(record.id().clone()));
+                        .insert(key_hash(&k), Ids::One(record.id().clone()));
                 }
             }
         }
@@ -128,15 +129,26 @@ impl Inner {
 
     fn remove_reply_keys(&mut self, id: &NotificationId, keys: Vec<String>) {
         for k in keys {
+            let h = key_hash(&k);
             if self
                 .reply_index
-                .get_mut(k.as_str())
+                .get_mut(&h)
                 .is_some_and(|ids| ids.remove(id))
             {
-                self.reply_index.remove(k.as_str());
+                self.reply_index.remove(&h);
             }
         }
     }
+}
+
+/// A stable 64-bit hash of a reply key (FNV-1a).
+fn key_hash(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 #[async_trait]
@@ -255,12 +267,27 @@ impl CascadeStore for MemoryStore {
     }
 
     async fn active_by_reply_key(&self, key: &str) -> Result<Vec<NotificationId>, StoreError> {
-        Ok(self
-            .lock()
-            .reply_index
-            .get(key)
-            .map(Ids::to_vec)
-            .unwrap_or_default())
+        let g = self.lock();
+        let Some(ids) = g.reply_index.get(&key_hash(key)) else {
+            return Ok(Vec::new());
+        };
+        // Two keys may share a hash: keep only cascades that really have this key.
+        Ok(ids
+            .to_vec()
+            .into_iter()
+            .filter(|id| {
+                g.records.get(id).is_some_and(|slot| {
+                    !slot.record.is_finished()
+                        && slot
+                            .record
+                            .notification
+                            .recipient
+                            .address_keys()
+                            .iter()
+                            .any(|k| k == key)
+                })
+            })
+            .collect())
     }
 
     async fn count_active(&self) -> Result<usize, StoreError> {
