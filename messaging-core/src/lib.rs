@@ -27,6 +27,7 @@ mod content;
 pub mod engine;
 mod error;
 mod event;
+pub mod guides;
 pub mod health;
 pub mod hygiene;
 pub mod identity;
