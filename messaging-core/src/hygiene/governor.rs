@@ -758,26 +758,8 @@ fn local_midnight(tz: chrono_tz::Tz, day: NaiveDate) -> Option<DateTime<Utc>> {
 
 /// Whether the text is one of `words` or starts with one (case-insensitive, punctuation ignored).
 fn matches_word(text: &str, words: &[String]) -> bool {
-    let norm: String = text
-        .trim()
-        .chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    let norm = norm.split_whitespace().collect::<Vec<_>>().join(" ");
-    words.iter().any(|w| {
-        let w = w.to_lowercase();
-        norm == w
-            || norm
-                .strip_prefix(w.as_str())
-                .is_some_and(|rest| rest.starts_with(' '))
-    })
+    // One matcher for stop words everywhere: the inbox's.
+    crate::inbox::is_stop_word(text, words)
 }
 
 #[async_trait]
