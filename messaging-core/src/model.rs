@@ -248,12 +248,17 @@ impl Address {
 
     /// A stable string key (`"tg:42"`, `"phone:+7..."`), used by stores and indexes.
     pub fn key(&self) -> String {
+        self.with_key(|k| k.to_string())
+    }
+
+    /// Hands the key to `f` unformatted, so hot paths can hash it without allocating.
+    pub(crate) fn with_key<R>(&self, f: impl FnOnce(fmt::Arguments<'_>) -> R) -> R {
         match self {
-            Address::Phone(p) => format!("phone:{p}"),
-            Address::WhatsApp(w) => format!("wa:{w}"),
-            Address::Telegram(id) => format!("tg:{id}"),
-            Address::MaxUser(id) => format!("max:{id}"),
-            Address::MaxChat(id) => format!("maxchat:{id}"),
+            Address::Phone(p) => phone_key(p, f),
+            Address::WhatsApp(w) => f(format_args!("wa:{w}")),
+            Address::Telegram(id) => f(format_args!("tg:{id}")),
+            Address::MaxUser(id) => f(format_args!("max:{id}")),
+            Address::MaxChat(id) => f(format_args!("maxchat:{id}")),
         }
     }
 }
@@ -385,19 +390,32 @@ impl Recipient {
 
     /// Every key under which an inbound message from this person may arrive.
     pub fn address_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.addresses.iter().map(Address::key).collect();
-        if let Some(p) = &self.phone {
-            // A WhatsApp reply from this phone is looked up under the phone key too (the engine
-            // adds it for WhatsApp senders), so no separate `wa:` key is needed.
-            keys.push(Address::Phone(p.clone()).key());
-        }
-        if let Some(c) = &self.contact_id {
-            keys.push(format!("contact:{c}"));
-        }
+        let mut keys = Vec::with_capacity(self.addresses.len() + 2);
+        self.each_address_key(|k| keys.push(k.to_string()));
         keys.sort();
         keys.dedup();
         keys
     }
+
+    /// Calls `f` with every key of [`Recipient::address_keys`], unformatted and possibly
+    /// repeated, so the in-memory store can hash them without allocating.
+    pub(crate) fn each_address_key(&self, mut f: impl FnMut(fmt::Arguments<'_>)) {
+        for a in &self.addresses {
+            a.with_key(&mut f);
+        }
+        if let Some(p) = &self.phone {
+            // A WhatsApp reply from this phone is looked up under the phone key too (the engine
+            // adds it for WhatsApp senders), so no separate `wa:` key is needed.
+            phone_key(p, &mut f);
+        }
+        if let Some(c) = &self.contact_id {
+            f(format_args!("contact:{c}"));
+        }
+    }
+}
+
+fn phone_key<R>(p: &Phone, f: impl FnOnce(fmt::Arguments<'_>) -> R) -> R {
+    f(format_args!("phone:{p}"))
 }
 
 /// Free-form key-value metadata carried with a notification (e.g. appointment id).

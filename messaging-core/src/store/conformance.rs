@@ -805,6 +805,26 @@ pub async fn reply_keys<S: CascadeStore + ?Sized>(store: &S) {
     d.phase = Phase::Ready;
     update_ok(store, &d).await;
     assert_eq!(by(key).await, vec![id("reply-b"), id("reply-done")]);
+
+    // A phone given both as the recipient's phone and as an address is one key: the cascade
+    // is found once, and finishing it leaves nothing behind under that key.
+    let twice_phone = "+79005556677";
+    let mut twice = record("reply-twice", twice_phone, Some(t(10)));
+    let phone = crate::Phone::parse(twice_phone).expect("valid phone");
+    twice.notification = Arc::new(Notification {
+        recipient: twice
+            .notification
+            .recipient
+            .clone()
+            .address(Address::Phone(phone)),
+        ..(*twice.notification).clone()
+    });
+    insert_new(store, &twice).await;
+    assert_eq!(by("phone:+79005556677").await, vec![id("reply-twice")]);
+    let mut twice = get_some(store, "reply-twice").await;
+    finish(&mut twice, Outcome::Cancelled);
+    update_ok(store, &twice).await;
+    assert!(by("phone:+79005556677").await.is_empty());
 }
 
 /// `count_active` counts unfinished records through inserts, updates that finish or revive a

@@ -1,6 +1,8 @@
 //! The in-memory store: always there, for tests and for services that can lose state on restart.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
 use crate::clock::chrono_dur;
 use crate::engine::CascadeRecord;
-use crate::model::{ChannelId, NotificationId, ProviderMessageId};
+use crate::model::{ChannelId, NotificationId, ProviderMessageId, Recipient};
 
 /// Everything in process memory. Cheap to create; `Default` gives an empty store.
 ///
@@ -30,15 +32,19 @@ pub struct MemoryStore {
     windows: Mutex<HashMap<(ChannelId, String), DateTime<Utc>>>,
 }
 
+/// A hash map with foldhash: several times faster than SipHash on short ids, and still seeded
+/// per map, so crafted ids cannot be aimed at one bucket.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Boxed: a small bucket keeps the table's unused capacity cheap.
-    records: HashMap<NotificationId, Box<Slot>>,
+    records: FastMap<NotificationId, Box<Slot>>,
     /// (wake_at, id) of unclaimed timers.
     timers: BTreeSet<(DateTime<Utc>, NotificationId)>,
-    messages: HashMap<ProviderMessageId, MessageRef>,
+    messages: FastMap<ProviderMessageId, MessageRef>,
     /// Reply keys by 64-bit hash (no string per key); hits are checked against the record.
-    reply_index: HashMap<u64, Ids>,
+    reply_index: FastMap<u64, Ids>,
     active: usize,
 }
 
@@ -55,6 +61,8 @@ enum Ids {
 impl Ids {
     fn push(&mut self, id: NotificationId) {
         match self {
+            // The same key twice for one cascade (a phone given twice) indexes it once.
+            Ids::One(first) if *first == id => {}
             Ids::One(first) => {
                 *self = Ids::Many(Box::new(HashSet::from([first.clone(), id])));
             }
@@ -115,40 +123,61 @@ impl Inner {
         }
     }
 
+    /// Indexes an unfinished record under its reply keys (see [`CascadeRecord::reply_keys`]).
     fn add_reply_keys(&mut self, record: &CascadeRecord) {
-        for k in record.reply_keys() {
-            match self.reply_index.get_mut(&key_hash(&k)) {
-                Some(ids) => ids.push(record.id().clone()),
-                None => {
-                    self.reply_index
-                        .insert(key_hash(&k), Ids::One(record.id().clone()));
-                }
-            }
+        if record.is_finished() {
+            return;
         }
+        let index = &mut self.reply_index;
+        record
+            .notification
+            .recipient
+            .each_address_key(|k| match index.entry(KeyHash::of(k)) {
+                Entry::Occupied(mut e) => e.get_mut().push(record.id().clone()),
+                Entry::Vacant(e) => {
+                    e.insert(Ids::One(record.id().clone()));
+                }
+            });
     }
 
-    fn remove_reply_keys(&mut self, id: &NotificationId, keys: Vec<String>) {
-        for k in keys {
-            let h = key_hash(&k);
-            if self
-                .reply_index
-                .get_mut(&h)
-                .is_some_and(|ids| ids.remove(id))
+    /// Takes `id` out of the index under every key of `recipient`.
+    fn remove_reply_keys(&mut self, id: &NotificationId, recipient: &Recipient) {
+        let index = &mut self.reply_index;
+        recipient.each_address_key(|k| {
+            if let Entry::Occupied(mut e) = index.entry(KeyHash::of(k))
+                && e.get_mut().remove(id)
             {
-                self.reply_index.remove(&h);
+                e.remove();
             }
-        }
+        });
     }
 }
 
-/// A stable 64-bit hash of a reply key (FNV-1a).
-fn key_hash(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// A stable 64-bit hash of a reply key (FNV-1a), fed by the key's formatting so no string is
+/// built for it.
+struct KeyHash(u64);
+
+impl KeyHash {
+    fn of(key: fmt::Arguments<'_>) -> u64 {
+        let mut h = KeyHash(0xcbf2_9ce4_8422_2325);
+        // Writing to a hasher cannot fail.
+        let _ = fmt::Write::write_fmt(&mut h, key);
+        h.0
     }
-    h
+}
+
+impl fmt::Write for KeyHash {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok(())
+    }
+}
+
+fn key_hash(key: &str) -> u64 {
+    KeyHash::of(format_args!("{key}"))
 }
 
 #[async_trait]
@@ -200,7 +229,6 @@ impl CascadeStore for MemoryStore {
         let version = rec.version;
         let now_active = !rec.is_finished();
         slot.timer = rec.wake_at;
-        let old_keys = (was_active && !now_active).then(|| slot.record.reply_keys());
         slot.record = rec;
         if let Some(w) = old_timer {
             g.timers.remove(&(w, record.id().clone()));
@@ -212,9 +240,8 @@ impl CascadeStore for MemoryStore {
         match (was_active, now_active) {
             (true, false) => {
                 g.active -= 1;
-                if let Some(keys) = old_keys {
-                    g.remove_reply_keys(record.id(), keys);
-                }
+                // The notification, and so its keys, never changes.
+                g.remove_reply_keys(record.id(), &record.notification.recipient);
             }
             (false, true) => {
                 g.active += 1;
