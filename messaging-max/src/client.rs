@@ -1,6 +1,7 @@
 //! The Max bot client: configuration, sending ([`Channel`]), subscriptions, updates.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 use crate::error::{MaxError, classify_error, transport_error};
 use crate::keyboard::inline_keyboard;
+use crate::pace::Pacer;
 use crate::parse::UpdateParser;
 use crate::webhook::MaxWebhookHandler;
 use crate::wire::{NewMessageBody, SendMessageResult, SimpleQueryResult, opt_i64};
@@ -27,6 +29,9 @@ pub const DEFAULT_BASE_URL: &str = "https://platform-api2.max.ru";
 pub const MAX_TEXT_CHARS: usize = 4000;
 /// How many messages a long text may be split into by default.
 pub const DEFAULT_MAX_PARTS: usize = 5;
+/// Requests per second to the Max API unless configured: Max documents "the maximum number of
+/// requests per second to platform-api.max.ru is 30 rps".
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 30;
 
 /// How Max renders the text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,6 +74,7 @@ pub struct MaxBotBuilder {
     format: TextFormat,
     max_parts: usize,
     timeout: Duration,
+    requests_per_second: u32,
     client: Option<reqwest::Client>,
     root_certs: Vec<reqwest::Certificate>,
     contact_key: Option<SecretString>,
@@ -83,6 +89,7 @@ impl fmt::Debug for MaxBotBuilder {
             .field("format", &self.format)
             .field("max_parts", &self.max_parts)
             .field("timeout", &self.timeout)
+            .field("requests_per_second", &self.requests_per_second)
             .field("custom_client", &self.client.is_some())
             .field("extra_root_certs", &self.root_certs.len())
             .finish_non_exhaustive()
@@ -119,6 +126,28 @@ impl MaxBotBuilder {
     /// their own wait on top.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How many requests per second this bot sends to the Max API at most (default
+    /// [`DEFAULT_REQUESTS_PER_SECOND`], the 30 that Max documents; 0 turns the pacing off).
+    ///
+    /// Every request (sends, `GET /me`, subscriptions, long polls) waits for its turn: requests
+    /// are spaced evenly, `1/n` s apart plus a 3 % margin for network jitter, with no opening
+    /// burst, so the bot reaches about 97 % of `n`. A request's turn lasts until its answer is
+    /// read: one that was slow to reach Max (a new connection, a stall) holds back the requests
+    /// that would otherwise land in the same second (a long poll counts from its start). The
+    /// pacing is in-process and shared by clones of the bot: give each process that uses one
+    /// token its share. (One 429 seen in the wild said "Limit is: 10 calls per second"; lower
+    /// the rate if your bot gets those.)
+    ///
+    /// ```
+    /// use messaging_max::MaxBot;
+    /// let bot = MaxBot::builder("my-token").requests_per_second(10).build().unwrap();
+    /// # let _ = bot;
+    /// ```
+    pub fn requests_per_second(mut self, n: u32) -> Self {
+        self.requests_per_second = n;
         self
     }
 
@@ -189,6 +218,7 @@ impl MaxBotBuilder {
                 max_parts: self.max_parts,
                 http,
                 contact_key,
+                pace: NonZeroU32::new(self.requests_per_second).map(Pacer::per_second),
             }),
         })
     }
@@ -202,6 +232,8 @@ struct Inner {
     max_parts: usize,
     http: reqwest::Client,
     contact_key: SecretString,
+    /// `None`: no pacing.
+    pace: Option<Pacer>,
 }
 
 /// A Max bot: a [`Channel`] that sends with `POST /messages`, plus subscriptions, updates and
@@ -228,6 +260,10 @@ impl fmt::Debug for MaxBot {
             .field("base_url", &self.inner.base)
             .field("format", &self.inner.format)
             .field("max_parts", &self.inner.max_parts)
+            .field(
+                "request_interval",
+                &self.inner.pace.as_ref().map(Pacer::interval),
+            )
             .field("token", &"[redacted]")
             .finish_non_exhaustive()
     }
@@ -303,6 +339,7 @@ impl MaxBot {
             format: TextFormat::Plain,
             max_parts: DEFAULT_MAX_PARTS,
             timeout: Duration::from_secs(30),
+            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
             client: None,
             root_certs: Vec::new(),
             contact_key: None,
@@ -363,8 +400,33 @@ impl MaxBot {
         )
     }
 
-    /// Sends a request and returns the body of a 2xx answer, or the mapped error.
+    /// Sends a request, in its turn under the configured rate, and returns the body of a 2xx
+    /// answer, or the mapped error.
     async fn execute(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ChannelError> {
+        self.execute_paced(req, false).await
+    }
+
+    /// [`execute`](Self::execute); a `long_poll` is held by Max before the answer, so its answer
+    /// says nothing about when it arrived.
+    async fn execute_paced(
+        &self,
+        req: reqwest::RequestBuilder,
+        long_poll: bool,
+    ) -> Result<Vec<u8>, ChannelError> {
+        let permit = match &self.inner.pace {
+            Some(pace) => Some(pace.acquire().await),
+            None => None,
+        };
+        let result = self.execute_now(req).await;
+        // Dropped once the answer is read: its time bounds when Max counted the request.
+        match permit {
+            Some(p) if long_poll => p.arrived_at_start(),
+            p => drop(p),
+        }
+        result
+    }
+
+    async fn execute_now(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ChannelError> {
         let resp = req.send().await.map_err(transport_error)?;
         let status = resp.status();
         let retry_after = resp
@@ -503,7 +565,7 @@ impl MaxBot {
         let req = self
             .request_with(reqwest::Method::GET, "updates", &query)
             .timeout(Duration::from_secs(secs + 15));
-        let body = self.execute(req).await?;
+        let body = self.execute_paced(req, true).await?;
         self.parse_updates_body(&body)
     }
 
@@ -693,6 +755,43 @@ mod tests {
             MaxBot::builder("t").build().unwrap().base_url(),
             "https://platform-api2.max.ru"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_paced_under_the_rate_in_every_sliding_second() {
+        let bot = MaxBot::builder("t").build().unwrap();
+        let pace = bot.inner.pace.as_ref().expect("paced by default");
+        assert_eq!(
+            pace.interval(),
+            crate::pace::spacing(
+                NonZeroU32::new(DEFAULT_REQUESTS_PER_SECOND).unwrap(),
+                Duration::from_secs(1)
+            )
+        );
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let bot = bot.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut starts = Vec::new();
+                for _ in 0..6 {
+                    drop(bot.inner.pace.as_ref().unwrap().acquire().await);
+                    starts.push(tokio::time::Instant::now());
+                }
+                starts
+            }));
+        }
+        let mut starts = Vec::new();
+        for t in tasks {
+            starts.extend(t.await.unwrap());
+        }
+        starts.sort();
+        let most = crate::pace::tests::max_in_window(&starts, Duration::from_secs(1));
+        assert!(most <= 30, "{most} requests in one second");
+        let span = starts[95].duration_since(starts[0]).as_secs_f64();
+        assert!(95.0 / span >= 0.95 * 30.0, "{} per second", 95.0 / span);
+        let off = MaxBot::builder("t").requests_per_second(0).build().unwrap();
+        assert!(off.inner.pace.is_none());
+        assert!(format!("{off:?}").contains("request_interval: None"));
     }
 
     #[test]

@@ -31,6 +31,9 @@
 //!   ([`SmsOptions::timeout`], 5 s by default); timeouts, refused or dropped connections and
 //!   5xx answers are [`ErrorKind::Temporary`](messaging_core::ErrorKind::Temporary) at once, with
 //!   no internal retries, so the engine's retry budget decides when to move on.
+//! - **Pacing** is opt-in: [`SmsOptions::max_requests_per_second`] spaces a channel's requests
+//!   evenly so that no sliding second holds more than the rate (none of the providers documents
+//!   a per-second limit, so there is no default).
 //! - Provider codes are mapped by tables (`status_meaning`, `send_error_kind`, …, one per
 //!   provider module); unknown delivery codes are kept raw in
 //!   [`ProviderError::code`](messaging_core::ProviderError) with no kind.
@@ -77,6 +80,18 @@
     allow(dead_code)
 )]
 mod shared;
+
+// With no provider enabled, the request pacer has no caller.
+#[cfg_attr(
+    not(any(
+        feature = "smsru",
+        feature = "smsc",
+        feature = "smsaero",
+        feature = "twilio"
+    )),
+    allow(dead_code)
+)]
+mod pace;
 
 #[cfg(feature = "smsaero")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smsaero")))]

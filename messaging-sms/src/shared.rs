@@ -2,6 +2,7 @@
 //! mapping, receipts, status polling and the helpers the callback parsers use.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -81,9 +82,11 @@ impl Transliteration {
 ///     .sender("Clinic")
 ///     .max_segments(4)
 ///     .timeout(Duration::from_secs(3))
-///     .price_per_segment(3.5, "RUB");
+///     .price_per_segment(3.5, "RUB")
+///     .max_requests_per_second(20);
 /// assert_eq!(opts.max_segments, 4);
 /// assert_eq!(opts.sender.as_deref(), Some("Clinic"));
+/// assert_eq!(opts.max_requests_per_second.map(|n| n.get()), Some(20));
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -109,6 +112,10 @@ pub struct SmsOptions {
     pub callback_url: Option<String>,
     /// The HTTP client; a default one is built when absent.
     pub client: Option<reqwest::Client>,
+    /// The most requests the channel sends to the provider in any sliding second (sends and
+    /// status requests alike); `None` (the default) for no pacing. See
+    /// [`SmsOptions::max_requests_per_second`].
+    pub max_requests_per_second: Option<NonZeroU32>,
 }
 
 impl SmsOptions {
@@ -125,6 +132,7 @@ impl SmsOptions {
             poll_interval: DEFAULT_POLL_INTERVAL,
             callback_url: None,
             client: None,
+            max_requests_per_second: None,
         }
     }
     /// Sets the sender name.
@@ -171,6 +179,36 @@ impl SmsOptions {
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
+    }
+    /// Paces the channel's requests (sends and status requests) to at most `n` in any sliding
+    /// second; 0 turns the pacing off (the default).
+    ///
+    /// None of the four providers documents a per-second figure for its HTTP API (Twilio has a
+    /// rate-limit error, 20429, and SMSC.ru error 9 for "too many identical or frequent
+    /// requests", without numbers), so there is no default: set the rate your contract or your
+    /// provider's support gives you. Requests are spaced evenly, `1/n` s apart plus a 3 % margin
+    /// for network jitter, with no opening burst, and wait their turn, so the channel reaches
+    /// about 97 % of `n`. A request's turn lasts until its answer is read: one that was slow to
+    /// reach the provider holds back the requests that would otherwise land in the same second.
+    /// The pacing is per channel object and in-process: give each process that uses one account
+    /// its share.
+    ///
+    /// ```
+    /// use messaging_sms::SmsOptions;
+    /// assert_eq!(SmsOptions::new("sms").max_requests_per_second, None);
+    /// let opts = SmsOptions::new("sms").max_requests_per_second(30);
+    /// assert_eq!(opts.max_requests_per_second.map(|n| n.get()), Some(30));
+    /// assert_eq!(opts.max_requests_per_second(0).max_requests_per_second, None);
+    /// ```
+    pub fn max_requests_per_second(mut self, n: u32) -> Self {
+        self.max_requests_per_second = NonZeroU32::new(n);
+        self
+    }
+
+    /// The request pacer these options ask for, if any.
+    pub(crate) fn request_pacer(&self) -> Option<crate::pace::Pacer> {
+        self.max_requests_per_second
+            .map(crate::pace::Pacer::per_second)
     }
 
     pub(crate) fn http_client(&self) -> reqwest::Client {
@@ -287,9 +325,26 @@ pub(crate) struct HttpReply {
     pub body: Vec<u8>,
 }
 
-/// Sends a request with the channel's timeout and reads the whole answer. Transport failures
-/// (timeouts, refused or dropped connections) are [`ErrorKind::Temporary`], without the URL.
+/// Sends a request with the channel's timeout, in its turn under the channel's request rate
+/// when it has one, and reads the whole answer. Transport failures (timeouts, refused or
+/// dropped connections) are [`ErrorKind::Temporary`], without the URL.
 pub(crate) async fn execute(
+    provider: &'static str,
+    timeout: Duration,
+    rate: Option<&crate::pace::Pacer>,
+    req: reqwest::RequestBuilder,
+) -> Result<HttpReply, ChannelError> {
+    let permit = match rate {
+        Some(rate) => Some(rate.acquire().await),
+        None => None,
+    };
+    let reply = execute_now(provider, timeout, req).await;
+    // Dropped once the answer is read: its time bounds when the provider counted the request.
+    drop(permit);
+    reply
+}
+
+async fn execute_now(
     provider: &'static str,
     timeout: Duration,
     req: reqwest::RequestBuilder,
@@ -646,6 +701,38 @@ mod tests {
         assert_eq!(lenient_string(Some(&json!(null))), None);
         assert!(unix_time("abc").is_none());
         assert!(unix_time("1700000000").is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_rate_holds_in_every_sliding_second() {
+        assert!(SmsOptions::new("sms").request_pacer().is_none());
+        let pacer = std::sync::Arc::new(
+            SmsOptions::new("sms")
+                .max_requests_per_second(30)
+                .request_pacer()
+                .expect("paced"),
+        );
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let pacer = pacer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut starts = Vec::new();
+                for _ in 0..4 {
+                    drop(pacer.acquire().await);
+                    starts.push(tokio::time::Instant::now());
+                }
+                starts
+            }));
+        }
+        let mut starts = Vec::new();
+        for t in tasks {
+            starts.extend(t.await.unwrap());
+        }
+        starts.sort();
+        let most = crate::pace::tests::max_in_window(&starts, Duration::from_secs(1));
+        assert!(most <= 30, "{most} requests in one second");
+        let span = starts[127].duration_since(starts[0]).as_secs_f64();
+        assert!(127.0 / span >= 0.95 * 30.0, "{} per second", 127.0 / span);
     }
 
     #[tokio::test(start_paused = true)]

@@ -43,6 +43,8 @@ pub struct SmsAeroChannel {
     base_url: String,
     client: reqwest::Client,
     pacer: Pacer,
+    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
+    rate: Option<crate::pace::Pacer>,
 }
 
 impl fmt::Debug for SmsAeroChannel {
@@ -53,6 +55,10 @@ impl fmt::Debug for SmsAeroChannel {
             .field("api_key", &"[redacted]")
             .field("base_url", &self.base_url)
             .field("sandbox", &self.opts.sandbox)
+            .field(
+                "request_interval",
+                &self.rate.as_ref().map(crate::pace::Pacer::interval),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +73,7 @@ impl SmsAeroChannel {
         SmsAeroChannel {
             client: opts.http_client(),
             pacer: Pacer::new(opts.poll_interval),
+            rate: opts.request_pacer(),
             opts,
             email: email.into(),
             api_key: SecretString::from(api_key.into()),
@@ -101,7 +108,7 @@ impl SmsAeroChannel {
             .post(format!("{}/{method}", self.base_url))
             .basic_auth(&self.email, Some(self.api_key.expose_secret()))
             .json(body);
-        let reply = shared::execute(PROVIDER, self.opts.timeout, req).await?;
+        let reply = shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await?;
         read_envelope(&reply)
     }
 }
@@ -401,6 +408,19 @@ impl WebhookHandler for SmsAeroWebhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_paced_when_a_rate_is_set() {
+        let opts = SmsOptions::new("sms").max_requests_per_second(10);
+        let ch = SmsAeroChannel::new(opts, "a@b.c", "key");
+        assert_eq!(
+            ch.rate.as_ref().map(crate::pace::Pacer::interval),
+            Some(std::time::Duration::from_millis(103))
+        );
+        let opts = SmsOptions::new("sms");
+        let ch = SmsAeroChannel::new(opts, "a@b.c", "key");
+        assert!(ch.rate.is_none());
+    }
 
     fn reply(status: u16, body: &str) -> HttpReply {
         HttpReply {

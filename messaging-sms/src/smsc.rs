@@ -116,6 +116,8 @@ pub struct SmscChannel {
     base_url: String,
     client: reqwest::Client,
     pacer: Pacer,
+    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
+    rate: Option<crate::pace::Pacer>,
 }
 
 impl fmt::Debug for SmscChannel {
@@ -125,6 +127,10 @@ impl fmt::Debug for SmscChannel {
             .field("auth", &self.auth)
             .field("base_url", &self.base_url)
             .field("sender", &self.opts.sender)
+            .field(
+                "request_interval",
+                &self.rate.as_ref().map(crate::pace::Pacer::interval),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +144,7 @@ impl SmscChannel {
         SmscChannel {
             client: opts.http_client(),
             pacer: Pacer::new(opts.poll_interval),
+            rate: opts.request_pacer(),
             opts,
             auth,
             base_url: Self::DEFAULT_BASE_URL.to_owned(),
@@ -172,7 +179,7 @@ impl SmscChannel {
             .client
             .post(format!("{}{path}", self.base_url))
             .form(&form);
-        let reply = shared::execute(PROVIDER, self.opts.timeout, req).await?;
+        let reply = shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await?;
         read_answer(&reply)
     }
 }
@@ -435,6 +442,19 @@ impl WebhookHandler for SmscWebhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_paced_when_a_rate_is_set() {
+        let opts = SmsOptions::new("sms").max_requests_per_second(10);
+        let ch = SmscChannel::new(opts, SmscAuth::login("l", "p"));
+        assert_eq!(
+            ch.rate.as_ref().map(crate::pace::Pacer::interval),
+            Some(std::time::Duration::from_millis(103))
+        );
+        let opts = SmsOptions::new("sms");
+        let ch = SmscChannel::new(opts, SmscAuth::login("l", "p"));
+        assert!(ch.rate.is_none());
+    }
 
     #[test]
     fn status_table_covers_every_documented_code() {

@@ -80,6 +80,8 @@ pub struct SmsRuChannel {
     base_url: String,
     client: reqwest::Client,
     pacer: Pacer,
+    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
+    rate: Option<crate::pace::Pacer>,
 }
 
 impl fmt::Debug for SmsRuChannel {
@@ -90,6 +92,10 @@ impl fmt::Debug for SmsRuChannel {
             .field("base_url", &self.base_url)
             .field("sender", &self.opts.sender)
             .field("sandbox", &self.opts.sandbox)
+            .field(
+                "request_interval",
+                &self.rate.as_ref().map(crate::pace::Pacer::interval),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +114,7 @@ impl SmsRuChannel {
         SmsRuChannel {
             client: opts.http_client(),
             pacer: Pacer::new(opts.poll_interval),
+            rate: opts.request_pacer(),
             opts,
             auth,
             base_url: Self::DEFAULT_BASE_URL.to_owned(),
@@ -141,7 +148,7 @@ impl SmsRuChannel {
             .client
             .post(format!("{}{path}", self.base_url))
             .form(&form);
-        shared::execute(PROVIDER, self.opts.timeout, req).await
+        shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await
     }
 }
 
@@ -456,6 +463,19 @@ impl WebhookHandler for SmsRuWebhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_paced_when_a_rate_is_set() {
+        let opts = SmsOptions::new("sms").max_requests_per_second(10);
+        let ch = SmsRuChannel::new(opts, "api-id");
+        assert_eq!(
+            ch.rate.as_ref().map(crate::pace::Pacer::interval),
+            Some(std::time::Duration::from_millis(103))
+        );
+        let opts = SmsOptions::new("sms");
+        let ch = SmsRuChannel::new(opts, "api-id");
+        assert!(ch.rate.is_none());
+    }
 
     fn reply(status: u16, body: &str) -> HttpReply {
         HttpReply {

@@ -74,6 +74,8 @@ pub struct TwilioChannel {
     base_url: String,
     client: reqwest::Client,
     pacer: Pacer,
+    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
+    rate: Option<crate::pace::Pacer>,
 }
 
 impl fmt::Debug for TwilioChannel {
@@ -84,6 +86,10 @@ impl fmt::Debug for TwilioChannel {
             .field("auth_token", &"[redacted]")
             .field("base_url", &self.base_url)
             .field("sender", &self.opts.sender)
+            .field(
+                "request_interval",
+                &self.rate.as_ref().map(crate::pace::Pacer::interval),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +107,7 @@ impl TwilioChannel {
         TwilioChannel {
             client: opts.http_client(),
             pacer: Pacer::new(opts.poll_interval),
+            rate: opts.request_pacer(),
             opts,
             account_sid: account_sid.into(),
             auth_token: SecretString::from(auth_token.into()),
@@ -172,7 +179,7 @@ impl Channel for TwilioChannel {
             .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
             .header(http::header::ACCEPT, "application/json")
             .form(&form);
-        let reply = shared::execute(PROVIDER, self.opts.timeout, req).await?;
+        let reply = shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await?;
         let v = read_resource(&reply)?;
         let Some(sid) = shared::lenient_string(v.get("sid")) else {
             return Err(ChannelError::unexpected("twilio: answer without a sid"));
@@ -221,7 +228,8 @@ impl StatusPoller for TwilioChannel {
                 .get(format!("{}/{sid}.json", self.messages_url()))
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
                 .header(http::header::ACCEPT, "application/json");
-            let reply = shared::execute(PROVIDER, self.opts.timeout, req).await?;
+            let reply =
+                shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await?;
             let v = read_resource(&reply)?;
             if let Some(r) = report_from_resource(&v) {
                 events.push(shared::delivery_event(r, Some(&self.opts.id)));
@@ -676,6 +684,19 @@ impl WebhookHandler for TwilioWebhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_paced_when_a_rate_is_set() {
+        let opts = SmsOptions::new("sms").max_requests_per_second(10);
+        let ch = TwilioChannel::new(opts, "AC123", "token");
+        assert_eq!(
+            ch.rate.as_ref().map(crate::pace::Pacer::interval),
+            Some(std::time::Duration::from_millis(103))
+        );
+        let opts = SmsOptions::new("sms");
+        let ch = TwilioChannel::new(opts, "AC123", "token");
+        assert!(ch.rate.is_none());
+    }
 
     #[test]
     fn port_variants() {

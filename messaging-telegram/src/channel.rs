@@ -1,14 +1,11 @@
 //! The Telegram [`Channel`]: configuration, pacing and sending.
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use messaging_core::hygiene::split::{SplitConfig, split};
 use messaging_core::{
     Address, AttachmentKind, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Content,
@@ -19,12 +16,19 @@ use serde_json::{Value, json};
 
 use crate::api::{BotApi, CallError};
 use crate::keyboard::reply_markup;
+use crate::pace::{Limit, Scheduler};
 use crate::{MAX_CAPTION_UTF16, MAX_TEXT_UTF16};
 
 /// The production Bot API server.
 pub const DEFAULT_BASE_URL: &str = "https://api.telegram.org";
 
-/// A pace: at most `count` messages per `per`, with bursts of up to `count`.
+/// A limit: at most `count` messages in any window of `per`.
+///
+/// The channel keeps under it by spacing messages evenly, `per / count` apart plus a 3 % margin
+/// for network jitter, with no burst, so it reaches about 97 % of the rate. A message's turn
+/// lasts until its answer is read: one that was slow to reach Telegram (a new connection, a
+/// stall) holds back the messages that would otherwise land in the same window. A zero `count`
+/// or `per` means no limit.
 ///
 /// ```
 /// use std::time::Duration;
@@ -58,18 +62,21 @@ impl Rate {
         }
     }
 
-    fn quota(self) -> Option<Quota> {
-        let count = NonZeroU32::new(self.count)?;
-        let period = self.per.checked_div(self.count)?;
-        Quota::with_period(period).map(|q| q.allow_burst(count))
+    /// The limit the pacer keeps (`None`: no limit).
+    fn limit(self) -> Option<Limit> {
+        Limit::new(self.count, self.per)
     }
 }
 
-/// How fast the channel sends. The send waits for capacity rather than failing.
+/// How fast the channel sends. The send waits for its turn rather than failing.
 ///
 /// Telegram's published guidance: about 30 messages per second per bot for bulk notices and no
-/// more than one message per second in one chat. The limiter is in-process: several instances of
-/// one bot share Telegram's limit, so give each a share, and the 429 `retry_after` still applies.
+/// more than one message per second in one chat (20 per minute in a group: use
+/// [`Rate::per_minute`]`(20)` for a bot that writes to groups). Both limits hold in every sliding
+/// window: messages are spaced evenly (see [`Rate`]), and a message's start time satisfies both
+/// at once, so a message held back by its chat's pace does not hold up other chats. The pacing is
+/// in-process and shared by clones of the channel: several instances of one bot share Telegram's
+/// limit, so give each a share, and the 429 `retry_after` still applies.
 ///
 /// ```
 /// use messaging_telegram::{Rate, RateLimits};
@@ -102,40 +109,6 @@ impl RateLimits {
         RateLimits {
             per_bot: None,
             per_chat: None,
-        }
-    }
-}
-
-struct Limiters {
-    bot: Option<DefaultDirectRateLimiter>,
-    chat: Option<DefaultKeyedRateLimiter<i64>>,
-    acquired: AtomicU64,
-}
-
-impl Limiters {
-    fn new(limits: RateLimits) -> Self {
-        Limiters {
-            bot: limits
-                .per_bot
-                .and_then(Rate::quota)
-                .map(RateLimiter::direct),
-            chat: limits
-                .per_chat
-                .and_then(Rate::quota)
-                .map(RateLimiter::keyed),
-            acquired: AtomicU64::new(0),
-        }
-    }
-
-    async fn acquire(&self, chat: i64) {
-        if let Some(c) = &self.chat {
-            c.until_key_ready(&chat).await;
-            if self.acquired.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
-                c.retain_recent();
-            }
-        }
-        if let Some(b) = &self.bot {
-            b.until_ready().await;
         }
     }
 }
@@ -204,7 +177,7 @@ impl TelegramBuilder {
         self
     }
 
-    /// Sets the pacing (default: 30/s per bot, 1/s per chat).
+    /// Sets the pacing (default: 30/s per bot, 1/s per chat; see [`RateLimits`]).
     pub fn rate_limits(mut self, limits: RateLimits) -> Self {
         self.rate_limits = limits;
         self
@@ -250,7 +223,10 @@ impl TelegramBuilder {
             inner: Arc::new(Inner {
                 id: self.id,
                 api: BotApi::new(client, self.base_url, self.token, self.test_environment),
-                limiters: Limiters::new(self.rate_limits),
+                pace: Scheduler::new(
+                    self.rate_limits.per_bot.and_then(Rate::limit),
+                    self.rate_limits.per_chat.and_then(Rate::limit),
+                ),
                 rate_limits: self.rate_limits,
                 request_timeout: self.request_timeout,
                 max_parts: self.max_parts,
@@ -273,7 +249,7 @@ fn token_looks_valid(token: &str) -> bool {
 struct Inner {
     id: ChannelId,
     api: BotApi,
-    limiters: Limiters,
+    pace: Scheduler,
     rate_limits: RateLimits,
     request_timeout: Duration,
     max_parts: usize,
@@ -591,13 +567,15 @@ impl Channel for TelegramChannel {
             if !req.delay.is_zero() {
                 tokio::time::sleep(req.delay).await;
             }
-            self.inner.limiters.acquire(chat_id).await;
-            let result = match self
+            // Held until the answer is read: its time bounds when Telegram counted the message.
+            let permit = self.inner.pace.acquire(chat_id).await;
+            let answer = self
                 .inner
                 .api
                 .call(req.method, &req.body, self.inner.request_timeout)
-                .await
-            {
+                .await;
+            drop(permit);
+            let result = match answer {
                 Ok(r) => r,
                 Err(e) => {
                     let err = e.into_channel_error(req.method);
@@ -713,10 +691,71 @@ mod tests {
     }
 
     #[test]
-    fn rate_quota() {
-        assert!(Rate::per_second(0).quota().is_none());
-        assert!(Rate::per_second(30).quota().is_some());
-        assert!(Rate::per_minute(20).quota().is_some());
+    fn rate_limit() {
+        assert!(Rate::per_second(0).limit().is_none());
+        assert!(
+            Rate {
+                count: 1,
+                per: Duration::ZERO
+            }
+            .limit()
+            .is_none()
+        );
+        assert_eq!(
+            Rate::per_second(30).limit().map(Limit::interval),
+            Some(Duration::from_nanos(34_333_333))
+        );
+        assert_eq!(
+            Rate::per_minute(20).limit().map(Limit::interval),
+            Some(Duration::from_millis(3090))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn default_pacing_keeps_telegrams_limits_in_every_sliding_second() {
+        let tg = TelegramChannel::builder("tg", "1:A")
+            .build()
+            .expect("build");
+        assert_eq!(
+            tg.inner.pace.limits(),
+            (Rate::per_second(30).limit(), Rate::per_second(1).limit())
+        );
+        let mut tasks = Vec::new();
+        for w in 0..40i64 {
+            let tg = tg.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut sent = Vec::new();
+                for k in 0..3 {
+                    // 40 workers, 3 messages each, to 20 chats: chats get several messages.
+                    let chat = (w + k * 7) % 20;
+                    drop(tg.inner.pace.acquire(chat).await);
+                    sent.push((tokio::time::Instant::now(), chat));
+                }
+                sent
+            }));
+        }
+        let mut sent = Vec::new();
+        for t in tasks {
+            sent.extend(t.await.expect("task"));
+        }
+        sent.sort();
+        let starts: Vec<_> = sent.iter().map(|(t, _)| *t).collect();
+        let most = crate::pace::tests::max_in_window(&starts, Duration::from_secs(1));
+        assert!(most <= 30, "{most} messages in one second");
+        let mut last = std::collections::HashMap::new();
+        for (t, chat) in &sent {
+            if let Some(prev) = last.insert(*chat, *t) {
+                assert!(
+                    t.duration_since(prev) >= Duration::from_secs(1),
+                    "chat {chat}"
+                );
+            }
+        }
+        let unlimited = TelegramChannel::builder("tg", "1:A")
+            .rate_limits(RateLimits::unlimited())
+            .build()
+            .expect("build");
+        assert_eq!(unlimited.inner.pace.limits(), (None, None));
     }
 
     #[test]

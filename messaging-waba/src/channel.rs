@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use messaging_core::store::{MemoryStore, StoreError, WindowStore};
 use messaging_core::{
     Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock, Content,
@@ -20,6 +19,7 @@ use url::Url;
 
 use crate::cost::{PriceTable, PricingCategory};
 use crate::error::error_from_response;
+use crate::pace::Pacer;
 use crate::payload::{self, Buttons};
 use crate::templates::TemplateRegistry;
 use crate::throughput::{MessagingTier, PairLimiter, TierTracker};
@@ -123,7 +123,25 @@ impl WabaBuilder {
         self.clock = clock;
         self
     }
-    /// Messages per second through this number (default 80).
+    /// Messages per second through this number (default [`DEFAULT_MESSAGES_PER_SECOND`], Meta's
+    /// 80; set what Meta granted the number, up to 1,000).
+    ///
+    /// The channel keeps Meta's count of any sliding second at `n` or less: it spaces messages
+    /// evenly, `1/n` s apart plus a 3 % margin for network jitter, with no opening burst, and
+    /// concurrent sends wait their turn, so it reaches about 97 % of `n`. A message's turn lasts
+    /// until its answer is read: one that was slow to reach Meta (a new connection, a stall)
+    /// holds back the messages that would otherwise land in the same second. The pacing is per
+    /// channel and in-process: give each process that sends through one number its share.
+    ///
+    /// ```
+    /// use messaging_waba::WabaChannel;
+    /// let wa = WabaChannel::cloud_api("wa", "106540352242922", "token")
+    ///     .messages_per_second(200)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = wa;
+    /// assert!(WabaChannel::cloud_api("wa", "1", "t").messages_per_second(0).build().is_err());
+    /// ```
     pub fn messages_per_second(mut self, n: u32) -> Self {
         self.messages_per_second = n;
         self
@@ -218,7 +236,7 @@ impl WabaBuilder {
             client,
             windows: self.windows.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             clock: self.clock,
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            limiter: Pacer::per_second(rate),
             pair: PairLimiter::new(self.pair_interval),
             tier: self.tier,
             templates: self.templates,
@@ -280,7 +298,7 @@ pub struct WabaChannel {
     client: reqwest::Client,
     windows: Arc<dyn WindowStore>,
     clock: Arc<dyn Clock>,
-    limiter: DefaultDirectRateLimiter,
+    limiter: Pacer,
     pair: PairLimiter,
     tier: TierTracker,
     templates: TemplateRegistry,
@@ -296,6 +314,7 @@ impl fmt::Debug for WabaChannel {
             .field("provider", &self.provider)
             .field("token", &"[redacted]")
             .field("messages_url", &self.messages_url.as_str())
+            .field("message_interval", &self.limiter.interval())
             .field("pair_interval", &self.pair.interval())
             .field("tier", &self.tier)
             .field("templates", &self.templates)
@@ -589,10 +608,13 @@ impl WabaChannel {
 
     /// Posts one message; the wamid on success.
     async fn post_message(&self, body: &Value) -> Result<String, ChannelError> {
-        self.limiter.until_ready().await;
+        // Held until the answer is read: its time bounds when Meta counted the message.
+        let permit = self.limiter.acquire().await;
         let v = self
             .execute(self.client.post(self.messages_url.clone()).json(body))
-            .await?;
+            .await;
+        drop(permit);
+        let v = v?;
         if v.get("error").is_some()
             && let Some(g) = crate::error::GraphError::from_value(&v)
         {
@@ -895,6 +917,41 @@ mod tests {
                 .build(),
             Err(ConfigError::Invalid(_))
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_per_number_pace_never_exceeds_the_rate_in_a_sliding_second() {
+        let ch = WabaChannel::cloud_api("wa", "1055", "tok")
+            .messages_per_second(20)
+            .build()
+            .unwrap();
+        assert_eq!(
+            ch.limiter.interval(),
+            Duration::from_secs(1) * (1000 + crate::pace::MARGIN_PERMILLE) / 1000 / 20
+        );
+        let ch = Arc::new(ch);
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let ch = ch.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut starts = Vec::new();
+                for _ in 0..3 {
+                    drop(ch.limiter.acquire().await);
+                    starts.push(tokio::time::Instant::now());
+                }
+                starts
+            }));
+        }
+        let mut starts = Vec::new();
+        for t in tasks {
+            starts.extend(t.await.unwrap());
+        }
+        starts.sort();
+        assert_eq!(starts.len(), 96);
+        let most = crate::pace::tests::max_in_window(&starts, Duration::from_secs(1));
+        assert!(most <= 20, "{most} messages in one second");
+        let span = starts[95].duration_since(starts[0]).as_secs_f64();
+        assert!(95.0 / span >= 0.95 * 20.0, "{} per second", 95.0 / span);
     }
 
     #[test]

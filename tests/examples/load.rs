@@ -5,19 +5,24 @@
 //! cargo run --release -p messaging-tests --example load
 //! ```
 //!
-//! The four channels run in parallel, each sized to take about a minute at its allowed rate:
+//! The four channels run in parallel, each sized to take about a minute at its allowed rate, and
+//! every channel is paced by its adapter:
 //!
-//! | channel | adapter | allowed rate (fake enforces, adapter configured to) | who paces |
+//! | channel | adapter | allowed rate (the fake enforces it in a sliding second) | adapter setting |
 //! |---|---|---|---|
-//! | WhatsApp | `WabaChannel` (Cloud API) | 80 msg/s per number | the adapter (`messages_per_second(80)`) |
-//! | Telegram | `TelegramChannel` | 30 msg/s per bot, 1 msg/s per chat, 100 chats | the adapter (`RateLimits::default()`) |
-//! | Max | `MaxBot` | 30 requests/s | this harness (the adapter has no pacer) |
-//! | SMS | `SmsRuChannel` | 30 requests/s (a configured value, SMS.ru documents none) | this harness (the adapter has no pacer) |
+//! | WhatsApp | `WabaChannel` (Cloud API) | 80 msg/s per number | `messages_per_second(80)` (the default) |
+//! | Telegram | `TelegramChannel` | 30 msg/s per bot, 1 msg/s per chat, 100 chats | `rate_limits(RateLimits::default())` |
+//! | Max | `MaxBot` | 30 requests/s (Max's documented limit) | `requests_per_second(30)` (the default) |
+//! | SMS | `SmsRuChannel` | 30 requests/s (a configured value: SMS.ru documents none) | `SmsOptions::max_requests_per_second(30)` |
 //!
-//! Each channel is driven by a pool of concurrent workers that call `Channel::send` as fast as
-//! they get to; where the adapter paces itself, the harness adds no pacing of its own, so the
-//! achieved rate and the rate-limit errors are the adapter's. Rate-limit errors are counted from
-//! the adapters' answers (`ErrorKind::RateLimited`) and, where the fake counts them, by the fake.
+//! The adapters space requests evenly, `1/rate` apart plus a 3 % margin for jitter, with no
+//! opening burst, and hold each request's turn until its answer is read, so that a request that
+//! arrived late (the first ones open connections) holds back the ones that would share its
+//! window: they reach about 97 % of the allowed rate and never exceed it in any sliding second
+//! as the fakes count it. Each channel is driven by a pool of concurrent workers that call
+//! `Channel::send` back to back; the harness adds no pacing of its own, so the achieved rate and
+//! the rate-limit errors are the adapters'. Rate-limit errors are counted from the adapters'
+//! answers (`ErrorKind::RateLimited`) and, where the fake counts them, by the fake.
 //!
 //! Prints one JSON line (`{"load": ...}`) and a table. Exits non-zero if any message failed.
 //! `LOAD_SCALE` (a float, default 1.0) scales the message counts for a quicker run.
@@ -40,63 +45,9 @@ use serde_json::json;
 
 const WORKERS: usize = 64;
 
-/// How one channel's run is paced.
-#[derive(Clone, Copy, Debug)]
-enum Pacing {
-    /// The adapter paces itself; workers send back to back.
-    Adapter,
-    /// The adapter has no pacer; the harness lets at most `rate` sends start in any window
-    /// of one second plus a guard band (see [`SlidingWindow`]).
-    Harness(f64),
-}
-
-/// The harness's own pacer for adapters without one: at most `max` starts in any window of
-/// `per`. The fakes count arrivals in a sliding one-second window, so the window here is one
-/// second plus a guard band that absorbs scheduling and network jitter between the client's
-/// start and the server's arrival time.
-#[derive(Debug)]
-struct SlidingWindow {
-    max: usize,
-    per: Duration,
-    starts: tokio::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
-}
-
-impl SlidingWindow {
-    fn new(max: usize, per: Duration) -> Self {
-        SlidingWindow {
-            max,
-            per,
-            starts: tokio::sync::Mutex::new(std::collections::VecDeque::new()),
-        }
-    }
-
-    async fn acquire(&self) {
-        let mut starts = self.starts.lock().await;
-        loop {
-            let now = tokio::time::Instant::now();
-            while starts
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.per)
-            {
-                starts.pop_front();
-            }
-            if starts.len() < self.max {
-                starts.push_back(now);
-                return;
-            }
-            let oldest = *starts.front().expect("window is full");
-            tokio::time::sleep_until(oldest + self.per).await;
-        }
-    }
-}
-
-/// The guard band of the harness pacer.
-const GUARD: Duration = Duration::from_millis(25);
-
 #[derive(Debug)]
 struct Outcome {
     name: &'static str,
-    paced_by: &'static str,
     allowed: f64,
     sent: usize,
     ok: usize,
@@ -123,7 +74,6 @@ struct Counts {
 async fn drive(
     channel: Arc<dyn Channel>,
     n: usize,
-    pacing: Pacing,
     address: impl Fn(usize) -> Address + Send + Sync + 'static,
 ) -> (Counts, Duration) {
     let next = Arc::new(AtomicUsize::new(0));
@@ -133,22 +83,14 @@ async fn drive(
         other: AtomicUsize::new(0),
     });
     let address = Arc::new(address);
-    let pacer = match pacing {
-        Pacing::Adapter => None,
-        Pacing::Harness(rate) => Some(Arc::new(SlidingWindow::new(
-            rate as usize,
-            Duration::from_secs(1) + GUARD,
-        ))),
-    };
     let start = tokio::time::Instant::now();
     let mut workers = Vec::with_capacity(WORKERS);
     for _ in 0..WORKERS {
-        let (channel, next, counts, address, pacer) = (
+        let (channel, next, counts, address) = (
             channel.clone(),
             next.clone(),
             counts.clone(),
             address.clone(),
-            pacer.clone(),
         );
         workers.push(tokio::spawn(async move {
             loop {
@@ -160,9 +102,6 @@ async fn drive(
                 // A rate-limited send is counted and retried after `retry_after` (1 s when the
                 // provider gives none), as the engine would: every message goes out in the end.
                 loop {
-                    if let Some(p) = &pacer {
-                        p.acquire().await;
-                    }
                     match channel.send_text(address(i), &text).await {
                         Ok(_) => {
                             counts.ok.fetch_add(1, Ordering::Relaxed);
@@ -193,7 +132,6 @@ async fn drive(
 
 fn outcome(
     name: &'static str,
-    pacing: Pacing,
     allowed: f64,
     n: usize,
     (counts, elapsed): (Counts, Duration),
@@ -201,10 +139,6 @@ fn outcome(
 ) -> Outcome {
     Outcome {
         name,
-        paced_by: match pacing {
-            Pacing::Adapter => "adapter",
-            Pacing::Harness(_) => "harness",
-        },
         allowed,
         sent: n,
         ok: counts.ok.into_inner(),
@@ -237,7 +171,7 @@ async fn main() {
         scaled(1_800, scale),
         scaled(1_600, scale),
     );
-    let (wa_rate, tg_rate, max_rate, sms_rate) = (80u32, 30u32, 30u32, 30usize);
+    let (wa_rate, tg_rate, max_rate, sms_rate) = (80u32, 30u32, 30u32, 30u32);
     const TG_CHATS: usize = 100;
 
     // WhatsApp: the fake allows 80 sends per second per number; the adapter paces at 80/s.
@@ -260,65 +194,51 @@ async fn main() {
         .build()
         .expect("Telegram channel");
 
-    // Max: the fake enforces Max's documented 30 requests per second by default.
+    // Max: the fake enforces Max's documented 30 requests per second; the adapter paces at 30/s.
     let max = FakeMax::start().await;
     max.set_rate_limit(Some(max_rate));
     let mx = MaxBot::builder(FakeMax::TOKEN)
         .base_url(max.url())
+        .requests_per_second(max_rate)
         .build()
         .expect("Max bot");
 
-    // SMS.ru: the fake allows 30 requests per second.
+    // SMS.ru: the fake allows 30 requests per second; the adapter paces at 30/s.
     let sms = FakeSms::start().await;
-    sms.rate_limit(Provider::SmsRu, sms_rate, Duration::from_secs(1));
-    let sm = SmsRuChannel::new(SmsOptions::new("sms"), FakeSms::SMSRU_API_ID).base_url(sms.url());
+    sms.rate_limit(Provider::SmsRu, sms_rate as usize, Duration::from_secs(1));
+    let sm = SmsRuChannel::new(
+        SmsOptions::new("sms").max_requests_per_second(sms_rate),
+        FakeSms::SMSRU_API_ID,
+    )
+    .base_url(sms.url());
 
     println!(
         "sending {} notifications: WhatsApp {n_wa}, Telegram {n_tg}, Max {n_max}, SMS {n_sms} ...",
         n_wa + n_tg + n_max + n_sms
     );
     let started = Instant::now();
-    let max_pacing = Pacing::Harness(f64::from(max_rate));
-    let sms_pacing = Pacing::Harness(sms_rate as f64);
     let (r_wa, r_tg, r_max, r_sms) = tokio::join!(
-        drive(Arc::new(wa), n_wa, Pacing::Adapter, phone),
-        drive(Arc::new(tg), n_tg, Pacing::Adapter, |i| Address::Telegram(
+        drive(Arc::new(wa), n_wa, phone),
+        drive(Arc::new(tg), n_tg, |i| Address::Telegram(
             1_000 + (i % TG_CHATS) as i64
         )),
-        drive(Arc::new(mx), n_max, max_pacing, |i| Address::MaxUser(
-            10_000 + i as i64
-        )),
-        drive(Arc::new(sm), n_sms, sms_pacing, phone),
+        drive(Arc::new(mx), n_max, |i| Address::MaxUser(10_000 + i as i64)),
+        drive(Arc::new(sm), n_sms, phone),
     );
     let wall = started.elapsed();
 
     let max_fake_429 = max.requests().iter().filter(|r| r.status == 429).count();
     let outcomes = [
-        outcome(
-            "whatsapp",
-            Pacing::Adapter,
-            f64::from(wa_rate),
-            n_wa,
-            r_wa,
-            None,
-        ),
+        outcome("whatsapp", f64::from(wa_rate), n_wa, r_wa, None),
         outcome(
             "telegram",
-            Pacing::Adapter,
             f64::from(tg_rate),
             n_tg,
             r_tg,
             Some(telegram.rate_limited_count()),
         ),
-        outcome(
-            "max",
-            max_pacing,
-            f64::from(max_rate),
-            n_max,
-            r_max,
-            Some(max_fake_429),
-        ),
-        outcome("sms", sms_pacing, sms_rate as f64, n_sms, r_sms, None),
+        outcome("max", f64::from(max_rate), n_max, r_max, Some(max_fake_429)),
+        outcome("sms", f64::from(sms_rate), n_sms, r_sms, None),
     ];
 
     let total_sent: usize = outcomes.iter().map(|o| o.sent).sum();
@@ -335,7 +255,6 @@ async fn main() {
         .map(|o| {
             json!({
                 "channel": o.name,
-                "paced_by": o.paced_by,
                 "sent": o.sent,
                 "ok": o.ok,
                 "allowed_per_s": o.allowed,
@@ -363,16 +282,15 @@ async fn main() {
 
     println!();
     println!(
-        "| channel  | paced by | sent  | ok    | allowed/s | achieved/s | ratio | 429s | other errors | seconds |"
+        "| channel  | sent  | ok    | allowed/s | achieved/s | ratio | 429s | other errors | seconds |"
     );
     println!(
-        "|----------|----------|-------|-------|-----------|------------|-------|------|--------------|---------|"
+        "|----------|-------|-------|-----------|------------|-------|------|--------------|---------|"
     );
     for o in &outcomes {
         println!(
-            "| {:<8} | {:<8} | {:>5} | {:>5} | {:>9.1} | {:>10.2} | {:>5.3} | {:>4} | {:>12} | {:>7.1} |",
+            "| {:<8} | {:>5} | {:>5} | {:>9.1} | {:>10.2} | {:>5.3} | {:>4} | {:>12} | {:>7.1} |",
             o.name,
-            o.paced_by,
             o.sent,
             o.ok,
             o.allowed,
@@ -384,7 +302,7 @@ async fn main() {
         );
     }
     println!(
-        "| total    |          | {:>5} | {:>5} |           |            | {:>5.3} | {:>4} | {:>12} | {:>7.1} |",
+        "| total    | {:>5} | {:>5} |           |            | {:>5.3} | {:>4} | {:>12} | {:>7.1} |",
         total_sent,
         total_ok,
         worst_ratio,

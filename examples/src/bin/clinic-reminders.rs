@@ -14,36 +14,122 @@
 //! cargo run -p messaging-examples --bin clinic-reminders
 //! cargo run -p messaging-examples --bin clinic-reminders -- --patients 2000 --all
 //! ```
+//!
+//! # Sending for real (`--live`)
+//!
+//! With provider credentials in the environment and `--live`, the same cascade sends for real
+//! to the patients of a CSV file, over the configured channels only (in the classic order), on
+//! the system clock, with the SQLite store in `--db` (default `clinic-reminders-live.sqlite`,
+//! kept between runs) and the engine running:
+//!
+//! ```text
+//! export TELEGRAM_BOT_TOKEN=… SMSRU_API_ID=…
+//! cargo run -p messaging-examples --bin clinic-reminders -- --live \
+//!     --recipients patients.csv --listen 127.0.0.1:8080 --wait-secs 1800
+//! ```
+//!
+//! - Channels: WhatsApp with `WABA_TOKEN` + `WABA_PHONE_NUMBER_ID` (or `D360_API_KEY`),
+//!   Telegram with `TELEGRAM_BOT_TOKEN`, Max with `MAX_BOT_TOKEN`, SMS with `SMSRU_API_ID`,
+//!   `SMSC_LOGIN` + `SMSC_PASSWORD`, `SMSAERO_EMAIL` + `SMSAERO_API_KEY` or
+//!   `TWILIO_ACCOUNT_SID` + `TWILIO_AUTH_TOKEN` + `TWILIO_FROM`; each has a `…_BASE_URL`
+//!   override, and webhook secrets (`META_APP_SECRET`, `TELEGRAM_WEBHOOK_SECRET`,
+//!   `MAX_WEBHOOK_SECRET`). The full list is in `--help`. With none set, `--live` exits 2 and
+//!   lists them. Tokens are never printed.
+//! - WhatsApp cannot start a conversation with free text: the reminder goes as the template
+//!   `WABA_TEMPLATE` (default `hello_world`, `en_US`, as Meta's test numbers allow); set your
+//!   approved utility template and its body parameters (`WABA_TEMPLATE_PARAMS`, `{name}` is the
+//!   patient's name).
+//! - Recipients (`--recipients`): one patient per line, `name,phone[,telegram chat id[,max user
+//!   id]]`; `#` comments, blank lines and a `name,phone,…` header are skipped; fields may be
+//!   quoted; semicolons work as separators too. A bad line is reported with its number and
+//!   nothing is sent (exit 2).
+//! - Evidence: `--listen` serves the providers' webhooks on `/webhooks/waba`,
+//!   `/webhooks/telegram`, `/webhooks/max` and `/webhooks/<sms provider>` (WhatsApp statuses,
+//!   replies, SMS callbacks); SMS statuses are also polled every `--poll-secs`.
+//! - `--window-secs` replaces every step's window (policy: WhatsApp 60 min, Telegram and Max
+//!   15 min, SMS 24 h); `--wait-secs` bounds the run (default 600). Cascades still running then
+//!   are reported as running and stay in the store: run again with the same `--db` and
+//!   `--batch` (default: today's date) to follow them up; nothing is sent twice.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use messaging_core::testkit::OutageMode;
+use messaging_examples::live::{self, LiveConfig, LiveError, Providers};
 use messaging_examples::scenario::{self, OutageSpec, PolicyMode, Population, Scenario};
+use messaging_examples::tables;
 use messaging_store::{Durability, SqliteOptions, SqliteStore};
+
+const AFTER_HELP: &str = "\
+Recipients file (--live --recipients FILE): one patient per line,
+  name,phone[,telegram chat id[,max user id]]
+for example
+  # name, phone, telegram chat id, max user id
+  name,phone,telegram,max
+  Анна Петрова,+7 912 345-67-89,123456789,
+  \"Борис, старший\",8 912 000-00-02,,987654
+UTF-8; '#' comments, blank lines and a header line are skipped; fields may be double-quoted;
+semicolons work as separators too. Phones are read as Russian when national. A bad line is
+reported with its number and nothing is sent.
+
+Environment for --live (only the configured providers take part, in the order
+WhatsApp -> Telegram -> Max -> SMS):";
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(about = "Appointment reminders through WhatsApp, Telegram, Max and SMS, in a sandbox")]
+#[command(
+    about = "Appointment reminders through WhatsApp, Telegram, Max and SMS: in a sandbox, or for real with --live",
+    after_help = format!("{AFTER_HELP}\n{}", live::ENV_HELP)
+)]
 struct Args {
-    /// How many patients get a reminder.
+    /// How many patients get a reminder (sandbox).
     #[arg(long, default_value_t = 300)]
     patients: usize,
     /// Seed of the sandbox's randomness (same seed, same run).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// The SQLite file (created afresh for each run).
-    #[arg(long, default_value = "clinic-reminders.sqlite")]
-    db: std::path::PathBuf,
-    /// Fixed 60-minute windows instead of routing around slow channels.
+    /// The SQLite file: created afresh for each sandbox run (default clinic-reminders.sqlite);
+    /// kept between --live runs (default clinic-reminders-live.sqlite).
+    #[arg(long)]
+    db: Option<std::path::PathBuf>,
+    /// Fixed 60-minute windows instead of routing around slow channels (sandbox).
     #[arg(long)]
     fixed: bool,
     /// Print every patient's line (default: the first 15).
     #[arg(long)]
     all: bool,
-    /// Send for real through providers configured in the environment.
+    /// Send for real through the providers configured in the environment (see below).
     #[arg(long)]
     live: bool,
+    /// --live: the recipients CSV file (format below).
+    #[arg(long, value_name = "FILE")]
+    recipients: Option<std::path::PathBuf>,
+    /// --live: serve the providers' webhooks (delivery statuses, replies) on this address,
+    /// e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// --live: the public URL providers call the listener at (`https://clinic.example`), for
+    /// Twilio's signature check and SMS status callback URLs.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// --live: every step's window in seconds (default: the policy's, WhatsApp 3600, Telegram
+    /// and Max 900, SMS 86400).
+    #[arg(long, value_name = "SECS")]
+    window_secs: Option<u64>,
+    /// --live: how long to wait for the cascades after the reminders went out.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    wait_secs: u64,
+    /// --live: how often SMS delivery statuses are polled.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    poll_secs: u64,
+    /// --live: the reminder text; {name} becomes the patient's name.
+    #[arg(long, default_value = live::DEFAULT_TEXT)]
+    text: String,
+    /// --live: the batch id, part of every notification id (default: today's date); the same
+    /// batch and --db never send twice.
+    #[arg(long)]
+    batch: Option<String>,
 }
 
 fn sandbox(patients: usize, seed: u64) -> Scenario {
@@ -78,39 +164,29 @@ fn sandbox(patients: usize, seed: u64) -> Scenario {
     }
 }
 
-fn duration(secs: f64) -> String {
-    let s = secs.round() as i64;
-    if s < 60 {
-        format!("{s}s")
-    } else if s < 3600 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    }
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if args.live {
-        eprintln!(
-            "--live is not available yet: this build sends only through the sandbox. \
-             Configure the adapters (messaging-waba, -telegram, -max, -sms) in your own service; \
-             see the README."
-        );
-        std::process::exit(2);
+        if let Err(e) = live_mode(args).await {
+            eprintln!("clinic-reminders: {e}");
+            std::process::exit(e.exit_code());
+        }
+        return Ok(());
     }
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| "clinic-reminders.sqlite".into());
     let s = sandbox(args.patients, args.seed);
     for suffix in ["", "-wal", "-shm"] {
-        let mut p = args.db.clone().into_os_string();
+        let mut p = db.clone().into_os_string();
         p.push(suffix);
         let _ = std::fs::remove_file(p);
     }
-    let store = SqliteStore::open_with(
-        &args.db,
-        SqliteOptions::default().durability(Durability::Normal),
-    )
-    .await?;
+    let store =
+        SqliteStore::open_with(&db, SqliteOptions::default().durability(Durability::Normal))
+            .await?;
     let policy = if args.fixed {
         PolicyMode::Fixed
     } else {
@@ -124,7 +200,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "Sandbox: WhatsApp slow 09:30-10:00 and silent 10:00-11:00; some patients not on WhatsApp or never reading it; store {}\n",
-        args.db.display()
+        db.display()
     );
     let tz = chrono_tz::Europe::Moscow;
     let run = scenario::run_on(
@@ -140,54 +216,102 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
 
-    println!(
-        "\n{:<18} {:<12} {:<12} {:>10} {:>9}",
-        "notification", "outcome", "delivered by", "time", "attempts"
-    );
+    println!();
     let shown = if args.all { run.rows.len() } else { 15 };
-    for r in run.rows.iter().take(shown) {
-        println!(
-            "{:<18} {:<12} {:<12} {:>10} {:>9}",
-            r.notification_id,
-            r.outcome,
-            r.delivered_by.as_deref().unwrap_or("-"),
-            r.time_to_delivery_s
-                .map(duration)
-                .unwrap_or_else(|| "-".into()),
-            r.attempts
-        );
-    }
-    if run.rows.len() > shown {
-        println!(
-            "... {} more (--all shows every line)",
-            run.rows.len() - shown
-        );
-    }
+    print!("{}", tables::patients(&run.rows, &[], shown));
 
     let rep = &run.report;
-    println!(
-        "\n{:<10} {:>7} {:>10} {:>8} {:>11}",
-        "channel", "sends", "delivered", "failed", "cost, RUB"
-    );
-    for (ch, f) in &rep.by_channel {
-        println!(
-            "{:<10} {:>7} {:>10} {:>8} {:>11.2}",
-            ch, f.sends, f.delivered, f.failed, f.cost
-        );
-    }
-    let sends: u64 = rep.by_channel.values().map(|f| f.sends).sum();
-    let failed: u64 = rep.by_channel.values().map(|f| f.failed).sum();
-    println!(
-        "{:<10} {:>7} {:>10} {:>8} {:>11.2}",
-        "total", sends, rep.delivered, failed, rep.cost_total
+    println!();
+    print!(
+        "{}",
+        tables::channels(&rep.by_channel, rep.delivered, rep.cost_total, "cost, RUB")
     );
     println!(
         "\ndelivered {} of {} reminders; time to delivery p50 {}, p90 {}; outcomes {:?}",
         rep.delivered,
         rep.notifications,
-        duration(rep.p50_time_to_delivery_s),
-        duration(rep.p90_time_to_delivery_s),
+        tables::duration(rep.p50_time_to_delivery_s),
+        tables::duration(rep.p90_time_to_delivery_s),
         rep.outcomes
     );
+    Ok(())
+}
+
+/// `--live`: checks the environment first (so `--live` alone says what to set), then reads the
+/// recipients, sends, waits and prints the report.
+async fn live_mode(args: Args) -> Result<(), LiveError> {
+    let providers = Providers::from_env()?;
+    if providers.is_empty() {
+        return Err(LiveError::NoChannels);
+    }
+    let Some(path) = &args.recipients else {
+        return Err(LiveError::Config(
+            "--live needs --recipients FILE (one patient per line: name,phone[,telegram chat id[,max user id]]; see --help)".into(),
+        ));
+    };
+    let patients = live::read_recipients(path)?;
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| "clinic-reminders-live.sqlite".into());
+    let mut config = LiveConfig::new(providers, patients, db);
+    config.listen = args.listen;
+    config.public_url = args.public_url.clone();
+    config.window = args.window_secs.map(Duration::from_secs);
+    config.wait = Duration::from_secs(args.wait_secs);
+    config.poll_interval = Duration::from_secs(args.poll_secs.max(1));
+    config.text = args.text.clone();
+    if let Some(b) = &args.batch {
+        config.batch = b.clone();
+    }
+    config.progress = Some(Arc::new(|line: &str| println!("  {line}")));
+    let windows: Vec<String> = config
+        .providers
+        .policy(config.window)
+        .steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({})",
+                s.channel,
+                tables::duration(s.window.as_secs_f64())
+            )
+        })
+        .collect();
+    println!(
+        "Clinic reminders, live: {} patients from {}, batch {}, store {}",
+        config.patients.len(),
+        path.display(),
+        config.batch,
+        config.db.display()
+    );
+    println!("Cascade: {}", windows.join(" -> "));
+
+    let run = live::start(config).await?;
+    match run.local_addr() {
+        Some(addr) => println!(
+            "Webhooks: {}",
+            run.webhook_paths()
+                .iter()
+                .map(|p| format!("http://{addr}{p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => println!("Webhooks: none (no --listen)"),
+    }
+    for note in run.notes() {
+        println!("Note: {note}");
+    }
+    println!(
+        "Waiting up to {} for the cascades (Ctrl-C reports at once)\n",
+        tables::duration(args.wait_secs as f64)
+    );
+    let report = run
+        .finish_or(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    println!();
+    print!("{}", report.render(args.all));
     Ok(())
 }

@@ -245,6 +245,32 @@ pub enum SkipReason {
     Refused(String),
 }
 
+impl std::fmt::Display for SkipReason {
+    /// A short phrase for logs and reports: "no address", "opted out", "refused: …".
+    ///
+    /// ```
+    /// use messaging_core::engine::SkipReason;
+    ///
+    /// assert_eq!(SkipReason::ChannelDown.to_string(), "the channel is down");
+    /// assert_eq!(SkipReason::Refused("daily cap".into()).to_string(), "refused: daily cap");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SkipReason::NoAddress => "no address on this channel",
+            SkipReason::OptedOut => "opted out",
+            SkipReason::NoConsent => "no consent",
+            SkipReason::ChannelDown => "the channel is down",
+            SkipReason::ChannelDegraded => "the channel is degraded",
+            SkipReason::ChannelRecovering => "the channel is recovering",
+            SkipReason::DeadlinePassed => "the deadline passed",
+            SkipReason::ForeignMessengerBlocked => "foreign messengers are off",
+            SkipReason::UnknownChannel => "unknown channel",
+            SkipReason::ContentTooLong => "the text is too long for this channel",
+            SkipReason::Refused(why) => return write!(f, "refused: {why}"),
+        })
+    }
+}
+
 /// Why a step waits before sending.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
@@ -402,6 +428,29 @@ pub enum HistoryKind {
     Expired,
     /// Ended: cancelled by the application.
     Cancelled,
+}
+
+impl HistoryKind {
+    /// Whether this entry ends the cascade (its last entry, unless the application revives it).
+    ///
+    /// ```
+    /// use messaging_core::engine::HistoryKind;
+    ///
+    /// assert!(HistoryKind::Exhausted.is_terminal());
+    /// assert!(!HistoryKind::Advanced { from: 0, to: Some(1) }.is_terminal());
+    /// ```
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            HistoryKind::Delivered { .. }
+                | HistoryKind::LateDelivery { .. }
+                | HistoryKind::Replied { .. }
+                | HistoryKind::Unconfirmed
+                | HistoryKind::Exhausted
+                | HistoryKind::Expired
+                | HistoryKind::Cancelled
+        )
+    }
 }
 
 /// One history line.
