@@ -12,6 +12,7 @@
 //! | [`CascadePolicy`] | ordered steps: channel, evidence to wait for, window, retries |
 //! | [`health`] | channel health from delivery latency and provider signals |
 //! | [`hygiene`] | spam hygiene: linter, splitter, templates, SMS encoding, sender governor |
+//! | [`pace`] | client-side pacing under a provider's rate limit (overall and per key), used by the adapters |
 //! | [`store`] | storage traits and the in-memory store (`messaging-store` has SQLite and PostgreSQL) |
 //! | [`webhook`] | framework-free webhook verification and parsing |
 //! | `testkit` (feature) | stub and simulated channels for your own tests |
@@ -33,6 +34,7 @@ pub mod hygiene;
 pub mod identity;
 pub mod inbox;
 mod model;
+pub mod pace;
 mod phone;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

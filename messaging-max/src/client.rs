@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use messaging_core::hygiene::split::{SplitConfig, split_texts};
+use messaging_core::pace::Pacer;
 use messaging_core::{
     Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Evidence,
     OutboundMessage, SendReceipt, TextUnit,
@@ -18,7 +19,6 @@ use serde_json::Value;
 
 use crate::error::{MaxError, classify_error, transport_error};
 use crate::keyboard::inline_keyboard;
-use crate::pace::Pacer;
 use crate::parse::UpdateParser;
 use crate::webhook::MaxWebhookHandler;
 use crate::wire::{NewMessageBody, SendMessageResult, SimpleQueryResult, opt_i64};
@@ -763,10 +763,9 @@ mod tests {
         let pace = bot.inner.pace.as_ref().expect("paced by default");
         assert_eq!(
             pace.interval(),
-            crate::pace::spacing(
-                NonZeroU32::new(DEFAULT_REQUESTS_PER_SECOND).unwrap(),
-                Duration::from_secs(1)
-            )
+            messaging_core::pace::Limit::per_second(DEFAULT_REQUESTS_PER_SECOND)
+                .unwrap()
+                .interval()
         );
         let mut tasks = Vec::new();
         for _ in 0..16 {
@@ -785,7 +784,7 @@ mod tests {
             starts.extend(t.await.unwrap());
         }
         starts.sort();
-        let most = crate::pace::tests::max_in_window(&starts, Duration::from_secs(1));
+        let most = messaging_core::pace::max_in_window(&starts, Duration::from_secs(1));
         assert!(most <= 30, "{most} requests in one second");
         let span = starts[95].duration_since(starts[0]).as_secs_f64();
         assert!(95.0 / span >= 0.95 * 30.0, "{} per second", 95.0 / span);

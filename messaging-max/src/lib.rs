@@ -81,7 +81,6 @@ pub mod contact;
 pub mod deeplink;
 pub mod error;
 pub mod keyboard;
-mod pace;
 pub mod parse;
 pub mod polling;
 mod webhook;

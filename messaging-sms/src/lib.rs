@@ -81,18 +81,6 @@
 )]
 mod shared;
 
-// With no provider enabled, the request pacer has no caller.
-#[cfg_attr(
-    not(any(
-        feature = "smsru",
-        feature = "smsc",
-        feature = "smsaero",
-        feature = "twilio"
-    )),
-    allow(dead_code)
-)]
-mod pace;
-
 #[cfg(feature = "smsaero")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smsaero")))]
 pub mod smsaero;

@@ -206,9 +206,9 @@ impl SmsOptions {
     }
 
     /// The request pacer these options ask for, if any.
-    pub(crate) fn request_pacer(&self) -> Option<crate::pace::Pacer> {
+    pub(crate) fn request_pacer(&self) -> Option<messaging_core::pace::Pacer> {
         self.max_requests_per_second
-            .map(crate::pace::Pacer::per_second)
+            .map(messaging_core::pace::Pacer::per_second)
     }
 
     pub(crate) fn http_client(&self) -> reqwest::Client {
@@ -331,7 +331,7 @@ pub(crate) struct HttpReply {
 pub(crate) async fn execute(
     provider: &'static str,
     timeout: Duration,
-    rate: Option<&crate::pace::Pacer>,
+    rate: Option<&messaging_core::pace::Pacer>,
     req: reqwest::RequestBuilder,
 ) -> Result<HttpReply, ChannelError> {
     let permit = match rate {
@@ -729,7 +729,7 @@ mod tests {
             starts.extend(t.await.unwrap());
         }
         starts.sort();
-        let most = crate::pace::tests::max_in_window(&starts, Duration::from_secs(1));
+        let most = messaging_core::pace::max_in_window(&starts, Duration::from_secs(1));
         assert!(most <= 30, "{most} requests in one second");
         let span = starts[127].duration_since(starts[0]).as_secs_f64();
         assert!(127.0 / span >= 0.95 * 30.0, "{} per second", 127.0 / span);

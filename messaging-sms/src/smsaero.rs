@@ -44,7 +44,7 @@ pub struct SmsAeroChannel {
     client: reqwest::Client,
     pacer: Pacer,
     /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    rate: Option<crate::pace::Pacer>,
+    rate: Option<messaging_core::pace::Pacer>,
 }
 
 impl fmt::Debug for SmsAeroChannel {
@@ -57,7 +57,10 @@ impl fmt::Debug for SmsAeroChannel {
             .field("sandbox", &self.opts.sandbox)
             .field(
                 "request_interval",
-                &self.rate.as_ref().map(crate::pace::Pacer::interval),
+                &self
+                    .rate
+                    .as_ref()
+                    .map(messaging_core::pace::Pacer::interval),
             )
             .finish_non_exhaustive()
     }
@@ -414,7 +417,7 @@ mod tests {
         let opts = SmsOptions::new("sms").max_requests_per_second(10);
         let ch = SmsAeroChannel::new(opts, "a@b.c", "key");
         assert_eq!(
-            ch.rate.as_ref().map(crate::pace::Pacer::interval),
+            ch.rate.as_ref().map(messaging_core::pace::Pacer::interval),
             Some(std::time::Duration::from_millis(103))
         );
         let opts = SmsOptions::new("sms");

@@ -117,7 +117,7 @@ pub struct SmscChannel {
     client: reqwest::Client,
     pacer: Pacer,
     /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    rate: Option<crate::pace::Pacer>,
+    rate: Option<messaging_core::pace::Pacer>,
 }
 
 impl fmt::Debug for SmscChannel {
@@ -129,7 +129,10 @@ impl fmt::Debug for SmscChannel {
             .field("sender", &self.opts.sender)
             .field(
                 "request_interval",
-                &self.rate.as_ref().map(crate::pace::Pacer::interval),
+                &self
+                    .rate
+                    .as_ref()
+                    .map(messaging_core::pace::Pacer::interval),
             )
             .finish_non_exhaustive()
     }
@@ -448,7 +451,7 @@ mod tests {
         let opts = SmsOptions::new("sms").max_requests_per_second(10);
         let ch = SmscChannel::new(opts, SmscAuth::login("l", "p"));
         assert_eq!(
-            ch.rate.as_ref().map(crate::pace::Pacer::interval),
+            ch.rate.as_ref().map(messaging_core::pace::Pacer::interval),
             Some(std::time::Duration::from_millis(103))
         );
         let opts = SmsOptions::new("sms");

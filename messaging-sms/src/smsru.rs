@@ -81,7 +81,7 @@ pub struct SmsRuChannel {
     client: reqwest::Client,
     pacer: Pacer,
     /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    rate: Option<crate::pace::Pacer>,
+    rate: Option<messaging_core::pace::Pacer>,
 }
 
 impl fmt::Debug for SmsRuChannel {
@@ -94,7 +94,10 @@ impl fmt::Debug for SmsRuChannel {
             .field("sandbox", &self.opts.sandbox)
             .field(
                 "request_interval",
-                &self.rate.as_ref().map(crate::pace::Pacer::interval),
+                &self
+                    .rate
+                    .as_ref()
+                    .map(messaging_core::pace::Pacer::interval),
             )
             .finish_non_exhaustive()
     }
@@ -469,7 +472,7 @@ mod tests {
         let opts = SmsOptions::new("sms").max_requests_per_second(10);
         let ch = SmsRuChannel::new(opts, "api-id");
         assert_eq!(
-            ch.rate.as_ref().map(crate::pace::Pacer::interval),
+            ch.rate.as_ref().map(messaging_core::pace::Pacer::interval),
             Some(std::time::Duration::from_millis(103))
         );
         let opts = SmsOptions::new("sms");

@@ -75,7 +75,7 @@ pub struct TwilioChannel {
     client: reqwest::Client,
     pacer: Pacer,
     /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    rate: Option<crate::pace::Pacer>,
+    rate: Option<messaging_core::pace::Pacer>,
 }
 
 impl fmt::Debug for TwilioChannel {
@@ -88,7 +88,10 @@ impl fmt::Debug for TwilioChannel {
             .field("sender", &self.opts.sender)
             .field(
                 "request_interval",
-                &self.rate.as_ref().map(crate::pace::Pacer::interval),
+                &self
+                    .rate
+                    .as_ref()
+                    .map(messaging_core::pace::Pacer::interval),
             )
             .finish_non_exhaustive()
     }
@@ -690,7 +693,7 @@ mod tests {
         let opts = SmsOptions::new("sms").max_requests_per_second(10);
         let ch = TwilioChannel::new(opts, "AC123", "token");
         assert_eq!(
-            ch.rate.as_ref().map(crate::pace::Pacer::interval),
+            ch.rate.as_ref().map(messaging_core::pace::Pacer::interval),
             Some(std::time::Duration::from_millis(103))
         );
         let opts = SmsOptions::new("sms");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use messaging_core::hygiene::split::{SplitConfig, split};
+use messaging_core::pace::{KeyedPacer, Limit};
 use messaging_core::{
     Address, AttachmentKind, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Content,
     Evidence, MediaSource, OutboundMessage, SendReceipt, TextUnit,
@@ -16,7 +17,6 @@ use serde_json::{Value, json};
 
 use crate::api::{BotApi, CallError};
 use crate::keyboard::reply_markup;
-use crate::pace::{Limit, Scheduler};
 use crate::{MAX_CAPTION_UTF16, MAX_TEXT_UTF16};
 
 /// The production Bot API server.
@@ -223,7 +223,7 @@ impl TelegramBuilder {
             inner: Arc::new(Inner {
                 id: self.id,
                 api: BotApi::new(client, self.base_url, self.token, self.test_environment),
-                pace: Scheduler::new(
+                pace: KeyedPacer::new(
                     self.rate_limits.per_bot.and_then(Rate::limit),
                     self.rate_limits.per_chat.and_then(Rate::limit),
                 ),
@@ -249,7 +249,7 @@ fn token_looks_valid(token: &str) -> bool {
 struct Inner {
     id: ChannelId,
     api: BotApi,
-    pace: Scheduler,
+    pace: KeyedPacer<i64>,
     rate_limits: RateLimits,
     request_timeout: Duration,
     max_parts: usize,
@@ -740,7 +740,7 @@ mod tests {
         }
         sent.sort();
         let starts: Vec<_> = sent.iter().map(|(t, _)| *t).collect();
-        let most = crate::pace::tests::max_in_window(&starts, Duration::from_secs(1));
+        let most = messaging_core::pace::max_in_window(&starts, Duration::from_secs(1));
         assert!(most <= 30, "{most} messages in one second");
         let mut last = std::collections::HashMap::new();
         for (t, chat) in &sent {

@@ -62,7 +62,6 @@ mod channel;
 mod error;
 mod identity;
 mod keyboard;
-mod pace;
 mod polling;
 mod update;
 mod webhook;

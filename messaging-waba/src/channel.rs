@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
+use messaging_core::pace::Pacer;
 use messaging_core::store::{MemoryStore, StoreError, WindowStore};
 use messaging_core::{
     Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock, Content,
@@ -19,7 +20,6 @@ use url::Url;
 
 use crate::cost::{PriceTable, PricingCategory};
 use crate::error::error_from_response;
-use crate::pace::Pacer;
 use crate::payload::{self, Buttons};
 use crate::templates::TemplateRegistry;
 use crate::throughput::{MessagingTier, PairLimiter, TierTracker};
@@ -927,7 +927,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             ch.limiter.interval(),
-            Duration::from_secs(1) * (1000 + crate::pace::MARGIN_PERMILLE) / 1000 / 20
+            Duration::from_secs(1) * (1000 + messaging_core::pace::MARGIN_PERMILLE) / 1000 / 20
         );
         let ch = Arc::new(ch);
         let mut tasks = Vec::new();
@@ -948,7 +948,7 @@ mod tests {
         }
         starts.sort();
         assert_eq!(starts.len(), 96);
-        let most = crate::pace::tests::max_in_window(&starts, Duration::from_secs(1));
+        let most = messaging_core::pace::max_in_window(&starts, Duration::from_secs(1));
         assert!(most <= 20, "{most} messages in one second");
         let span = starts[95].duration_since(starts[0]).as_secs_f64();
         assert!(95.0 / span >= 0.95 * 20.0, "{} per second", 95.0 / span);

@@ -65,7 +65,6 @@
 mod channel;
 pub mod cost;
 pub mod error;
-mod pace;
 mod payload;
 pub mod templates;
 pub mod throughput;

@@ -339,19 +339,37 @@ async fn rate_limit_answers_429_and_maps_to_rate_limited() {
 
 #[tokio::test]
 async fn default_rate_limit_is_30_per_second() {
+    // The fake enforces Max's 30 requests per second: a bot that does not pace itself gets its
+    // 31st call within a second refused.
     let fake = FakeMax::start().await;
-    let bot = bot(&fake);
+    let unpaced = MaxBot::builder(FakeMax::TOKEN)
+        .base_url(fake.url())
+        .timeout(Duration::from_secs(5))
+        .requests_per_second(0)
+        .build()
+        .unwrap();
     let started = std::time::Instant::now();
     let mut results = Vec::new();
     for _ in 0..31 {
-        results.push(bot.get_me().await.map_err(|e| e.kind()));
+        results.push(unpaced.get_me().await.map_err(|e| e.kind()));
     }
     if started.elapsed() >= Duration::from_millis(900) {
-        println!("skipped: 31 calls took over a second on this machine");
-        return;
+        println!("skipped: 31 unpaced calls took over a second on this machine");
+    } else {
+        assert!(results[..30].iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(results[30], Err(ErrorKind::RateLimited));
     }
-    assert!(results[..30].iter().all(Result::is_ok), "{results:?}");
-    assert_eq!(results[30], Err(ErrorKind::RateLimited));
+    // The bot's default pace (30 per second, evenly spaced) stays under that limit.
+    let fake = FakeMax::start().await;
+    let paced = bot(&fake);
+    let started = std::time::Instant::now();
+    for i in 0..31 {
+        paced
+            .get_me()
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+    }
+    assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
 #[tokio::test]
