@@ -246,6 +246,10 @@ pub struct Report {
     pub outcomes: BTreeMap<String, usize>,
 }
 
+fn to_cents(amount: f64) -> f64 {
+    (amount * 100.0).round() / 100.0
+}
+
 fn at(secs: u64) -> DateTime<Utc> {
     start() + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2))
 }
@@ -477,6 +481,11 @@ pub async fn run_on(
         }
         rows.push(row);
     }
+    // Costs are money: sums of per-message prices in f64 drift (8531.9999999985), so the
+    // report carries them in cents.
+    for f in by_channel.values_mut() {
+        f.cost = to_cents(f.cost);
+    }
     times.sort_by(f64::total_cmp);
     let pct = |p: usize| -> f64 {
         if times.is_empty() {
@@ -492,7 +501,7 @@ pub async fn run_on(
         delivered: times.len(),
         p50_time_to_delivery_s: pct(50),
         p90_time_to_delivery_s: pct(90),
-        cost_total: by_channel.values().map(|f| f.cost).sum(),
+        cost_total: to_cents(by_channel.values().map(|f| f.cost).sum()),
         by_channel,
         outcomes,
     };

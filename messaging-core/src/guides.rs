@@ -1,5 +1,5 @@
-//! Guides: the pages in the repository's `docs/` folder, rendered here so they are part of the
-//! API documentation. Their code examples are compiled and run as doctests.
+//! Guides: the pages in `messaging-core/guides/` (linked from the repository README), rendered here
+//! so they are part of the API documentation. Their code examples are compiled and run as doctests.
 
 #[doc = include_str!("../guides/which-channel.md")]
 pub mod which_channel {}
