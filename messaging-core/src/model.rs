@@ -326,6 +326,22 @@ pub struct Recipient {
 }
 
 impl Recipient {
+    /// A recipient known by contact id only, reached through the addresses you add (a Telegram
+    /// chat, a Max user) rather than a phone.
+    ///
+    /// ```
+    /// use messaging_core::{Address, ChannelKind, Recipient};
+    /// let r = Recipient::new("patient-7").address(Address::Telegram(42));
+    /// assert_eq!(r.address_for(ChannelKind::Telegram), Some(Address::Telegram(42)));
+    /// assert_eq!(r.address_for(ChannelKind::Sms), None);
+    /// ```
+    pub fn new(contact_id: impl Into<ContactId>) -> Self {
+        Recipient {
+            contact_id: Some(contact_id.into()),
+            ..Recipient::default()
+        }
+    }
+
     /// A recipient known by contact id and phone.
     pub fn with_phone(
         contact_id: impl Into<ContactId>,

@@ -1029,3 +1029,42 @@ async fn cancel_stops_a_cascade() {
         Some(Outcome::Cancelled)
     );
 }
+
+#[tokio::test]
+async fn purge_deletes_only_cascades_past_retention_and_late_reports_for_them_are_ignored() {
+    let w = World::new();
+    let engine = w.clinic();
+    engine
+        .submit(reminder("done", patient_everywhere("1")))
+        .await
+        .unwrap();
+    engine
+        .handle_event(&delivered(ChannelKind::WhatsApp, "wa-1", w.clock.now()))
+        .await
+        .unwrap();
+    engine
+        .submit(reminder("running", patient("2")))
+        .await
+        .unwrap();
+    let day = Duration::from_secs(86_400);
+
+    assert_eq!(
+        engine.purge_finished(day).await.unwrap(),
+        0,
+        "ended too recently"
+    );
+    w.advance(86_401);
+    // "running" timed out on WhatsApp and waits on SMS: older, but not ended, so it stays.
+    engine.tick().await.unwrap();
+    assert_eq!(engine.purge_finished(day).await.unwrap(), 1);
+    assert!(engine.status(&"done".into()).await.unwrap().is_none());
+    assert!(status(&engine, "running").await.outcome.is_none());
+
+    // A duplicate report for the purged cascade finds nothing and changes nothing.
+    engine
+        .handle_event(&delivered(ChannelKind::WhatsApp, "wa-1", w.clock.now()))
+        .await
+        .unwrap();
+    assert!(engine.status(&"done".into()).await.unwrap().is_none());
+    assert_eq!(engine.store().count_active().await.unwrap(), 1);
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use messaging_core::engine::CascadeRecord;
 use messaging_core::identity::Link;
+use messaging_core::inbox::InboxMessage;
 use messaging_core::store::StoreError;
 use messaging_core::{Address, NotificationId};
 
@@ -55,6 +56,8 @@ pub(crate) struct Row {
     pub expected: i64,
     /// Whether the record has ended.
     pub finished: bool,
+    /// When it ended ([`CascadeRecord::ended_at`]), for purging.
+    pub ended_ns: Option<i64>,
     /// Its timer.
     pub wake_ns: Option<i64>,
     /// The record as JSON.
@@ -83,6 +86,7 @@ impl Row {
             id: id.as_str().to_owned(),
             expected: version_to_sql(rec.version, id)?,
             finished: rec.is_finished(),
+            ended_ns: rec.ended_at().map(|t| to_ns(t, "ended_at")).transpose()?,
             wake_ns,
             json,
             reply_keys: rec.reply_keys(),
@@ -143,4 +147,15 @@ pub(crate) fn oldest_first(mut v: Vec<Link>) -> Vec<Link> {
             .then_with(|| a.address.key().cmp(&b.address.key()))
     });
     v
+}
+
+/// An inbox message as stored (JSON).
+pub(crate) fn encode_inbox_message(m: &InboxMessage) -> Result<String, StoreError> {
+    serde_json::to_string(m)
+        .map_err(|e| StoreError::Backend(format!("inbox message {}: cannot encode: {e}", m.id)))
+}
+
+/// The inverse of [`encode_inbox_message`].
+pub(crate) fn decode_inbox_message(json: &str) -> Result<InboxMessage, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("inbox message: {e}")))
 }

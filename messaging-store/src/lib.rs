@@ -20,15 +20,20 @@
 //! `MemoryIdentityStore` (checked by `tests/identity.rs` against all three), and the sender
 //! governor's [`SenderCounters`](messaging_core::hygiene::SenderCounters), answering like
 //! `MemoryCounters` (checked by `tests/counters.rs`) but across restarts and instances.
-//! [`SqliteStore`] also keeps inbox threads
-//! ([`InboxStore`](messaging_core::inbox::InboxStore), `tests/inbox.rs`).
+//! Both keep inbox threads ([`InboxStore`](messaging_core::inbox::InboxStore), checked against
+//! `MemoryInboxStore` by `tests/inbox.rs`), so every instance behind a load balancer sees the
+//! same conversations.
+//!
+//! Finished cascades stay until you purge them:
+//! [`CascadeStore::purge_finished`](messaging_core::store::CascadeStore::purge_finished), or
+//! [`Engine::purge_finished`](messaging_core::Engine::purge_finished) with a retention period.
 //!
 //! ## What is stored
 //!
 //! | table | rows | purpose |
 //! |---|---|---|
 //! | `schema_version` | one per applied migration | migrations are applied on open, idempotently |
-//! | `cascades` | one per notification | the record as JSON, plus `version` (the compare-and-swap operand), `finished`, `wake_at_ns`, `lease_until_ns` and `due_ns` (the timer: `wake_at`, or the end of a claim's lease) |
+//! | `cascades` | one per notification | the record as JSON, plus `version` (the compare-and-swap operand), `finished`, `wake_at_ns`, `lease_until_ns` and `due_ns` (the timer: `wake_at`, or the end of a claim's lease); `ended_ns` (SQLite migration 5, PostgreSQL 4) for `purge_finished` |
 //! | `messages` | one per provider message id | `find_message` |
 //! | `reply_keys` | one per (address key, unfinished cascade) | `active_by_reply_key` |
 //! | `windows` | one per (channel, address key) | the WhatsApp 24-hour window |
@@ -37,7 +42,7 @@
 //! | `used_tokens` (migration 2) | one per used deep-link token id | `UsedTokenStore::mark_token_used` (insert-if-absent, atomic) |
 //! | `gov_sends`, `gov_replies`, `gov_marketing` (migration 3) | one per send / inbound / marketing send, kept 8 days | `SenderCounters` windows |
 //! | `gov_contacted`, `gov_wrote_to_us`, `gov_opt_out`, `gov_connected` (migration 3) | one per (channel, person key) / key / channel | `SenderCounters` lookups |
-//! | `inbox` (SQLite, migration 4) | one per inbox message, as JSON | `InboxStore`, ordered by time then arrival |
+//! | `inbox` (SQLite migration 4, PostgreSQL 4) | one per inbox message, as JSON | `InboxStore`, ordered by time then arrival |
 //!
 //! Times are Unix nanoseconds in `BIGINT` columns (years 1677 to 2262), so timers order exactly
 //! as in the in-memory store. Each `update` is one transaction: the record, its timer (clearing
@@ -81,6 +86,8 @@ pub mod postgres;
 mod postgres_counters;
 #[cfg(feature = "postgres")]
 mod postgres_identity;
+#[cfg(feature = "postgres")]
+mod postgres_inbox;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;

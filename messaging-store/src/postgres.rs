@@ -22,7 +22,7 @@ use tokio_postgres::types::ToSql;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const POSTGRES_SCHEMA_VERSION: i32 = 3;
+pub const POSTGRES_SCHEMA_VERSION: i32 = 4;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (
@@ -106,6 +106,23 @@ CREATE TABLE {s}.gov_opt_out (key TEXT PRIMARY KEY);
 CREATE TABLE {s}.gov_connected (channel TEXT PRIMARY KEY, at_ns BIGINT NOT NULL);
 "#,
     ),
+    (
+        4,
+        // Cascades that ended before this version get the migration's time as their end, so
+        // retention counts from the upgrade and nothing is purged early.
+        r#"
+ALTER TABLE {s}.cascades ADD COLUMN ended_ns BIGINT;
+UPDATE {s}.cascades SET ended_ns = (extract(epoch FROM now()) * 1000000000)::bigint WHERE finished;
+CREATE INDEX cascades_ended ON {s}.cascades (ended_ns) WHERE ended_ns IS NOT NULL;
+CREATE TABLE {s}.inbox (
+    seq     BIGSERIAL PRIMARY KEY,
+    thread  TEXT COLLATE "C" NOT NULL,
+    at_ns   BIGINT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX inbox_thread ON {s}.inbox (thread, at_ns, seq);
+"#,
+    ),
 ];
 
 /// Options for [`PostgresStore::connect_with`].
@@ -161,6 +178,7 @@ struct Sql {
     find_message: String,
     by_reply_key: String,
     count_active: String,
+    purge: String,
     record_inbound: String,
     last_inbound: String,
     close: String,
@@ -172,8 +190,9 @@ impl Sql {
         Sql {
             insert: f(r#"
 WITH ins AS (
-    INSERT INTO {s}.cascades (id, version, finished, wake_at_ns, lease_until_ns, due_ns, record)
-    VALUES ($1, 0, $2, $3, NULL, $3, $4)
+    INSERT INTO {s}.cascades
+        (id, version, finished, wake_at_ns, lease_until_ns, due_ns, record, ended_ns)
+    VALUES ($1, 0, $2, $3, NULL, $3, $4, $8)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), rk AS (
@@ -191,7 +210,7 @@ SELECT count(*) FROM ins"#),
 WITH up AS (
     UPDATE {s}.cascades
     SET version = version + 1, finished = $3, wake_at_ns = $4, lease_until_ns = NULL,
-        due_ns = $4, record = $5, updated_at = now()
+        due_ns = $4, record = $5, updated_at = now(), ended_ns = $9
     WHERE id = $1 AND version = $2
     RETURNING id, version
 ), del AS (
@@ -230,6 +249,29 @@ SELECT id FROM claimed ORDER BY was, id"#),
                 "SELECT notification_id FROM {s}.reply_keys WHERE key = $1 ORDER BY notification_id",
             ),
             count_active: f("SELECT count(*) FROM {s}.cascades WHERE NOT finished"),
+            // The index entries to drop are the purged records' own provider ids (no index by
+            // cascade, which every send would pay for), and only where the entry is theirs.
+            purge: f(r#"
+WITH gone AS (
+    DELETE FROM {s}.cascades c
+    WHERE c.id IN (
+        SELECT id FROM {s}.cascades
+        WHERE finished AND ended_ns < $1
+        ORDER BY ended_ns
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING c.id, c.record
+), ids AS (
+    SELECT gone.id, a->>'provider_message_id' AS pmid
+    FROM gone, jsonb_array_elements(gone.record::jsonb->'attempts') AS a
+), msg AS (
+    DELETE FROM {s}.messages m USING ids
+    WHERE m.provider_message_id = ids.pmid AND m.notification_id = ids.id
+), rk AS (
+    DELETE FROM {s}.reply_keys r USING gone WHERE r.notification_id = gone.id
+)
+SELECT count(*) FROM gone"#),
             record_inbound: f(r#"
 INSERT INTO {s}.windows (channel, address_key, last_inbound_ns) VALUES ($1, $2, $3)
 ON CONFLICT (channel, address_key)
@@ -473,6 +515,7 @@ impl CascadeStore for PostgresStore {
                     &row.reply_keys,
                     &pmids,
                     &attempts,
+                    &row.ended_ns,
                 ],
                 "inserting a cascade",
             )
@@ -530,6 +573,7 @@ impl CascadeStore for PostgresStore {
                     &row.reply_keys,
                     &pmids,
                     &attempts,
+                    &row.ended_ns,
                 ],
                 "updating a cascade",
             )
@@ -628,6 +672,30 @@ impl CascadeStore for PostgresStore {
             None => 0,
         };
         usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("active count is {n}")))
+    }
+
+    async fn purge_finished(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let cutoff = to_ns(ended_before, "ended_before")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                &self.sql.purge,
+                &[&cutoff, &limit],
+                "purging finished cascades",
+            )
+            .await?;
+        let n: i64 = match rows.first() {
+            Some(r) => col(r, 0, "purged count")?,
+            None => 0,
+        };
+        usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("purged count is {n}")))
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const SQLITE_SCHEMA_VERSION: u32 = 4;
+pub const SQLITE_SCHEMA_VERSION: u32 = 5;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (
@@ -117,6 +117,16 @@ CREATE TABLE inbox (
     message TEXT NOT NULL
 );
 CREATE INDEX inbox_thread ON inbox (thread, at_ns, seq);
+",
+    ),
+    (
+        5,
+        // Cascades that ended before this version get the migration's time as their end, so
+        // retention counts from the upgrade and nothing is purged early.
+        "
+ALTER TABLE cascades ADD COLUMN ended_ns INTEGER;
+UPDATE cascades SET ended_ns = unixepoch() * 1000000000 WHERE finished = 1;
+CREATE INDEX cascades_ended ON cascades (ended_ns) WHERE ended_ns IS NOT NULL;
 ",
     ),
 ];
@@ -421,6 +431,10 @@ pub(crate) enum Op {
         channel: String,
         key: String,
     },
+    Purge {
+        ended_before: i64,
+        limit: i64,
+    },
     /// A write of another store (identities, tokens), run in the writer's transaction. It may
     /// run twice when its commit group fails, so it must only touch the database.
     Run(RunFn),
@@ -437,6 +451,7 @@ pub(crate) enum Done {
     },
     Updated(u64),
     Claimed(Vec<String>),
+    Purged(usize),
     Ok,
     /// The answer of an [`Op::Run`].
     Value(Box<dyn std::any::Any + Send>),
@@ -541,15 +556,17 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
             }
             c.prepare_cached(
                 "INSERT INTO cascades
-                   (id, version, finished, wake_at_ns, lease_until_ns, due_ns, reply_keys, record)
-                 VALUES (?1, 0, ?2, ?3, NULL, ?3, ?4, ?5)",
+                   (id, version, finished, wake_at_ns, lease_until_ns, due_ns, reply_keys, record,
+                    ended_ns)
+                 VALUES (?1, 0, ?2, ?3, NULL, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 row.id,
                 row.finished,
                 row.wake_ns,
                 keys_json(&row.reply_keys),
-                row.json
+                row.json,
+                row.ended_ns
             ])?;
             add_keys(c, &row.id, &row.reply_keys)?;
             index(c, row)?;
@@ -579,7 +596,8 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
             let new_keys = keys_json(&row.reply_keys);
             c.prepare_cached(
                 "UPDATE cascades SET version = ?2, finished = ?3, wake_at_ns = ?4,
-                    lease_until_ns = NULL, due_ns = ?4, reply_keys = ?5, record = ?6
+                    lease_until_ns = NULL, due_ns = ?4, reply_keys = ?5, record = ?6,
+                    ended_ns = ?8
                  WHERE id = ?1 AND version = ?7",
             )?
             .execute(params![
@@ -589,7 +607,8 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
                 row.wake_ns,
                 new_keys,
                 row.json,
-                row.expected
+                row.expected,
+                row.ended_ns
             ])?;
             if new_keys != old_keys {
                 let old: Vec<String> = serde_json::from_str(&old_keys).unwrap_or_default();
@@ -641,6 +660,38 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
             c.prepare_cached("DELETE FROM windows WHERE channel = ?1 AND address_key = ?2")?
                 .execute(params![channel, key])?;
             Ok(Ok(Done::Ok))
+        }
+        Op::Purge {
+            ended_before,
+            limit,
+        } => {
+            let gone: Vec<(String, String)> = c
+                .prepare_cached(
+                    "SELECT id, record FROM cascades
+                     WHERE finished = 1 AND ended_ns < ?1 ORDER BY ended_ns LIMIT ?2",
+                )?
+                .query_map(params![ended_before, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut del_msg = c.prepare_cached(
+                "DELETE FROM messages WHERE provider_message_id = ?1 AND notification_id = ?2",
+            )?;
+            let mut del = c.prepare_cached("DELETE FROM cascades WHERE id = ?1")?;
+            for (id, json) in &gone {
+                // The index entries are the record's own provider ids (no index by cascade,
+                // which every send would pay for); an undecodable record keeps its entries.
+                match decode(id, json, 0) {
+                    Ok(rec) => {
+                        for (pmid, _) in rec.provider_message_ids() {
+                            del_msg.execute(params![pmid.as_str(), id])?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(cascade = %id, error = %e, "messaging-store: purging a record that cannot be decoded; its message-index entries stay");
+                    }
+                }
+                del.execute([id])?;
+            }
+            Ok(Ok(Done::Purged(gone.len())))
         }
         Op::Run(f) => f(c),
     }
@@ -781,6 +832,24 @@ impl CascadeStore for SqliteStore {
             })
             .await?;
         usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("active count is {n}")))
+    }
+
+    async fn purge_finished(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let op = Op::Purge {
+            ended_before: to_ns(ended_before, "ended_before")?,
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+        };
+        match self.write(op).await? {
+            Done::Purged(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
     }
 }
 

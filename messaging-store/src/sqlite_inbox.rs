@@ -6,17 +6,8 @@ use messaging_core::inbox::{InboxMessage, InboxStore, ThreadId};
 use messaging_core::store::StoreError;
 use rusqlite::{Connection, params};
 
-use crate::common::to_ns;
+use crate::common::{decode_inbox_message as decode, encode_inbox_message as encode, to_ns};
 use crate::sqlite::{SqliteStore, sql_err};
-
-fn encode(m: &InboxMessage) -> Result<String, StoreError> {
-    serde_json::to_string(m)
-        .map_err(|e| StoreError::Backend(format!("inbox message {}: cannot encode: {e}", m.id)))
-}
-
-fn decode(json: &str) -> Result<InboxMessage, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("inbox message: {e}")))
-}
 
 fn insert(c: &Connection, thread: &str, at: i64, json: &str) -> rusqlite::Result<()> {
     c.prepare_cached("INSERT INTO inbox (thread, at_ns, message) VALUES (?1, ?2, ?3)")?

@@ -1,5 +1,8 @@
-//! Inbox threads behave alike in memory and on SQLite, and SQLite keeps them across a reopen.
+//! Inbox threads behave alike in memory, on SQLite and on PostgreSQL; the SQL stores keep them
+//! across a reopen, and two PostgreSQL instances moving one thread at once move it once.
 #![cfg(feature = "sqlite")]
+
+mod common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use messaging_core::inbox::{Direction, InboxMessage, InboxStore, MemoryInboxStore, ThreadId};
@@ -93,4 +96,68 @@ async fn sqlite_inbox_behaves_like_memory_and_survives_a_reopen() {
     let kept = store.thread(&anna).await.expect("thread");
     assert_eq!(kept.len(), 5, "messages survive a reopen");
     assert!(kept.windows(2).all(|w| w[0].at <= w[1].at));
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_inbox_behaves_like_memory_and_is_shared_by_instances() {
+    use messaging_store::{PostgresOptions, PostgresStore};
+    let Some(config) = common::pg_config() else {
+        return;
+    };
+    let memory = script(&MemoryInboxStore::new()).await;
+    let schema = common::unique_schema("inbox");
+    let connect = || {
+        PostgresStore::connect_with(
+            &config,
+            PostgresOptions::default().schema(&schema).pool_size(4),
+        )
+    };
+    let a = connect().await.expect("connect a");
+    let b = connect().await.expect("connect b");
+    let result = tokio::spawn({
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            assert_eq!(script(&a).await, memory);
+            // The other instance sees the same threads.
+            let anna = ThreadId::contact(&ContactId::from("anna"));
+            assert_eq!(
+                b.thread(&anna).await.expect("thread").len(),
+                5,
+                "instance b reads what instance a wrote"
+            );
+
+            // Both instances link the same sender at once: every message moves exactly once.
+            let from = ThreadId::address(&Address::Telegram(9));
+            let to = ThreadId::contact(&ContactId::from("boris"));
+            for i in 0..50 {
+                a.append(&msg(&format!("race-{i}"), &from, i, "x"))
+                    .await
+                    .expect("append");
+            }
+            let boris = ContactId::from("boris");
+            let (ma, mb) = tokio::join!(
+                a.rethread(&from, &to, &boris),
+                b.rethread(&from, &to, &boris)
+            );
+            assert_eq!(
+                ma.expect("rethread a") + mb.expect("rethread b"),
+                50,
+                "each message moved once"
+            );
+            let moved = a.thread(&to).await.expect("thread");
+            assert_eq!(moved.len(), 50);
+            assert!(
+                moved
+                    .iter()
+                    .all(|m| m.contact.as_ref() == Some(&boris) && m.thread == to)
+            );
+            assert!(a.thread(&from).await.expect("thread").is_empty());
+        }
+    })
+    .await;
+    a.drop_schema().await.expect("drop schema");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

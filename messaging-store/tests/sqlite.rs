@@ -82,7 +82,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
         .await
         .expect("open again while open");
     let latest = messaging_store::sqlite::SQLITE_SCHEMA_VERSION;
-    assert_eq!(latest, 4);
+    assert_eq!(latest, 5);
     assert_eq!(a.schema_version().await.expect("version"), latest);
     assert_eq!(b.schema_version().await.expect("version"), latest);
     drop((a, b));
@@ -91,7 +91,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
     let rows: i64 = c
         .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
         .expect("count");
-    assert_eq!(rows, 4, "each migration recorded once");
+    assert_eq!(rows, 5, "each migration recorded once");
     c.execute(
         "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)",
         [],
@@ -121,7 +121,8 @@ async fn a_version_1_database_is_upgraded_in_place() {
         "DROP TABLE links; DROP TABLE used_tokens; DELETE FROM schema_version WHERE version >= 2;
          DROP TABLE gov_sends; DROP TABLE gov_contacted; DROP TABLE gov_wrote_to_us;
          DROP TABLE gov_marketing; DROP TABLE gov_replies; DROP TABLE gov_opt_out;
-         DROP TABLE gov_connected; DROP TABLE inbox;",
+         DROP TABLE gov_connected; DROP TABLE inbox;
+         DROP INDEX cascades_ended; ALTER TABLE cascades DROP COLUMN ended_ns;",
     )
     .expect("downgrade to v1");
     drop(c);
@@ -147,6 +148,51 @@ async fn a_version_1_database_is_upgraded_in_place() {
         s.by_address(&messaging_core::Address::Telegram(1))
             .await
             .expect("links table"),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascades_that_ended_before_version_5_are_kept_for_the_full_retention() {
+    use messaging_core::engine::{Outcome, Phase};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v4.db");
+    {
+        let s = SqliteStore::open(&path).await.expect("open");
+        let mut r = record("ended-long-ago", "+79123456789", None);
+        r.attempts.push(sent_attempt(0, "sms", "sms-1"));
+        r.phase = Phase::Finished(Outcome::Exhausted);
+        s.insert(&r).await.expect("insert");
+    }
+    // What a version-4 build left behind: no end times.
+    let c = rusqlite::Connection::open(&path).expect("raw open");
+    c.execute_batch(
+        "DROP INDEX cascades_ended; ALTER TABLE cascades DROP COLUMN ended_ns;
+         DELETE FROM schema_version WHERE version >= 5;",
+    )
+    .expect("downgrade to v4");
+    drop(c);
+
+    let s = SqliteStore::open(&path).await.expect("open v4 database");
+    // The record says it ended in 2030 (t(0)); the column says: at the upgrade, now.
+    let now = chrono::Utc::now();
+    assert_eq!(
+        s.purge_finished(now - chrono::Duration::minutes(5), 10)
+            .await
+            .expect("purge"),
+        0,
+        "an upgraded database purges nothing before the retention has passed since the upgrade"
+    );
+    assert_eq!(
+        s.purge_finished(now + chrono::Duration::minutes(5), 10)
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(
+        s.find_message(&ProviderMessageId::new("sms-1"))
+            .await
+            .expect("find"),
         None
     );
 }

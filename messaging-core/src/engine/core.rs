@@ -648,6 +648,48 @@ impl Engine {
         }
     }
 
+    /// Deletes the cascades that ended more than `older_than` ago (by the engine's clock), with
+    /// their history and message-index entries, and returns how many it deleted. Unfinished
+    /// cascades are never touched. Call it from a daily job with your retention period: medical
+    /// and personal-data rules usually say how long a record of who was told what may be kept.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use messaging_core::*;
+    /// use messaging_core::testkit::StubChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let clock = ManualClock::at_unix(1_767_250_800);
+    /// let engine = Engine::builder()
+    ///     .clock(clock.clone())
+    ///     .channel(Arc::new(StubChannel::new("tg", ChannelKind::Telegram)))
+    ///     .policy(CascadePolicy::new("p", vec![Step::new("tg")]))
+    ///     .build()
+    ///     .unwrap();
+    /// let patient = Recipient::new("patient-1").address(Address::Telegram(42));
+    /// engine.submit(Notification::new("appt-1", patient, Content::text("Приём завтра в 10:00"))).await.unwrap();
+    ///
+    /// let thirty_days = Duration::from_secs(30 * 86_400);
+    /// assert_eq!(engine.purge_finished(thirty_days).await.unwrap(), 0); // too recent
+    /// clock.advance(thirty_days + Duration::from_secs(1));
+    /// assert_eq!(engine.purge_finished(thirty_days).await.unwrap(), 1);
+    /// assert!(engine.status(&"appt-1".into()).await.unwrap().is_none());
+    /// # });
+    /// ```
+    pub async fn purge_finished(&self, older_than: Duration) -> Result<usize, EngineError> {
+        // Batches keep each store transaction short, so sends are not held up behind a purge.
+        const BATCH: usize = 500;
+        let cutoff = self.now() - chrono_dur(older_than);
+        let mut total = 0;
+        loop {
+            let n = self.inner.store.purge_finished(cutoff, BATCH).await?;
+            total += n;
+            if n < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Fires due timers: closes windows, retries after backoff, sends after quiet hours.
     /// Returns how many cascades were looked at.
     pub async fn tick(&self) -> Result<usize, EngineError> {

@@ -29,6 +29,60 @@ pub struct SendContext<'a> {
     pub text: &'a str,
 }
 
+impl<'a> SendContext<'a> {
+    /// A context for a service message with no text; set the rest with [`purpose`](Self::purpose)
+    /// and [`text`](Self::text). The engine builds these itself; this is for testing your own
+    /// [`SendGate`]s.
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use messaging_core::engine::SendContext;
+    /// use messaging_core::*;
+    ///
+    /// let anna = Recipient::with_phone("anna", "+79123456789").unwrap();
+    /// let id = NotificationId::from("reminder-1");
+    /// let channel = ChannelId::new("sms");
+    /// let address = Address::Phone(anna.phone.clone().unwrap());
+    /// let now = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+    /// let ctx = SendContext::new(now, &id, &channel, ChannelKind::Sms, &anna, &address)
+    ///     .purpose(Purpose::Marketing)
+    ///     .text("Скидка 10% на анализы");
+    /// assert_eq!(ctx.purpose, Purpose::Marketing);
+    /// assert_eq!(ctx.text, "Скидка 10% на анализы");
+    /// ```
+    pub fn new(
+        now: DateTime<Utc>,
+        notification_id: &'a NotificationId,
+        channel_id: &'a ChannelId,
+        channel_kind: ChannelKind,
+        recipient: &'a Recipient,
+        address: &'a Address,
+    ) -> Self {
+        SendContext {
+            now,
+            notification_id,
+            channel_id,
+            channel_kind,
+            recipient,
+            address,
+            purpose: Purpose::Service,
+            text: "",
+        }
+    }
+
+    /// Sets the purpose.
+    pub fn purpose(mut self, purpose: Purpose) -> Self {
+        self.purpose = purpose;
+        self
+    }
+
+    /// Sets the text about to be sent.
+    pub fn text(mut self, text: &'a str) -> Self {
+        self.text = text;
+        self
+    }
+}
+
 /// A gate's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GateDecision {

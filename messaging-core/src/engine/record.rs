@@ -507,6 +507,17 @@ impl CascadeRecord {
         matches!(self.phase, Phase::Finished(_))
     }
 
+    /// When the cascade ended, once finished: the time of its last history entry (a late
+    /// delivery report recorded after the end moves it forward). Stores purge by it
+    /// ([`CascadeStore::purge_finished`](crate::store::CascadeStore::purge_finished)).
+    pub fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.is_finished().then(|| {
+            self.history
+                .last()
+                .map_or(self.created_at, |h| h.at.max(self.created_at))
+        })
+    }
+
     /// Attempts on step `step`.
     pub fn attempts_on(&self, step: usize) -> u32 {
         self.attempts.iter().filter(|a| a.step == step).count() as u32

@@ -922,6 +922,116 @@ pub async fn windows<S: WindowStore + ?Sized>(store: &S) {
     );
 }
 
+/// `purge_finished` deletes finished cascades that ended before the cutoff (by their last
+/// history entry), at most `limit` per call, with their message-index entries; it never
+/// deletes an unfinished cascade, one that ended at or after the cutoff, or an index entry
+/// that another cascade owns.
+pub async fn purge_finished<S: CascadeStore + ?Sized>(store: &S) {
+    let pm = |s: &str| ProviderMessageId::new(s);
+    let ended = |rid: &str, pmid: &str, at: i64| {
+        let mut rec = record(rid, "+79001112233", Some(t(5)));
+        rec.attempts.push(sent_attempt(0, "sms", pmid));
+        rec.history.push(HistoryEntry {
+            at: t(at),
+            kind: HistoryKind::Delivered {
+                step: 0,
+                channel: ChannelId::new("sms"),
+                evidence: Evidence::Delivered,
+            },
+        });
+        finish(
+            &mut rec,
+            Outcome::Delivered {
+                step: 0,
+                channel: ChannelId::new("sms"),
+                evidence: Evidence::Delivered,
+                late: false,
+            },
+        );
+        rec
+    };
+    // Three ended long ago, one ended at the cutoff, one is still running; "shared" is a
+    // provider id first indexed by the running cascade, then seen again by an old one.
+    for (rid, pmid, at) in [
+        ("old-1", "m-old-1", 100),
+        ("old-2", "m-old-2", 200),
+        ("old-3", "m-old-3", 300),
+        ("at-cutoff", "m-cutoff", 1_000),
+    ] {
+        insert_new(store, &ended(rid, pmid, at)).await;
+    }
+    let mut running = record("running", "+79001112233", Some(t(5_000)));
+    running.attempts.push(sent_attempt(0, "wa-main", "shared"));
+    insert_new(store, &running).await;
+    let mut old_shared = ended("old-shared", "m-old-4", 400);
+    old_shared.attempts.push(sent_attempt(1, "sms", "shared"));
+    insert_new(store, &old_shared).await;
+    // A record that was active when inserted and finished by an update.
+    let mut updated = record("old-updated", "+79001112233", Some(t(5)));
+    insert_new(store, &updated).await;
+    updated.attempts.push(sent_attempt(0, "tg", "m-updated"));
+    updated.history.push(HistoryEntry {
+        at: t(500),
+        kind: HistoryKind::Exhausted,
+    });
+    finish(&mut updated, Outcome::Exhausted);
+    update_ok(store, &updated).await;
+
+    let purge = |limit| store.purge_finished(t(1_000), limit);
+    let first = purge(2).await.expect("purge_finished");
+    assert_eq!(first, 2, "purge_finished deletes at most `limit` cascades");
+    let rest = purge(100).await.expect("purge_finished");
+    assert_eq!(
+        rest, 3,
+        "then the other cascades that ended before the cutoff"
+    );
+    assert_eq!(
+        purge(100).await.expect("purge_finished"),
+        0,
+        "nothing is left to purge"
+    );
+    for rid in ["old-1", "old-2", "old-3", "old-shared", "old-updated"] {
+        assert_eq!(
+            store.get(&id(rid)).await.expect("get"),
+            None,
+            "{rid} ended before the cutoff and is purged"
+        );
+    }
+    for pmid in ["m-old-1", "m-old-2", "m-old-3", "m-old-4", "m-updated"] {
+        assert_eq!(
+            store.find_message(&pm(pmid)).await.expect("find"),
+            None,
+            "the index entry {pmid} of a purged cascade is purged too"
+        );
+    }
+    get_some(store, "at-cutoff").await;
+    get_some(store, "running").await;
+    assert_eq!(
+        store
+            .find_message(&pm("shared"))
+            .await
+            .expect("find")
+            .map(|m| m.notification_id),
+        Some(id("running")),
+        "an index entry owned by a kept cascade stays"
+    );
+    assert_eq!(
+        store.find_message(&pm("m-cutoff")).await.expect("find"),
+        Some(MessageRef {
+            notification_id: id("at-cutoff"),
+            attempt: 0,
+        })
+    );
+    assert_eq!(store.count_active().await.expect("count"), 1);
+    assert_eq!(
+        claim(store, t(10_000), 10).await,
+        vec![id("running")],
+        "the running cascade keeps its timer"
+    );
+    // A purged id is free again: submitting it anew is a new cascade.
+    insert_new(store, &record("old-1", "+79001112233", None)).await;
+}
+
 /// Runs every check, each on a fresh store from `make`.
 ///
 /// # Panics
@@ -943,6 +1053,7 @@ where
     message_index(&make().await).await;
     reply_keys(&make().await).await;
     count_active(&make().await).await;
+    purge_finished(&make().await).await;
     windows(&make().await).await;
 }
 

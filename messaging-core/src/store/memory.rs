@@ -320,6 +320,40 @@ impl CascadeStore for MemoryStore {
     async fn count_active(&self) -> Result<usize, StoreError> {
         Ok(self.lock().active)
     }
+
+    async fn purge_finished(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut guard = self.lock();
+        let g = &mut *guard;
+        // A scan: the in-memory store keeps no index by end time, so that finished cascades
+        // cost nothing extra until they are purged.
+        let gone: Vec<NotificationId> = g
+            .records
+            .iter()
+            .filter(|(_, slot)| slot.record.ended_at().is_some_and(|t| t < ended_before))
+            .map(|(id, _)| id.clone())
+            .take(limit)
+            .collect();
+        for id in &gone {
+            let Some(slot) = g.records.remove(id) else {
+                continue;
+            };
+            for (pmid, _) in slot.record.provider_message_ids() {
+                if let Entry::Occupied(e) = g.messages.entry(pmid.clone())
+                    && e.get().notification_id == *id
+                {
+                    e.remove();
+                }
+            }
+            if let Some(w) = slot.timer {
+                g.timers.remove(&(w, id.clone()));
+            }
+        }
+        Ok(gone.len())
+    }
 }
 
 #[async_trait]

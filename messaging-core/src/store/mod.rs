@@ -44,6 +44,9 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// This store does not implement the operation (a store written before it existed).
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -110,6 +113,23 @@ pub trait CascadeStore: Send + Sync + fmt::Debug + 'static {
 
     /// How many cascades are unfinished.
     async fn count_active(&self) -> Result<usize, StoreError>;
+
+    /// Deletes up to `limit` finished cascades that ended before `ended_before` (see
+    /// [`CascadeRecord::ended_at`]), with their provider-message-id entries, and returns how
+    /// many it deleted. Unfinished cascades are never deleted. A delivery report that arrives
+    /// for a purged cascade finds nothing and is ignored.
+    ///
+    /// Retention is the caller's policy: [`Engine::purge_finished`](crate::Engine::purge_finished)
+    /// calls this in batches. The default answers [`StoreError::Unsupported`], so stores
+    /// written before this method existed still compile.
+    async fn purge_finished(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let _ = (ended_before, limit);
+        Err(StoreError::Unsupported("purge_finished"))
+    }
 }
 
 /// The last inbound message per person and channel, for the WhatsApp 24-hour customer service
