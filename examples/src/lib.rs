@@ -6,3 +6,9 @@
 pub mod live;
 pub mod scenario;
 pub mod tables;
+
+/// The repository README's Rust code, compiled and run as doctests so the quick start cannot
+/// rot. Only under `cfg(doctest)`: a packaged crate does not carry the workspace README.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
