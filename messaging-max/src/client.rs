@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use messaging_core::hygiene::split::{SplitConfig, split_texts};
 use messaging_core::pace::Pacer;
 use messaging_core::{
-    Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Evidence,
-    OutboundMessage, SendReceipt, TextUnit,
+    Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock, Evidence,
+    OutboundMessage, SendReceipt, SystemClock, TextUnit,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -78,6 +78,7 @@ pub struct MaxBotBuilder {
     client: Option<reqwest::Client>,
     root_certs: Vec<reqwest::Certificate>,
     contact_key: Option<SecretString>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for MaxBotBuilder {
@@ -92,6 +93,7 @@ impl fmt::Debug for MaxBotBuilder {
             .field("requests_per_second", &self.requests_per_second)
             .field("custom_client", &self.client.is_some())
             .field("extra_root_certs", &self.root_certs.len())
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -186,6 +188,24 @@ impl MaxBotBuilder {
         self
     }
 
+    /// Reads the time from `clock` (default: the system clock): a receipt is dated by it when
+    /// Max's answer carries no `timestamp`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use messaging_core::ManualClock;
+    /// use messaging_max::MaxBot;
+    /// let bot = MaxBot::builder("my-token")
+    ///     .clock(Arc::new(ManualClock::at_unix(1_700_000_000)))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = bot;
+    /// ```
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the bot.
     pub fn build(self) -> Result<MaxBot, MaxError> {
         if self.token.expose_secret().trim().is_empty() {
@@ -219,6 +239,7 @@ impl MaxBotBuilder {
                 http,
                 contact_key,
                 pace: NonZeroU32::new(self.requests_per_second).map(Pacer::per_second),
+                clock: self.clock,
             }),
         })
     }
@@ -234,6 +255,8 @@ struct Inner {
     contact_key: SecretString,
     /// `None`: no pacing.
     pace: Option<Pacer>,
+    /// Dates receipts whose answer carries no time.
+    clock: Arc<dyn Clock>,
 }
 
 /// A Max bot: a [`Channel`] that sends with `POST /messages`, plus subscriptions, updates and
@@ -343,6 +366,7 @@ impl MaxBot {
             client: None,
             root_certs: Vec::new(),
             contact_key: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -716,7 +740,7 @@ impl Channel for MaxBot {
                 }
             };
             receipt = Some(match receipt {
-                None => SendReceipt::new(mid, at.unwrap_or_else(Utc::now)),
+                None => SendReceipt::new(mid, at.unwrap_or_else(|| self.inner.clock.now())),
                 Some(r) => r.extra_id(mid),
             });
         }
@@ -940,4 +964,55 @@ mod tests {
 
     /// A self-signed test CA (generated for these tests; not trusted anywhere).
     const TEST_CA_PEM: &str = include_str!("../tests/data/test-ca.pem");
+
+    #[tokio::test]
+    async fn a_receipt_without_a_timestamp_is_dated_by_the_clock() {
+        use messaging_core::{ChannelExt, ManualClock};
+        let base = answer_once(r#"{"message":{"body":{"mid":"mid.1","text":"hi"}}}"#);
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let bot = MaxBot::builder("t")
+            .base_url(base)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let r = bot.send_text(Address::MaxUser(1), "hi").await.unwrap();
+        assert_eq!(r.provider_message_id.as_str(), "mid.1");
+        assert_eq!(r.accepted_at, clock.now());
+    }
+
+    /// Answers one HTTP request on loopback with `body` (200, JSON) and returns the base URL:
+    /// a provider answer the shared fakes never give.
+    fn answer_once(body: &'static str) -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let (conn, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(conn);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("request head");
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().expect("content length");
+                }
+            }
+            let mut request_body = vec![0; length];
+            reader.read_exact(&mut request_body).expect("request body");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            reader
+                .get_mut()
+                .write_all(answer.as_bytes())
+                .expect("answer");
+        });
+        format!("http://{addr}")
+    }
 }

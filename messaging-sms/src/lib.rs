@@ -37,6 +37,9 @@
 //! - Provider codes are mapped by tables (`status_meaning`, `send_error_kind`, …, one per
 //!   provider module); unknown delivery codes are kept raw in
 //!   [`ProviderError::code`](messaging_core::ProviderError) with no kind.
+//! - **Time** comes from [`SmsOptions::clock`] (the system clock by default): receipts are dated
+//!   by it, and so are reports and callbacks that carry no time of their own; the channel's
+//!   `webhook()` handler shares the channel's clock.
 //! - **Secrets** (API ids, passwords, API keys, auth tokens) are [`secrecy::SecretString`]s;
 //!   `Debug` never prints them, and errors never carry URLs or request bodies.
 //!
@@ -69,7 +72,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// With only some providers enabled, some shared helpers have no caller.
+// With only some providers enabled, some shared helpers (and the macros that write the
+// providers' common impls) have no caller.
 #[cfg_attr(
     not(all(
         feature = "smsru",
@@ -77,7 +81,7 @@
         feature = "smsaero",
         feature = "twilio"
     )),
-    allow(dead_code)
+    allow(dead_code, unused_macros, unused_imports)
 )]
 mod shared;
 

@@ -3,16 +3,18 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use messaging_core::hygiene::sms::{SmsEncoding, analyze};
 use messaging_core::{
-    Address, Capabilities, ChannelError, ChannelId, ChannelKind, Cost, DeliveryReport,
+    Address, Capabilities, ChannelError, ChannelId, ChannelKind, Clock, Cost, DeliveryReport,
     DeliveryStatus, ErrorKind, Event, Evidence, OutboundMessage, Phone, ProviderError,
-    ProviderMessageId, SendReceipt, TextUnit,
+    ProviderMessageId, SendReceipt, SystemClock, TextUnit,
 };
+use secrecy::{ExposeSecret, SecretString};
 
 /// The default request timeout: short, so that a provider outage moves the cascade on quickly.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,6 +118,10 @@ pub struct SmsOptions {
     /// status requests alike); `None` (the default) for no pacing. See
     /// [`SmsOptions::max_requests_per_second`].
     pub max_requests_per_second: Option<NonZeroU32>,
+    /// The clock that dates receipts, and reports that carry no time of their own (SMS.ru's
+    /// status answers, Twilio's callback form); [`SystemClock`] by default. See
+    /// [`SmsOptions::clock`].
+    pub clock: Arc<dyn Clock>,
 }
 
 impl SmsOptions {
@@ -133,6 +139,7 @@ impl SmsOptions {
             callback_url: None,
             client: None,
             max_requests_per_second: None,
+            clock: Arc::new(SystemClock),
         }
     }
     /// Sets the sender name.
@@ -202,6 +209,23 @@ impl SmsOptions {
     /// ```
     pub fn max_requests_per_second(mut self, n: u32) -> Self {
         self.max_requests_per_second = NonZeroU32::new(n);
+        self
+    }
+
+    /// Reads the time from `clock` (default: the system clock): receipts are stamped with it,
+    /// and so are reports and callbacks that carry no time of their own. The channel's
+    /// `webhook()` handler uses the same clock.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use messaging_core::{Clock, ManualClock};
+    /// use messaging_sms::SmsOptions;
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let opts = SmsOptions::new("sms").clock(Arc::new(clock.clone()));
+    /// assert_eq!(opts.clock.now(), clock.now());
+    /// ```
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -307,7 +331,7 @@ pub(crate) fn receipt(
     segments: u32,
     provider_cost: Option<Cost>,
 ) -> SendReceipt {
-    let r = SendReceipt::new(id, Utc::now()).parts(segments.max(1));
+    let r = SendReceipt::new(id, opts.clock.now()).parts(segments.max(1));
     let estimate = opts
         .price_per_segment
         .as_ref()
@@ -325,24 +349,302 @@ pub(crate) struct HttpReply {
     pub body: Vec<u8>,
 }
 
-/// Sends a request with the channel's timeout, in its turn under the channel's request rate
-/// when it has one, and reads the whole answer. Transport failures (timeouts, refused or
-/// dropped connections) are [`ErrorKind::Temporary`], without the URL.
-pub(crate) async fn execute(
-    provider: &'static str,
-    timeout: Duration,
-    rate: Option<&messaging_core::pace::Pacer>,
-    req: reqwest::RequestBuilder,
-) -> Result<HttpReply, ChannelError> {
-    let permit = match rate {
-        Some(rate) => Some(rate.acquire().await),
-        None => None,
-    };
-    let reply = execute_now(provider, timeout, req).await;
-    // Dropped once the answer is read: its time bounds when the provider counted the request.
-    drop(permit);
-    reply
+#[cfg(test)]
+impl HttpReply {
+    /// An answer with this status and body, for the answer readers' tests.
+    pub(crate) fn for_test(status: u16, body: &str) -> Self {
+        HttpReply {
+            status: http::StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        }
+    }
 }
+
+/// What every SMS channel holds besides its credentials: the options, the API's base URL, the
+/// HTTP client and both pacers. The provider modules add only their wire format and auth.
+pub(crate) struct HttpBase {
+    provider: &'static str,
+    pub(crate) opts: SmsOptions,
+    base_url: String,
+    client: reqwest::Client,
+    /// Spaces status requests [`SmsOptions::poll_interval`] apart.
+    poll_pacer: Pacer,
+    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
+    request_pacer: Option<messaging_core::pace::Pacer>,
+    /// The channel id and clock, handed to the channel's webhook handler too.
+    pub(crate) stamp: EventStamp,
+}
+
+impl HttpBase {
+    pub(crate) fn new(provider: &'static str, opts: SmsOptions, base_url: &str) -> Self {
+        HttpBase {
+            provider,
+            client: opts.http_client(),
+            poll_pacer: Pacer::new(opts.poll_interval),
+            request_pacer: opts.request_pacer(),
+            stamp: EventStamp {
+                channel_id: Some(opts.id.clone()),
+                clock: opts.clock.clone(),
+            },
+            base_url: base_url.to_owned(),
+            opts,
+        }
+    }
+
+    /// Points the channel at another host; a trailing `/` is dropped.
+    pub(crate) fn set_base_url(&mut self, url: impl Into<String>) {
+        self.base_url = url.into().trim_end_matches('/').to_owned();
+    }
+
+    /// A `POST` to `path` (starting with `/`) under the base URL.
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{path}", self.base_url))
+    }
+
+    /// A `GET` of `path` (starting with `/`) under the base URL.
+    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}{path}", self.base_url))
+    }
+
+    /// Sends a request with the channel's timeout, in its turn under the channel's request rate
+    /// when it has one, and reads the whole answer. Transport failures (timeouts, refused or
+    /// dropped connections) are [`ErrorKind::Temporary`], without the URL.
+    pub(crate) async fn execute(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<HttpReply, ChannelError> {
+        let permit = match &self.request_pacer {
+            Some(pacer) => Some(pacer.acquire().await),
+            None => None,
+        };
+        let reply = execute_now(self.provider, self.opts.timeout, req).await;
+        // Dropped once the answer is read: its time bounds when the provider counted the request.
+        drop(permit);
+        reply
+    }
+
+    /// Waits for the next status request's turn ([`SmsOptions::poll_interval`]).
+    pub(crate) async fn poll_turn(&self) {
+        self.poll_pacer.wait().await;
+    }
+
+    /// The receipt for an accepted message, stamped with the channel's clock.
+    pub(crate) fn receipt(
+        &self,
+        id: impl Into<ProviderMessageId>,
+        segments: u32,
+        provider_cost: Option<Cost>,
+    ) -> SendReceipt {
+        receipt(&self.opts, id, segments, provider_cost)
+    }
+
+    /// Writes a channel's `Debug`: its id, its credentials (whose own `Debug` redacts the
+    /// secrets), then the settings every channel shows. Never the client.
+    pub(crate) fn debug_channel(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        name: &str,
+        auth: &dyn fmt::Debug,
+    ) -> fmt::Result {
+        f.debug_struct(name)
+            .field("id", &self.opts.id)
+            .field("auth", auth)
+            .field("base_url", &self.base_url)
+            .field("sender", &self.opts.sender)
+            .field("sandbox", &self.opts.sandbox)
+            .field(
+                "request_interval",
+                &self
+                    .request_pacer
+                    .as_ref()
+                    .map(messaging_core::pace::Pacer::interval),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// HTTP Basic credentials (SMS Aero: e-mail and API key; Twilio: account SID and auth token).
+/// `Debug` shows the user, never the password.
+#[derive(Clone)]
+pub(crate) struct BasicAuth {
+    pub(crate) user: String,
+    pub(crate) password: SecretString,
+}
+
+impl BasicAuth {
+    pub(crate) fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        BasicAuth {
+            user: user.into(),
+            password: SecretString::from(password.into()),
+        }
+    }
+
+    /// The request with these credentials in its `Authorization` header.
+    pub(crate) fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.basic_auth(&self.user, Some(self.password.expose_secret()))
+    }
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// What a channel or a callback handler marks its events with: the channel id, and the clock
+/// that dates what the provider sent without a time.
+#[derive(Clone, Debug)]
+pub(crate) struct EventStamp {
+    pub(crate) channel_id: Option<ChannelId>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Default for EventStamp {
+    fn default() -> Self {
+        EventStamp {
+            channel_id: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl EventStamp {
+    /// The clock's time.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The event, tagged with the channel id when there is one.
+    pub(crate) fn tag(&self, event: Event) -> Event {
+        match &self.channel_id {
+            Some(id) => event.with_channel_id(id.clone()),
+            None => event,
+        }
+    }
+
+    /// A delivery event, tagged with the channel id when there is one.
+    pub(crate) fn delivery(&self, report: DeliveryReport) -> Event {
+        self.tag(Event::Delivery(report))
+    }
+}
+
+/// The `channel_id` and `clock` options of an SMS callback handler, a struct whose `stamp:
+/// EventStamp` field tags and dates its events. Written once here so that the four handlers
+/// document and behave the same.
+macro_rules! event_stamp_options {
+    () => {
+        /// Tags events with a channel id.
+        pub fn channel_id(mut self, id: messaging_core::ChannelId) -> Self {
+            self.stamp.channel_id = Some(id);
+            self
+        }
+
+        /// Dates events the provider sends without a time by `clock` (default: the system
+        /// clock).
+        pub fn clock(mut self, clock: std::sync::Arc<dyn messaging_core::Clock>) -> Self {
+            self.stamp.clock = clock;
+            self
+        }
+    };
+}
+pub(crate) use event_stamp_options;
+
+/// The constructor, the options and the [`WebhookHandler`](messaging_core::webhook::WebhookHandler)
+/// of a provider that does not sign its callbacks (SMS.ru, SMSC.ru, SMS Aero), for a `Default`
+/// struct with a `stamp: EventStamp` field and a `fn parse_callback`. Nothing to verify, so a
+/// deployment protects the URL with a secret path. `reply` is the answer the provider expects,
+/// when it is not the default `200 OK`.
+macro_rules! unsigned_webhook_handler {
+    ($handler:ty, $provider:expr $(, reply: $reply:expr)?) => {
+        impl $handler {
+            /// A handler (no credentials needed).
+            pub fn new() -> Self {
+                Self::default()
+            }
+
+            $crate::shared::event_stamp_options!();
+        }
+
+        impl messaging_core::webhook::WebhookHandler for $handler {
+            fn provider(&self) -> &'static str {
+                $provider
+            }
+            fn channel_kind(&self) -> messaging_core::ChannelKind {
+                messaging_core::ChannelKind::Sms
+            }
+            fn verify(
+                &self,
+                _request: &messaging_core::webhook::WebhookRequest<'_>,
+            ) -> Result<(), messaging_core::webhook::WebhookError> {
+                Ok(())
+            }
+            fn parse(
+                &self,
+                request: &messaging_core::webhook::WebhookRequest<'_>,
+            ) -> Result<Vec<messaging_core::Event>, messaging_core::webhook::WebhookError> {
+                self.parse_callback(request)
+            }
+            $(
+                fn reply(&self) -> messaging_core::webhook::WebhookReply {
+                    $reply
+                }
+            )?
+        }
+    };
+}
+pub(crate) use unsigned_webhook_handler;
+
+/// What the four SMS channels share beyond [`HttpBase`], for a struct `$channel { http:
+/// HttpBase, auth: … }` whose `auth` redacts its secrets in `Debug`: the `Debug` impl,
+/// `base_url()` (documented by `$base_url_doc`, since each provider has its own other hosts),
+/// `options()`, and the [`Channel`](messaging_core::Channel) impl, whose id, kind and
+/// capabilities come from the options and whose `send` is the channel's own `send_sms`.
+macro_rules! sms_channel {
+    ($channel:ident, base_url: $base_url_doc:literal) => {
+        impl std::fmt::Debug for $channel {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.http.debug_channel(f, stringify!($channel), &self.auth)
+            }
+        }
+
+        impl $channel {
+            #[doc = $base_url_doc]
+            pub fn base_url(mut self, url: impl Into<String>) -> Self {
+                self.http.set_base_url(url);
+                self
+            }
+
+            /// The options.
+            pub fn options(&self) -> &$crate::SmsOptions {
+                &self.http.opts
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl messaging_core::Channel for $channel {
+            fn id(&self) -> &messaging_core::ChannelId {
+                &self.http.opts.id
+            }
+            fn kind(&self) -> messaging_core::ChannelKind {
+                messaging_core::ChannelKind::Sms
+            }
+            fn capabilities(&self) -> messaging_core::Capabilities {
+                self.http.opts.capabilities()
+            }
+            async fn send(
+                &self,
+                message: &messaging_core::OutboundMessage,
+            ) -> Result<messaging_core::SendReceipt, messaging_core::ChannelError> {
+                self.send_sms(message).await
+            }
+        }
+    };
+}
+pub(crate) use sms_channel;
 
 async fn execute_now(
     provider: &'static str,
@@ -614,15 +916,6 @@ pub(crate) fn lenient_string(v: Option<&serde_json::Value>) -> Option<String> {
     }
 }
 
-/// A delivery event tagged with the channel id.
-pub(crate) fn delivery_event(report: DeliveryReport, id: Option<&ChannelId>) -> Event {
-    let e = Event::Delivery(report);
-    match id {
-        Some(id) => e.with_channel_id(id.clone()),
-        None => e,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,6 +1026,83 @@ mod tests {
         assert!(most <= 30, "{most} requests in one second");
         let span = starts[127].duration_since(starts[0]).as_secs_f64();
         assert!(127.0 / span >= 0.95 * 30.0, "{} per second", 127.0 / span);
+    }
+
+    #[test]
+    fn requests_are_paced_only_when_a_rate_is_set() {
+        let mut paced = HttpBase::new(
+            "test",
+            SmsOptions::new("sms").max_requests_per_second(10),
+            "https://example.com",
+        );
+        assert_eq!(
+            paced
+                .request_pacer
+                .as_ref()
+                .map(messaging_core::pace::Pacer::interval),
+            Some(Duration::from_millis(103))
+        );
+        paced.set_base_url("http://127.0.0.1:8080/");
+        assert_eq!(paced.base_url, "http://127.0.0.1:8080");
+        let unpaced = HttpBase::new("test", SmsOptions::new("sms"), "https://example.com");
+        assert!(unpaced.request_pacer.is_none());
+    }
+
+    #[cfg(all(
+        feature = "smsru",
+        feature = "smsc",
+        feature = "smsaero",
+        feature = "twilio"
+    ))]
+    #[test]
+    fn every_channel_shows_its_settings_and_hides_its_secrets() {
+        let opts = SmsOptions::new("sms")
+            .sender("Clinic")
+            .max_requests_per_second(10);
+        let secret = "SECRET-VALUE";
+        let printed = [
+            format!(
+                "{:?}",
+                crate::smsru::SmsRuChannel::new(opts.clone(), secret)
+            ),
+            format!(
+                "{:?}",
+                crate::smsc::SmscChannel::new(
+                    opts.clone(),
+                    crate::smsc::SmscAuth::login("login", secret)
+                )
+            ),
+            format!(
+                "{:?}",
+                crate::smsaero::SmsAeroChannel::new(opts.clone(), "a@b.c", secret)
+            ),
+            format!(
+                "{:?}",
+                crate::twilio::TwilioChannel::new(opts.clone(), "AC1", secret)
+            ),
+        ];
+        for p in printed {
+            assert!(!p.contains(secret), "{p}");
+            assert!(p.contains("[redacted]"), "{p}");
+            assert!(p.contains(r#"sender: Some("Clinic")"#), "{p}");
+            assert!(p.contains("request_interval: Some(103ms)"), "{p}");
+        }
+    }
+
+    #[test]
+    fn receipts_and_stamps_read_the_configured_clock() {
+        let clock = messaging_core::ManualClock::at_unix(1_700_000_000);
+        let opts = SmsOptions::new("sms").clock(Arc::new(clock.clone()));
+        assert_eq!(receipt(&opts, "id", 1, None).accepted_at, clock.now());
+        let http = HttpBase::new("test", opts, "https://example.com");
+        assert_eq!(http.receipt("id", 1, None).accepted_at, clock.now());
+        assert_eq!(http.stamp.now(), clock.now());
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(http.stamp.now().timestamp(), 1_700_000_005);
+        assert_eq!(
+            http.stamp.channel_id.as_ref().map(ChannelId::as_str),
+            Some("sms")
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,55 +16,36 @@
 //! # Ok(()) }
 //! ```
 
-use std::fmt;
-
 use async_trait::async_trait;
-use chrono::Utc;
-use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
+use chrono::{DateTime, Utc};
+use messaging_core::webhook::{WebhookError, WebhookRequest};
 use messaging_core::{
-    Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Cost, DeliveryReport,
-    DeliveryStatus, ErrorKind, Event, OutboundMessage, ProviderMessageId, SendReceipt,
+    ChannelError, Cost, DeliveryReport, DeliveryStatus, ErrorKind, Event, OutboundMessage,
+    ProviderMessageId, SendReceipt,
 };
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::shared::{self, HttpReply, Pacer, SmsOptions, StatusMeaning, StatusPoller};
+use crate::shared::{
+    self, BasicAuth, EventStamp, HttpBase, HttpReply, SmsOptions, StatusMeaning, StatusPoller,
+    sms_channel, unsigned_webhook_handler,
+};
 
 const PROVIDER: &str = "smsaero";
 
 /// The free sender name SMS Aero uses when none is configured.
 pub const DEFAULT_SIGN: &str = "SMS Aero";
 
-/// An SMS Aero account as a [`Channel`].
+/// An SMS Aero account as a [`Channel`](messaging_core::Channel).
 pub struct SmsAeroChannel {
-    opts: SmsOptions,
-    email: String,
-    api_key: SecretString,
-    base_url: String,
-    client: reqwest::Client,
-    pacer: Pacer,
-    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    rate: Option<messaging_core::pace::Pacer>,
+    http: HttpBase,
+    /// The account e-mail and API key.
+    auth: BasicAuth,
 }
 
-impl fmt::Debug for SmsAeroChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmsAeroChannel")
-            .field("id", &self.opts.id)
-            .field("email", &self.email)
-            .field("api_key", &"[redacted]")
-            .field("base_url", &self.base_url)
-            .field("sandbox", &self.opts.sandbox)
-            .field(
-                "request_interval",
-                &self
-                    .rate
-                    .as_ref()
-                    .map(messaging_core::pace::Pacer::interval),
-            )
-            .finish_non_exhaustive()
-    }
-}
+sms_channel!(
+    SmsAeroChannel,
+    base_url: "Points the channel at another base URL (ending in `/v2`)."
+);
 
 impl SmsAeroChannel {
     /// The production API (the official SDKs fail over to `gate.smsaero.org/v2` and
@@ -74,45 +55,56 @@ impl SmsAeroChannel {
     /// A channel for the account `email` with its API key.
     pub fn new(opts: SmsOptions, email: impl Into<String>, api_key: impl Into<String>) -> Self {
         SmsAeroChannel {
-            client: opts.http_client(),
-            pacer: Pacer::new(opts.poll_interval),
-            rate: opts.request_pacer(),
-            opts,
-            email: email.into(),
-            api_key: SecretString::from(api_key.into()),
-            base_url: Self::DEFAULT_BASE_URL.to_owned(),
+            http: HttpBase::new(PROVIDER, opts, Self::DEFAULT_BASE_URL),
+            auth: BasicAuth::new(email, api_key),
         }
     }
 
-    /// Points the channel at another base URL (ending in `/v2`).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into().trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// The options.
-    pub fn options(&self) -> &SmsOptions {
-        &self.opts
-    }
-
-    /// A webhook handler for this channel's callbacks (tagged with its channel id).
+    /// A webhook handler for this channel's callbacks (tagged with its channel id, dated by its
+    /// clock).
     pub fn webhook(&self) -> SmsAeroWebhook {
-        SmsAeroWebhook::new().channel_id(self.opts.id.clone())
+        SmsAeroWebhook {
+            stamp: self.http.stamp.clone(),
+        }
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ChannelError> {
-        let method = if self.opts.sandbox {
+        let method = if self.http.opts.sandbox {
             method.replacen("sms/", "sms/test", 1)
         } else {
             method.to_owned()
         };
         let req = self
-            .client
-            .post(format!("{}/{method}", self.base_url))
-            .basic_auth(&self.email, Some(self.api_key.expose_secret()))
+            .auth
+            .apply(self.http.post(&format!("/{method}")))
             .json(body);
-        let reply = shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await?;
+        let reply = self.http.execute(req).await?;
         read_envelope(&reply)
+    }
+
+    async fn send_sms(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
+        let opts = &self.http.opts;
+        let p = shared::prepare(opts, message, false)?;
+        let mut body = json!({
+            "number": p.phone.digits(),
+            "text": p.text,
+            "sign": opts.sender.as_deref().unwrap_or(DEFAULT_SIGN),
+        });
+        if let (Some(url), Some(obj)) = (&opts.callback_url, body.as_object_mut()) {
+            obj.insert("callbackUrl".into(), Value::String(url.clone()));
+        }
+        let data = self.call("sms/send", &body).await?;
+        let item = match &data {
+            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let Some(id) = shared::lenient_string(item.get("id")) else {
+            return Err(ChannelError::unexpected(
+                "smsaero: answer without a message id",
+            ));
+        };
+        let cost = shared::lenient_f64(item.get("cost")).map(|c| Cost::new(c, "RUB"));
+        Ok(self.http.receipt(id, p.segments, cost))
     }
 }
 
@@ -212,56 +204,20 @@ fn envelope_error(http_status: u16, message: &str, data: Option<&Value>) -> Chan
 }
 
 #[async_trait]
-impl Channel for SmsAeroChannel {
-    fn id(&self) -> &ChannelId {
-        &self.opts.id
-    }
-    fn kind(&self) -> ChannelKind {
-        ChannelKind::Sms
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.opts.capabilities()
-    }
-
-    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
-        let p = shared::prepare(&self.opts, message, false)?;
-        let mut body = json!({
-            "number": p.phone.digits(),
-            "text": p.text,
-            "sign": self.opts.sender.as_deref().unwrap_or(DEFAULT_SIGN),
-        });
-        if let (Some(url), Some(obj)) = (&self.opts.callback_url, body.as_object_mut()) {
-            obj.insert("callbackUrl".into(), Value::String(url.clone()));
-        }
-        let data = self.call("sms/send", &body).await?;
-        let item = match &data {
-            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
-            other => other.clone(),
-        };
-        let Some(id) = shared::lenient_string(item.get("id")) else {
-            return Err(ChannelError::unexpected(
-                "smsaero: answer without a message id",
-            ));
-        };
-        let cost = shared::lenient_f64(item.get("cost")).map(|c| Cost::new(c, "RUB"));
-        Ok(shared::receipt(&self.opts, id, p.segments, cost))
-    }
-}
-
-#[async_trait]
 impl StatusPoller for SmsAeroChannel {
     /// One `sms/status` request per message (paced).
     async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
         let mut events = Vec::new();
         for pmid in ids {
-            self.pacer.wait().await;
+            self.http.poll_turn().await;
             let id = match pmid.as_str().parse::<i64>() {
                 Ok(n) => json!(n),
                 Err(_) => json!(pmid.as_str()),
             };
             let data = self.call("sms/status", &json!({ "id": id })).await?;
-            if let Some(r) = report_from_item(&data, Some(pmid.as_str())) {
-                events.push(shared::delivery_event(r, Some(&self.opts.id)));
+            let now = self.http.stamp.now();
+            if let Some(r) = report_from_item(&data, Some(pmid.as_str()), now) {
+                events.push(self.http.stamp.delivery(r));
             }
         }
         Ok(events)
@@ -309,15 +265,20 @@ fn code_from_word(word: &str) -> Option<i64> {
     })
 }
 
-/// A report from a message object (`{"id", "status", "extendStatus", "number", "cost", …}`).
-fn report_from_item(item: &Value, fallback_id: Option<&str>) -> Option<DeliveryReport> {
+/// A report from a message object (`{"id", "status", "extendStatus", "number", "cost", …}`),
+/// dated `now` when the object carries no time.
+fn report_from_item(
+    item: &Value,
+    fallback_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<DeliveryReport> {
     let id = shared::lenient_string(item.get("id")).or_else(|| fallback_id.map(str::to_owned))?;
     let word = item.get("extendStatus").and_then(Value::as_str);
     let code = shared::lenient_i64(item.get("status")).or_else(|| word.and_then(code_from_word))?;
     let at = shared::lenient_i64(item.get("dateAnswer"))
         .or_else(|| shared::lenient_i64(item.get("dateSend")))
         .and_then(|t| shared::unix_time(&t.to_string()))
-        .unwrap_or_else(Utc::now);
+        .unwrap_or(now);
     let mut r = shared::report_from_code(&id, &code.to_string(), status_meaning(code), word, at);
     if let Some(n) = shared::lenient_string(item.get("number")) {
         r = r.recipient(n);
@@ -344,32 +305,11 @@ fn report_from_item(item: &Value, fallback_id: Option<&str>) -> Option<DeliveryR
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct SmsAeroWebhook {
-    channel_id: Option<ChannelId>,
+    stamp: EventStamp,
 }
 
 impl SmsAeroWebhook {
-    /// A handler (no credentials needed).
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Tags events with a channel id.
-    pub fn channel_id(mut self, id: ChannelId) -> Self {
-        self.channel_id = Some(id);
-        self
-    }
-}
-
-impl WebhookHandler for SmsAeroWebhook {
-    fn provider(&self) -> &'static str {
-        PROVIDER
-    }
-    fn channel_kind(&self) -> ChannelKind {
-        ChannelKind::Sms
-    }
-    fn verify(&self, _request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
-        Ok(())
-    }
-    fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
+    fn parse_callback(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
         let items: Vec<Value> = match serde_json::from_slice::<Value>(request.body) {
             Ok(v) => {
                 let v = match v.get("data") {
@@ -389,10 +329,11 @@ impl WebhookHandler for SmsAeroWebhook {
                 vec![Value::Object(obj)]
             }
         };
+        let now = self.stamp.now();
         let mut out = Vec::new();
         for item in &items {
-            match report_from_item(item, None) {
-                Some(r) => out.push(shared::delivery_event(r, self.channel_id.as_ref())),
+            match report_from_item(item, None, now) {
+                Some(r) => out.push(self.stamp.delivery(r)),
                 None => {
                     return Err(WebhookError::malformed(
                         PROVIDER,
@@ -408,30 +349,12 @@ impl WebhookHandler for SmsAeroWebhook {
     }
 }
 
+unsigned_webhook_handler!(SmsAeroWebhook, PROVIDER);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_are_paced_when_a_rate_is_set() {
-        let opts = SmsOptions::new("sms").max_requests_per_second(10);
-        let ch = SmsAeroChannel::new(opts, "a@b.c", "key");
-        assert_eq!(
-            ch.rate.as_ref().map(messaging_core::pace::Pacer::interval),
-            Some(std::time::Duration::from_millis(103))
-        );
-        let opts = SmsOptions::new("sms");
-        let ch = SmsAeroChannel::new(opts, "a@b.c", "key");
-        assert!(ch.rate.is_none());
-    }
-
-    fn reply(status: u16, body: &str) -> HttpReply {
-        HttpReply {
-            status: http::StatusCode::from_u16(status).unwrap(),
-            retry_after: None,
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use messaging_core::webhook::WebhookHandler;
 
     #[test]
     fn status_table() {
@@ -457,23 +380,23 @@ mod tests {
 
     #[test]
     fn envelope_errors() {
-        let e = read_envelope(&reply(
+        let e = read_envelope(&HttpReply::for_test(
             401,
             r#"{"success":false,"data":null,"message":"Your request was made with invalid credentials."}"#,
         ))
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ChannelDown);
-        let e = read_envelope(&reply(
+        let e = read_envelope(&HttpReply::for_test(
             400,
             r#"{"success":false,"data":{"text":["too long"]},"message":"Validation error."}"#,
         ))
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidContent);
-        let e = read_envelope(&reply(200, r#"{"result":"no credits"}"#)).unwrap_err();
+        let e = read_envelope(&HttpReply::for_test(200, r#"{"result":"no credits"}"#)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ChannelDown);
-        let e = read_envelope(&reply(502, "bad gateway")).unwrap_err();
+        let e = read_envelope(&HttpReply::for_test(502, "bad gateway")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Temporary);
-        let e = read_envelope(&reply(
+        let e = read_envelope(&HttpReply::for_test(
             429,
             r#"{"success":false,"message":"Too Many Requests"}"#,
         ))
@@ -503,5 +426,31 @@ mod tests {
         assert_eq!(ev.len(), 2);
         assert!(h.parse(&WebhookRequest::post(&headers, b"[]")).is_err());
         assert!(h.parse(&WebhookRequest::post(&headers, b"foo=1")).is_err());
+    }
+
+    #[test]
+    fn reports_without_a_time_are_dated_by_the_channels_clock() {
+        use messaging_core::{Clock, ManualClock};
+        use std::sync::Arc;
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let opts = SmsOptions::new("aero").clock(Arc::new(clock.clone()));
+        let handler = SmsAeroChannel::new(opts, "a@b.c", "key").webhook();
+        let headers = http::HeaderMap::new();
+        let ev = handler
+            .parse(&WebhookRequest::post(
+                &headers,
+                br#"{"id": 5, "status": 1}"#,
+            ))
+            .unwrap();
+        assert_eq!(ev[0].at(), clock.now());
+        assert_eq!(ev[0].channel_id().unwrap().as_str(), "aero");
+        // A time of its own wins.
+        let ev = handler
+            .parse(&WebhookRequest::post(
+                &headers,
+                br#"{"id": 5, "status": 1, "dateAnswer": 1700000000}"#,
+            ))
+            .unwrap();
+        assert_eq!(ev[0].at().timestamp(), 1_700_000_000);
     }
 }

@@ -23,18 +23,18 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
-use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
+use chrono::{DateTime, Utc};
+use messaging_core::webhook::{WebhookError, WebhookRequest};
 use messaging_core::{
-    Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Cost, DeliveryReport,
-    DeliveryStatus, ErrorKind, Event, InboundMessage, OutboundMessage, Phone, ProviderMessageId,
-    SendReceipt,
+    Address, ChannelError, ChannelKind, Cost, DeliveryReport, DeliveryStatus, ErrorKind, Event,
+    InboundMessage, OutboundMessage, Phone, ProviderMessageId, SendReceipt,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::shared::{
-    self, HttpReply, Pacer, SmsOptions, StatusMeaning, StatusPoller, Transliteration,
+    self, EventStamp, HttpBase, HttpReply, SmsOptions, StatusMeaning, StatusPoller,
+    Transliteration, sms_channel, unsigned_webhook_handler,
 };
 
 const PROVIDER: &str = "smsc";
@@ -109,34 +109,16 @@ pub fn split_message_id(id: &str) -> Option<(&str, &str)> {
     (!a.is_empty() && !b.is_empty()).then_some((a, b))
 }
 
-/// An SMSC.ru account as a [`Channel`].
+/// An SMSC.ru account as a [`Channel`](messaging_core::Channel).
 pub struct SmscChannel {
-    opts: SmsOptions,
+    http: HttpBase,
     auth: SmscAuth,
-    base_url: String,
-    client: reqwest::Client,
-    pacer: Pacer,
-    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    rate: Option<messaging_core::pace::Pacer>,
 }
 
-impl fmt::Debug for SmscChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmscChannel")
-            .field("id", &self.opts.id)
-            .field("auth", &self.auth)
-            .field("base_url", &self.base_url)
-            .field("sender", &self.opts.sender)
-            .field(
-                "request_interval",
-                &self
-                    .rate
-                    .as_ref()
-                    .map(messaging_core::pace::Pacer::interval),
-            )
-            .finish_non_exhaustive()
-    }
-}
+sms_channel!(
+    SmscChannel,
+    base_url: "Points the channel at another host (smscentre.com, smsc.kz, a test server)."
+);
 
 impl SmscChannel {
     /// The production API (`https://www2.smsc.ru` is the backup host).
@@ -145,29 +127,17 @@ impl SmscChannel {
     /// A channel.
     pub fn new(opts: SmsOptions, auth: SmscAuth) -> Self {
         SmscChannel {
-            client: opts.http_client(),
-            pacer: Pacer::new(opts.poll_interval),
-            rate: opts.request_pacer(),
-            opts,
+            http: HttpBase::new(PROVIDER, opts, Self::DEFAULT_BASE_URL),
             auth,
-            base_url: Self::DEFAULT_BASE_URL.to_owned(),
         }
     }
 
-    /// Points the channel at another host (smscentre.com, smsc.kz, a test server).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into().trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// The options.
-    pub fn options(&self) -> &SmsOptions {
-        &self.opts
-    }
-
-    /// A webhook handler for this channel's callbacks (tagged with its channel id).
+    /// A webhook handler for this channel's callbacks (tagged with its channel id, dated by its
+    /// clock).
     pub fn webhook(&self) -> SmscWebhook {
-        SmscWebhook::new().channel_id(self.opts.id.clone())
+        SmscWebhook {
+            stamp: self.http.stamp.clone(),
+        }
     }
 
     async fn post(
@@ -178,12 +148,39 @@ impl SmscChannel {
         form.extend(self.auth.form());
         form.push(("fmt", "3".into()));
         form.push(("charset", "utf-8".into()));
-        let req = self
-            .client
-            .post(format!("{}{path}", self.base_url))
-            .form(&form);
-        let reply = shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await?;
+        let reply = self.http.execute(self.http.post(path).form(&form)).await?;
         read_answer(&reply)
+    }
+
+    async fn send_sms(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
+        let opts = &self.http.opts;
+        let p = shared::prepare(opts, message, false)?;
+        let mut form = vec![
+            // With a leading '+' SMSC does not "correct" the number.
+            ("phones", p.phone.as_str().to_owned()),
+            ("mes", p.text.clone()),
+            ("cost", "3".into()),
+        ];
+        if let Some(s) = &opts.sender {
+            form.push(("sender", s.clone()));
+        }
+        if opts.transliteration == Transliteration::Provider {
+            form.push(("translit", "1".into()));
+        }
+        let v = self.post("/sys/send.php", form).await?;
+        let Some(id) = shared::lenient_string(v.get("id")) else {
+            return Err(ChannelError::unexpected(
+                "smsc: answer without a message id",
+            ));
+        };
+        let segments = shared::lenient_i64(v.get("cnt"))
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(p.segments);
+        let cost = shared::lenient_f64(v.get("cost")).map(|c| Cost::new(c, "RUB"));
+        Ok(self
+            .http
+            .receipt(message_id(&id, p.phone.digits()), segments, cost))
     }
 }
 
@@ -211,52 +208,6 @@ fn read_answer(reply: &HttpReply) -> Result<Value, ChannelError> {
 }
 
 #[async_trait]
-impl Channel for SmscChannel {
-    fn id(&self) -> &ChannelId {
-        &self.opts.id
-    }
-    fn kind(&self) -> ChannelKind {
-        ChannelKind::Sms
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.opts.capabilities()
-    }
-
-    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
-        let p = shared::prepare(&self.opts, message, false)?;
-        let mut form = vec![
-            // With a leading '+' SMSC does not "correct" the number.
-            ("phones", p.phone.as_str().to_owned()),
-            ("mes", p.text.clone()),
-            ("cost", "3".into()),
-        ];
-        if let Some(s) = &self.opts.sender {
-            form.push(("sender", s.clone()));
-        }
-        if self.opts.transliteration == Transliteration::Provider {
-            form.push(("translit", "1".into()));
-        }
-        let v = self.post("/sys/send.php", form).await?;
-        let Some(id) = shared::lenient_string(v.get("id")) else {
-            return Err(ChannelError::unexpected(
-                "smsc: answer without a message id",
-            ));
-        };
-        let segments = shared::lenient_i64(v.get("cnt"))
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(p.segments);
-        let cost = shared::lenient_f64(v.get("cost")).map(|c| Cost::new(c, "RUB"));
-        Ok(shared::receipt(
-            &self.opts,
-            message_id(&id, p.phone.digits()),
-            segments,
-            cost,
-        ))
-    }
-}
-
-#[async_trait]
 impl StatusPoller for SmscChannel {
     /// One `sys/status.php` request per message (paced); ids not in [`message_id`] form are
     /// skipped.
@@ -267,27 +218,28 @@ impl StatusPoller for SmscChannel {
                 tracing::warn!(provider = PROVIDER, id = %pmid, "not an SMSC message id; skipped");
                 continue;
             };
-            self.pacer.wait().await;
+            self.http.poll_turn().await;
             let form = vec![("phone", phone.to_owned()), ("id", id.to_owned())];
             let v = self.post("/sys/status.php", form).await?;
-            if let Some(r) = status_report(pmid.as_str(), &v) {
-                events.push(shared::delivery_event(r, Some(&self.opts.id)));
+            if let Some(r) = status_report(pmid.as_str(), &v, self.http.stamp.now()) {
+                events.push(self.http.stamp.delivery(r));
             }
         }
         Ok(events)
     }
 }
 
-fn status_report(pmid: &str, v: &Value) -> Option<DeliveryReport> {
+/// A report from a `sys/status.php` answer, dated `now` when it carries no time.
+fn status_report(pmid: &str, v: &Value, now: DateTime<Utc>) -> Option<DeliveryReport> {
     let code = shared::lenient_i64(v.get("status"))?;
     let at = shared::lenient_i64(v.get("last_timestamp"))
         .and_then(|t| shared::unix_time(&t.to_string()))
-        .unwrap_or_else(Utc::now);
+        .unwrap_or(now);
     let err = shared::lenient_i64(v.get("err")).filter(|e| *e != 0);
     Some(report(pmid, code, err, at))
 }
 
-fn report(pmid: &str, code: i64, err: Option<i64>, at: chrono::DateTime<Utc>) -> DeliveryReport {
+fn report(pmid: &str, code: i64, err: Option<i64>, at: DateTime<Utc>) -> DeliveryReport {
     let meaning = status_meaning(code);
     let detail = err.map(|e| match meaning {
         Some(m) => format!("{} (err {e})", m.text),
@@ -366,32 +318,11 @@ pub fn send_error_kind(code: i64) -> (ErrorKind, Option<Duration>) {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct SmscWebhook {
-    channel_id: Option<ChannelId>,
+    stamp: EventStamp,
 }
 
 impl SmscWebhook {
-    /// A handler (no credentials needed).
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Tags events with a channel id.
-    pub fn channel_id(mut self, id: ChannelId) -> Self {
-        self.channel_id = Some(id);
-        self
-    }
-}
-
-impl WebhookHandler for SmscWebhook {
-    fn provider(&self) -> &'static str {
-        PROVIDER
-    }
-    fn channel_kind(&self) -> ChannelKind {
-        ChannelKind::Sms
-    }
-    fn verify(&self, _request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
-        Ok(())
-    }
-    fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
+    fn parse_callback(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
         let f = shared::callback_fields(request);
         let get = |k: &str| {
             shared::field(&f, k)
@@ -401,7 +332,7 @@ impl WebhookHandler for SmscWebhook {
         let at = get("ts")
             .or_else(|| get("time"))
             .and_then(shared::unix_time)
-            .unwrap_or_else(Utc::now);
+            .unwrap_or_else(|| self.stamp.now());
         if let (Some(id), Some(status)) = (get("id"), get("status")) {
             let Ok(code) = status.parse::<i64>() else {
                 return Err(WebhookError::malformed(PROVIDER, "status is not a number"));
@@ -414,8 +345,7 @@ impl WebhookHandler for SmscWebhook {
             if let Some(phone) = get("phone") {
                 r = r.recipient(phone);
             }
-            let ev = shared::delivery_event(r, self.channel_id.as_ref());
-            return Ok(vec![ev]);
+            return Ok(vec![self.stamp.delivery(r)]);
         }
         if let (Some(phone), Some(text)) = (get("phone"), shared::field(&f, "mes")) {
             let phone = Phone::parse(phone)
@@ -429,11 +359,7 @@ impl WebhookHandler for SmscWebhook {
             if let Some(id) = get("id") {
                 m = m.provider_message_id(id);
             }
-            let mut ev = Event::Inbound(m);
-            if let Some(c) = &self.channel_id {
-                ev = ev.with_channel_id(c.clone());
-            }
-            return Ok(vec![ev]);
+            return Ok(vec![self.stamp.tag(Event::Inbound(m))]);
         }
         Err(WebhookError::malformed(
             PROVIDER,
@@ -442,22 +368,12 @@ impl WebhookHandler for SmscWebhook {
     }
 }
 
+unsigned_webhook_handler!(SmscWebhook, PROVIDER);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_are_paced_when_a_rate_is_set() {
-        let opts = SmsOptions::new("sms").max_requests_per_second(10);
-        let ch = SmscChannel::new(opts, SmscAuth::login("l", "p"));
-        assert_eq!(
-            ch.rate.as_ref().map(messaging_core::pace::Pacer::interval),
-            Some(std::time::Duration::from_millis(103))
-        );
-        let opts = SmsOptions::new("sms");
-        let ch = SmscChannel::new(opts, SmscAuth::login("l", "p"));
-        assert!(ch.rate.is_none());
-    }
+    use messaging_core::webhook::WebhookHandler;
 
     #[test]
     fn status_table_covers_every_documented_code() {
@@ -557,5 +473,31 @@ mod tests {
                 .parse(&WebhookRequest::post(&headers, b"id=1&status=x"))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn reports_without_a_time_are_dated_by_the_channels_clock() {
+        use messaging_core::{Clock, ManualClock};
+        use std::sync::Arc;
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let opts = SmsOptions::new("smsc").clock(Arc::new(clock.clone()));
+        let handler = SmscChannel::new(opts, SmscAuth::login("l", "p")).webhook();
+        let headers = http::HeaderMap::new();
+        for body in [
+            &b"id=7&phone=79123456789&status=1&err=0"[..],
+            b"phone=79123456789&mes=Da",
+        ] {
+            let ev = handler
+                .parse(&WebhookRequest::post(&headers, body))
+                .unwrap();
+            assert_eq!(ev[0].at(), clock.now());
+            assert_eq!(ev[0].channel_id().unwrap().as_str(), "smsc");
+        }
+        let r = status_report("7:79123456789", &json_status(), clock.now()).unwrap();
+        assert_eq!(r.at, clock.now());
+    }
+
+    fn json_status() -> Value {
+        serde_json::json!({"status": 1, "err": 0})
     }
 }

@@ -16,17 +16,18 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
-use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookReply, WebhookRequest};
+use chrono::{DateTime, Utc};
+use messaging_core::webhook::{WebhookError, WebhookReply, WebhookRequest};
 use messaging_core::{
-    Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Cost, DeliveryStatus, ErrorKind,
-    Event, OutboundMessage, ProviderMessageId, SendReceipt,
+    ChannelError, Cost, DeliveryStatus, ErrorKind, Event, OutboundMessage, ProviderMessageId,
+    SendReceipt,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::shared::{
-    self, HttpReply, Pacer, SmsOptions, StatusMeaning, StatusPoller, Transliteration,
+    self, EventStamp, HttpBase, HttpReply, SmsOptions, StatusMeaning, StatusPoller,
+    Transliteration, sms_channel, unsigned_webhook_handler,
 };
 
 const PROVIDER: &str = "smsru";
@@ -73,35 +74,16 @@ impl SmsRuAuth {
     }
 }
 
-/// An SMS.ru account as a [`Channel`].
+/// An SMS.ru account as a [`Channel`](messaging_core::Channel).
 pub struct SmsRuChannel {
-    opts: SmsOptions,
+    http: HttpBase,
     auth: SmsRuAuth,
-    base_url: String,
-    client: reqwest::Client,
-    pacer: Pacer,
-    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    rate: Option<messaging_core::pace::Pacer>,
 }
 
-impl fmt::Debug for SmsRuChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmsRuChannel")
-            .field("id", &self.opts.id)
-            .field("auth", &self.auth)
-            .field("base_url", &self.base_url)
-            .field("sender", &self.opts.sender)
-            .field("sandbox", &self.opts.sandbox)
-            .field(
-                "request_interval",
-                &self
-                    .rate
-                    .as_ref()
-                    .map(messaging_core::pace::Pacer::interval),
-            )
-            .finish_non_exhaustive()
-    }
-}
+sms_channel!(
+    SmsRuChannel,
+    base_url: "Points the channel at another host (a test server)."
+);
 
 impl SmsRuChannel {
     /// The production API.
@@ -115,29 +97,17 @@ impl SmsRuChannel {
     /// A channel with any form of authentication.
     pub fn with_auth(opts: SmsOptions, auth: SmsRuAuth) -> Self {
         SmsRuChannel {
-            client: opts.http_client(),
-            pacer: Pacer::new(opts.poll_interval),
-            rate: opts.request_pacer(),
-            opts,
+            http: HttpBase::new(PROVIDER, opts, Self::DEFAULT_BASE_URL),
             auth,
-            base_url: Self::DEFAULT_BASE_URL.to_owned(),
         }
     }
 
-    /// Points the channel at another host (a test server).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into().trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// The options.
-    pub fn options(&self) -> &SmsOptions {
-        &self.opts
-    }
-
-    /// A webhook handler for this channel's callbacks (tagged with its channel id).
+    /// A webhook handler for this channel's callbacks (tagged with its channel id, dated by its
+    /// clock).
     pub fn webhook(&self) -> SmsRuWebhook {
-        SmsRuWebhook::new().channel_id(self.opts.id.clone())
+        SmsRuWebhook {
+            stamp: self.http.stamp.clone(),
+        }
     }
 
     async fn post(
@@ -147,36 +117,20 @@ impl SmsRuChannel {
     ) -> Result<HttpReply, ChannelError> {
         form.extend(self.auth.form());
         form.push(("json", "1".into()));
-        let req = self
-            .client
-            .post(format!("{}{path}", self.base_url))
-            .form(&form);
-        shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await
-    }
-}
-
-#[async_trait]
-impl Channel for SmsRuChannel {
-    fn id(&self) -> &ChannelId {
-        &self.opts.id
-    }
-    fn kind(&self) -> ChannelKind {
-        ChannelKind::Sms
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.opts.capabilities()
+        self.http.execute(self.http.post(path).form(&form)).await
     }
 
-    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
-        let p = shared::prepare(&self.opts, message, false)?;
+    async fn send_sms(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
+        let opts = &self.http.opts;
+        let p = shared::prepare(opts, message, false)?;
         let mut form = vec![("to", p.phone.digits().to_owned()), ("msg", p.text.clone())];
-        if let Some(s) = &self.opts.sender {
+        if let Some(s) = &opts.sender {
             form.push(("from", s.clone()));
         }
-        if self.opts.sandbox {
+        if opts.sandbox {
             form.push(("test", "1".into()));
         }
-        if self.opts.transliteration == Transliteration::Provider {
+        if opts.transliteration == Transliteration::Provider {
             form.push(("translit", "1".into()));
         }
         let reply = self.post("/sms/send", form).await?;
@@ -189,10 +143,10 @@ impl Channel for SmsRuChannel {
             format!(
                 "smsru-noid-{}-{}",
                 p.phone.digits(),
-                Utc::now().timestamp_millis()
+                self.http.stamp.now().timestamp_millis()
             )
         });
-        Ok(shared::receipt(&self.opts, id, p.segments, accepted.cost))
+        Ok(self.http.receipt(id, p.segments, accepted.cost))
     }
 }
 
@@ -201,15 +155,15 @@ impl StatusPoller for SmsRuChannel {
     async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
         let mut events = Vec::new();
         for chunk in ids.chunks(STATUS_BATCH) {
-            self.pacer.wait().await;
+            self.http.poll_turn().await;
             let list = chunk
                 .iter()
                 .map(ProviderMessageId::as_str)
                 .collect::<Vec<_>>()
                 .join(",");
             let reply = self.post("/sms/status", vec![("sms_id", list)]).await?;
-            for report in parse_status(&reply)? {
-                events.push(shared::delivery_event(report, Some(&self.opts.id)));
+            for report in parse_status(&reply, self.http.stamp.now())? {
+                events.push(self.http.stamp.delivery(report));
             }
         }
         Ok(events)
@@ -286,9 +240,11 @@ pub(crate) fn parse_send(reply: &HttpReply, digits: &str) -> Result<Accepted, Ch
     })
 }
 
-/// Reads a `sms/status` answer into delivery reports (without channel id).
+/// Reads a `sms/status` answer into delivery reports (without channel id), dated `now` (the
+/// answer carries no time).
 pub(crate) fn parse_status(
     reply: &HttpReply,
+    now: DateTime<Utc>,
 ) -> Result<Vec<messaging_core::DeliveryReport>, ChannelError> {
     let v = envelope(reply)?;
     if let Some(e) = top_level_error(&v, reply) {
@@ -298,7 +254,6 @@ pub(crate) fn parse_status(
     let Some(map) = v.get("sms").and_then(Value::as_object) else {
         return Ok(out);
     };
-    let now = Utc::now();
     for (id, entry) in map {
         let Some(code) = shared::lenient_i64(entry.get("status_code")) else {
             continue;
@@ -397,33 +352,11 @@ fn code_error(code: i64, text: &str) -> ChannelError {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct SmsRuWebhook {
-    channel_id: Option<ChannelId>,
+    stamp: EventStamp,
 }
 
 impl SmsRuWebhook {
-    /// A handler (no credentials needed).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Tags events with a channel id.
-    pub fn channel_id(mut self, id: ChannelId) -> Self {
-        self.channel_id = Some(id);
-        self
-    }
-}
-
-impl WebhookHandler for SmsRuWebhook {
-    fn provider(&self) -> &'static str {
-        PROVIDER
-    }
-    fn channel_kind(&self) -> ChannelKind {
-        ChannelKind::Sms
-    }
-    fn verify(&self, _request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
-        Ok(())
-    }
-    fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
+    fn parse_callback(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
         let fields = shared::callback_fields(request);
         let data: Vec<&str> = fields
             .iter()
@@ -433,6 +366,7 @@ impl WebhookHandler for SmsRuWebhook {
         if data.is_empty() {
             return Err(WebhookError::malformed(PROVIDER, "no data[N] fields"));
         }
+        let now = self.stamp.now();
         let mut out = Vec::new();
         for value in data {
             let lines: Vec<&str> = value.lines().map(str::trim).collect();
@@ -441,10 +375,10 @@ impl WebhookHandler for SmsRuWebhook {
                     let at = rest
                         .first()
                         .and_then(|t| shared::unix_time(t))
-                        .unwrap_or_else(Utc::now);
+                        .unwrap_or(now);
                     let meaning = code.parse::<i64>().ok().and_then(status_meaning);
                     let report = shared::report_from_code(id, code, meaning, None, at);
-                    out.push(shared::delivery_event(report, self.channel_id.as_ref()));
+                    out.push(self.stamp.delivery(report));
                 }
                 ["sms_status", ..] => {
                     tracing::warn!(
@@ -458,35 +392,16 @@ impl WebhookHandler for SmsRuWebhook {
         }
         Ok(out)
     }
-    fn reply(&self) -> WebhookReply {
-        WebhookReply::text("100")
-    }
 }
+
+// SMS.ru retries a callback until it is answered `100`.
+unsigned_webhook_handler!(SmsRuWebhook, PROVIDER, reply: WebhookReply::text("100"));
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_are_paced_when_a_rate_is_set() {
-        let opts = SmsOptions::new("sms").max_requests_per_second(10);
-        let ch = SmsRuChannel::new(opts, "api-id");
-        assert_eq!(
-            ch.rate.as_ref().map(messaging_core::pace::Pacer::interval),
-            Some(std::time::Duration::from_millis(103))
-        );
-        let opts = SmsOptions::new("sms");
-        let ch = SmsRuChannel::new(opts, "api-id");
-        assert!(ch.rate.is_none());
-    }
-
-    fn reply(status: u16, body: &str) -> HttpReply {
-        HttpReply {
-            status: http::StatusCode::from_u16(status).unwrap(),
-            retry_after: None,
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use messaging_core::ChannelId;
+    use messaging_core::webhook::WebhookHandler;
 
     #[test]
     fn status_table_covers_every_documented_code() {
@@ -565,18 +480,18 @@ mod tests {
         let body = r#"{"status":"OK","status_code":100,"sms":{
             "79255070602":{"status":"OK","status_code":100,"sms_id":"000000-10000000"},
             "74993221627":{"status":"ERROR","status_code":207,"status_text":"нельзя"}},"balance":4122.56}"#;
-        let ok = parse_send(&reply(200, body), "79255070602").unwrap();
+        let ok = parse_send(&HttpReply::for_test(200, body), "79255070602").unwrap();
         assert_eq!(ok.sms_id.as_deref(), Some("000000-10000000"));
-        let e = parse_send(&reply(200, body), "74993221627").unwrap_err();
+        let e = parse_send(&HttpReply::for_test(200, body), "74993221627").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unreachable);
         assert_eq!(e.provider_code(), Some("207"));
     }
 
     #[test]
     fn server_errors_and_garbage() {
-        let e = parse_send(&reply(503, "<html>down</html>"), "7").unwrap_err();
+        let e = parse_send(&HttpReply::for_test(503, "<html>down</html>"), "7").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Temporary);
-        let e = parse_send(&reply(200, "100\n000000-1"), "7").unwrap_err();
+        let e = parse_send(&HttpReply::for_test(200, "100\n000000-1"), "7").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unexpected);
     }
 
@@ -601,5 +516,34 @@ mod tests {
             .parse(&WebhookRequest::post(&headers, b"foo=bar"))
             .unwrap_err();
         assert!(matches!(e, WebhookError::Malformed { .. }));
+    }
+
+    #[test]
+    fn reports_without_a_time_are_dated_by_the_channels_clock() {
+        use messaging_core::{Clock, ManualClock};
+        use std::sync::Arc;
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let opts = SmsOptions::new("sms-ru").clock(Arc::new(clock.clone()));
+        let handler = SmsRuChannel::new(opts, "api-id").webhook();
+        let headers = http::HeaderMap::new();
+        let body = b"data%5B0%5D=sms_status%0A000000-1%0A103";
+        let ev = handler
+            .verify_and_parse(&WebhookRequest::post(&headers, body))
+            .unwrap();
+        let Event::Delivery(d) = &ev[0] else { panic!() };
+        assert_eq!(d.at, clock.now());
+        assert_eq!(d.channel_id.as_ref().unwrap().as_str(), "sms-ru");
+        let later = ManualClock::at_unix(1_800_000_100);
+        let ev = SmsRuWebhook::new()
+            .clock(Arc::new(later.clone()))
+            .parse(&WebhookRequest::post(&headers, body))
+            .unwrap();
+        assert_eq!(ev[0].at(), later.now());
+        let status = HttpReply::for_test(
+            200,
+            r#"{"status":"OK","status_code":100,"sms":{"000000-1":{"status":"OK","status_code":103}}}"#,
+        );
+        let reports = parse_status(&status, clock.now()).unwrap();
+        assert_eq!(reports[0].at, clock.now());
     }
 }

@@ -24,20 +24,23 @@ use std::fmt;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use hmac::{Hmac, Mac};
 use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
 use messaging_core::{
-    Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, ChannelSignal, Cost,
-    DeliveryReport, DeliveryStatus, ErrorKind, Event, InboundMessage, OutboundMessage, Phone,
-    ProviderError, ProviderMessageId, SendReceipt, Signal,
+    Address, ChannelError, ChannelKind, ChannelSignal, Cost, DeliveryReport, DeliveryStatus,
+    ErrorKind, Event, InboundMessage, OutboundMessage, Phone, ProviderError, ProviderMessageId,
+    SendReceipt, Signal,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
-use crate::shared::{self, HttpReply, Pacer, SmsOptions, StatusMeaning, StatusPoller};
+use crate::shared::{
+    self, BasicAuth, EventStamp, HttpBase, HttpReply, SmsOptions, StatusMeaning, StatusPoller,
+    event_stamp_options, sms_channel,
+};
 
 const PROVIDER: &str = "twilio";
 
@@ -66,36 +69,17 @@ pub mod magic {
     pub const TO_NOT_SMS_CAPABLE: &str = "+15005550009";
 }
 
-/// A Twilio account as a [`Channel`].
+/// A Twilio account as a [`Channel`](messaging_core::Channel).
 pub struct TwilioChannel {
-    opts: SmsOptions,
-    account_sid: String,
-    auth_token: SecretString,
-    base_url: String,
-    client: reqwest::Client,
-    pacer: Pacer,
-    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    rate: Option<messaging_core::pace::Pacer>,
+    http: HttpBase,
+    /// The account SID and auth token (which also signs the webhooks).
+    auth: BasicAuth,
 }
 
-impl fmt::Debug for TwilioChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TwilioChannel")
-            .field("id", &self.opts.id)
-            .field("account_sid", &self.account_sid)
-            .field("auth_token", &"[redacted]")
-            .field("base_url", &self.base_url)
-            .field("sender", &self.opts.sender)
-            .field(
-                "request_interval",
-                &self
-                    .rate
-                    .as_ref()
-                    .map(messaging_core::pace::Pacer::interval),
-            )
-            .finish_non_exhaustive()
-    }
-}
+sms_channel!(
+    TwilioChannel,
+    base_url: "Points the channel at another host (a test server)."
+);
 
 impl TwilioChannel {
     /// The production API.
@@ -108,63 +92,41 @@ impl TwilioChannel {
         auth_token: impl Into<String>,
     ) -> Self {
         TwilioChannel {
-            client: opts.http_client(),
-            pacer: Pacer::new(opts.poll_interval),
-            rate: opts.request_pacer(),
-            opts,
-            account_sid: account_sid.into(),
-            auth_token: SecretString::from(auth_token.into()),
-            base_url: Self::DEFAULT_BASE_URL.to_owned(),
+            http: HttpBase::new(PROVIDER, opts, Self::DEFAULT_BASE_URL),
+            auth: BasicAuth::new(account_sid, auth_token),
         }
     }
 
-    /// Points the channel at another host (a test server).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into().trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// The options.
-    pub fn options(&self) -> &SmsOptions {
-        &self.opts
-    }
-
-    /// A webhook handler that checks signatures with this account's auth token.
+    /// A webhook handler that checks signatures with this account's auth token (its events
+    /// tagged with this channel's id, dated by its clock).
     pub fn webhook(&self) -> TwilioWebhook {
         TwilioWebhook {
-            auth_token: Some(self.auth_token.clone()),
+            auth_token: Some(self.auth.password.clone()),
             url: None,
-            channel_id: Some(self.opts.id.clone()),
+            stamp: self.http.stamp.clone(),
         }
     }
 
-    fn messages_url(&self) -> String {
-        format!(
-            "{}/2010-04-01/Accounts/{}/Messages",
-            self.base_url, self.account_sid
-        )
-    }
-}
-
-#[async_trait]
-impl Channel for TwilioChannel {
-    fn id(&self) -> &ChannelId {
-        &self.opts.id
-    }
-    fn kind(&self) -> ChannelKind {
-        ChannelKind::Sms
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.opts.capabilities()
+    /// The Messages resource of the account, relative to the base URL.
+    fn messages_path(&self) -> String {
+        format!("/2010-04-01/Accounts/{}/Messages", self.auth.user)
     }
 
-    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
-        let p = shared::prepare(&self.opts, message, self.opts.sandbox)?;
+    /// An authenticated request for a JSON answer.
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        self.auth
+            .apply(req)
+            .header(http::header::ACCEPT, "application/json")
+    }
+
+    async fn send_sms(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
+        let opts = &self.http.opts;
+        let p = shared::prepare(opts, message, opts.sandbox)?;
         let mut form = vec![
             ("To", p.phone.as_str().to_owned()),
             ("Body", p.text.clone()),
         ];
-        match self.opts.sender.as_deref() {
+        match opts.sender.as_deref() {
             Some(s) if s.starts_with("MG") => form.push(("MessagingServiceSid", s.to_owned())),
             Some(s) => form.push(("From", s.to_owned())),
             None => {
@@ -173,21 +135,18 @@ impl Channel for TwilioChannel {
                 ));
             }
         }
-        if let Some(url) = &self.opts.callback_url {
+        if let Some(url) = &opts.callback_url {
             form.push(("StatusCallback", url.clone()));
         }
         let req = self
-            .client
-            .post(format!("{}.json", self.messages_url()))
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-            .header(http::header::ACCEPT, "application/json")
+            .authorized(self.http.post(&format!("{}.json", self.messages_path())))
             .form(&form);
-        let reply = shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await?;
+        let reply = self.http.execute(req).await?;
         let v = read_resource(&reply)?;
         let Some(sid) = shared::lenient_string(v.get("sid")) else {
             return Err(ChannelError::unexpected("twilio: answer without a sid"));
         };
-        if let Some(r) = report_from_resource(&v)
+        if let Some(r) = report_from_resource(&v, self.http.stamp.now())
             && r.status == DeliveryStatus::Failed
         {
             let e = r.error.unwrap_or(ProviderError {
@@ -209,7 +168,7 @@ impl Channel for TwilioChannel {
             let unit = v.get("price_unit").and_then(Value::as_str).unwrap_or("USD");
             Cost::new(a.abs(), unit)
         });
-        Ok(shared::receipt(&self.opts, sid, segments, cost))
+        Ok(self.http.receipt(sid, segments, cost))
     }
 }
 
@@ -225,17 +184,15 @@ impl StatusPoller for TwilioChannel {
                 tracing::warn!(provider = PROVIDER, id = %pmid, "not a Twilio message sid; skipped");
                 continue;
             }
-            self.pacer.wait().await;
-            let req = self
-                .client
-                .get(format!("{}/{sid}.json", self.messages_url()))
-                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-                .header(http::header::ACCEPT, "application/json");
-            let reply =
-                shared::execute(PROVIDER, self.opts.timeout, self.rate.as_ref(), req).await?;
+            self.http.poll_turn().await;
+            let path = format!("{}/{sid}.json", self.messages_path());
+            let reply = self
+                .http
+                .execute(self.authorized(self.http.get(&path)))
+                .await?;
             let v = read_resource(&reply)?;
-            if let Some(r) = report_from_resource(&v) {
-                events.push(shared::delivery_event(r, Some(&self.opts.id)));
+            if let Some(r) = report_from_resource(&v, self.http.stamp.now()) {
+                events.push(self.http.stamp.delivery(r));
             }
         }
         Ok(events)
@@ -340,7 +297,7 @@ fn report(
     status: &str,
     error_code: Option<&str>,
     error_message: Option<&str>,
-    at: chrono::DateTime<Utc>,
+    at: DateTime<Utc>,
 ) -> DeliveryReport {
     let meaning = status_meaning(status);
     let code = error_code.map(str::trim).filter(|c| !c.is_empty());
@@ -368,7 +325,8 @@ fn report(
     r
 }
 
-fn report_from_resource(v: &Value) -> Option<DeliveryReport> {
+/// A report from a Message resource, dated by its `date_updated`, else `now`.
+fn report_from_resource(v: &Value, now: DateTime<Utc>) -> Option<DeliveryReport> {
     let sid = shared::lenient_string(v.get("sid"))?;
     let status = v.get("status").and_then(Value::as_str)?;
     let code = shared::lenient_string(v.get("error_code"));
@@ -378,7 +336,7 @@ fn report_from_resource(v: &Value) -> Option<DeliveryReport> {
         .and_then(Value::as_str)
         .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
         .map(|d| d.with_timezone(&Utc))
-        .unwrap_or_else(Utc::now);
+        .unwrap_or(now);
     let mut r = report(&sid, status, code.as_deref(), msg, at);
     if let Some(to) = v.get("to").and_then(Value::as_str) {
         r = r.recipient(to);
@@ -515,7 +473,7 @@ pub fn validate_signature<K: AsRef<str>, V: AsRef<str>>(
 pub struct TwilioWebhook {
     auth_token: Option<SecretString>,
     url: Option<String>,
-    channel_id: Option<ChannelId>,
+    stamp: EventStamp,
 }
 
 impl fmt::Debug for TwilioWebhook {
@@ -523,7 +481,7 @@ impl fmt::Debug for TwilioWebhook {
         f.debug_struct("TwilioWebhook")
             .field("verifies", &self.auth_token.is_some())
             .field("url", &self.url)
-            .field("channel_id", &self.channel_id)
+            .field("channel_id", &self.stamp.channel_id)
             .finish()
     }
 }
@@ -534,7 +492,7 @@ impl TwilioWebhook {
         TwilioWebhook {
             auth_token: Some(SecretString::from(auth_token.into())),
             url: None,
-            channel_id: None,
+            stamp: EventStamp::default(),
         }
     }
     /// A handler that checks no signature (tests, the CLI without `--auth-token`).
@@ -542,7 +500,7 @@ impl TwilioWebhook {
         TwilioWebhook {
             auth_token: None,
             url: None,
-            channel_id: None,
+            stamp: EventStamp::default(),
         }
     }
     /// The public URL Twilio calls, used when the request does not carry one.
@@ -550,18 +508,10 @@ impl TwilioWebhook {
         self.url = Some(url.into());
         self
     }
-    /// Tags events with a channel id.
-    pub fn channel_id(mut self, id: ChannelId) -> Self {
-        self.channel_id = Some(id);
-        self
-    }
 
-    fn tag(&self, e: Event) -> Event {
-        match &self.channel_id {
-            Some(id) => e.with_channel_id(id.clone()),
-            None => e,
-        }
-    }
+    // Twilio's form carries no time: inbound messages, opt-outs and reports without
+    // `RawDlrDoneDate` are dated by the clock.
+    event_stamp_options!();
 }
 
 /// `RawDlrDoneDate` (`YYMMDDhhmm`, UTC) as a time.
@@ -633,7 +583,8 @@ impl WebhookHandler for TwilioWebhook {
                 "expected MessageSid and MessageStatus (or SmsSid and SmsStatus)",
             ));
         };
-        let now = Utc::now();
+        // The form says nothing of when: the time is the handler's clock.
+        let now = self.stamp.now();
         if matches!(status, "received" | "receiving") {
             let from = get("From")
                 .ok_or_else(|| WebhookError::malformed(PROVIDER, "inbound SMS without From"))?;
@@ -642,13 +593,13 @@ impl WebhookHandler for TwilioWebhook {
             let address = Address::Phone(phone);
             let text = shared::field(&f, "Body").map(str::to_owned);
             let mut out = vec![
-                self.tag(Event::Inbound(
+                self.stamp.tag(Event::Inbound(
                     InboundMessage::new(ChannelKind::Sms, address.clone(), text, now)
                         .provider_message_id(sid),
                 )),
             ];
             if get("OptOutType").is_some_and(|t| t.eq_ignore_ascii_case("STOP")) {
-                out.push(self.tag(Event::Signal(ChannelSignal::new(
+                out.push(self.stamp.tag(Event::Signal(ChannelSignal::new(
                     ChannelKind::Sms,
                     now,
                     Signal::OptOut {
@@ -665,12 +616,12 @@ impl WebhookHandler for TwilioWebhook {
         if let Some(to) = get("To") {
             r = r.recipient(to);
         }
-        let mut out = vec![self.tag(Event::Delivery(r))];
+        let mut out = vec![self.stamp.tag(Event::Delivery(r))];
         if get("ErrorCode") == Some("21610")
             && let Some(phone) = get("To").and_then(|t| Phone::parse(t).ok())
         {
             let address = Address::Phone(phone);
-            out.push(self.tag(Event::Signal(ChannelSignal::new(
+            out.push(self.stamp.tag(Event::Signal(ChannelSignal::new(
                 ChannelKind::Sms,
                 at,
                 Signal::OptOut {
@@ -687,19 +638,6 @@ impl WebhookHandler for TwilioWebhook {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_are_paced_when_a_rate_is_set() {
-        let opts = SmsOptions::new("sms").max_requests_per_second(10);
-        let ch = TwilioChannel::new(opts, "AC123", "token");
-        assert_eq!(
-            ch.rate.as_ref().map(messaging_core::pace::Pacer::interval),
-            Some(std::time::Duration::from_millis(103))
-        );
-        let opts = SmsOptions::new("sms");
-        let ch = TwilioChannel::new(opts, "AC123", "token");
-        assert!(ch.rate.is_none());
-    }
 
     #[test]
     fn port_variants() {
@@ -817,5 +755,37 @@ mod tests {
             h.verify(&WebhookRequest::post(&headers, b"{}").with_url(url)),
             Err(WebhookError::BadSignature)
         );
+    }
+
+    #[test]
+    fn callbacks_are_dated_by_the_clock_since_the_form_has_no_time() {
+        use messaging_core::{Clock, ManualClock};
+        use std::sync::Arc;
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let opts = SmsOptions::new("sms-twilio").clock(Arc::new(clock.clone()));
+        let handler = TwilioChannel::new(opts, "AC123", "token").webhook();
+        let headers = http::HeaderMap::new();
+        let status = b"MessageSid=SM1&MessageStatus=undelivered&ErrorCode=21610&To=%2B447911123456";
+        let inbound =
+            b"MessageSid=SM2&SmsStatus=received&From=%2B447911123456&Body=STOP&OptOutType=STOP";
+        for body in [&status[..], &inbound[..]] {
+            let ev = handler
+                .parse(&WebhookRequest::post(&headers, body))
+                .unwrap();
+            assert_eq!(ev.len(), 2, "an event and an opt-out");
+            for e in &ev {
+                assert_eq!(e.at(), clock.now());
+                assert_eq!(e.channel_id().unwrap().as_str(), "sms-twilio");
+            }
+        }
+        // `RawDlrDoneDate`, when given, wins over the clock.
+        let ev = TwilioWebhook::unverified()
+            .clock(Arc::new(clock.clone()))
+            .parse(&WebhookRequest::post(
+                &headers,
+                b"MessageSid=SM1&MessageStatus=delivered&RawDlrDoneDate=2401311530",
+            ))
+            .unwrap();
+        assert_eq!(ev[0].at().to_rfc3339(), "2024-01-31T15:30:00+00:00");
     }
 }

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use messaging_core::hygiene::split::{SplitConfig, split};
 use messaging_core::pace::{KeyedPacer, Limit};
 use messaging_core::{
-    Address, AttachmentKind, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Content,
-    Evidence, MediaSource, OutboundMessage, SendReceipt, TextUnit,
+    Address, AttachmentKind, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock,
+    Content, Evidence, MediaSource, OutboundMessage, SendReceipt, SystemClock, TextUnit,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -140,6 +140,7 @@ pub struct TelegramBuilder {
     request_timeout: Duration,
     max_parts: usize,
     part_pause: (Duration, Duration),
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for TelegramBuilder {
@@ -153,6 +154,7 @@ impl fmt::Debug for TelegramBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("max_parts", &self.max_parts)
             .field("part_pause", &self.part_pause)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -202,6 +204,27 @@ impl TelegramBuilder {
         self
     }
 
+    /// Reads the time from `clock` (default: the system clock): a receipt is dated by it when
+    /// Telegram's answer carries no `date`, and so are button presses the [`LongPoller`]
+    /// receives (a `callback_query` has no time of its own).
+    ///
+    /// [`LongPoller`]: crate::LongPoller
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use messaging_core::ManualClock;
+    /// use messaging_telegram::TelegramChannel;
+    /// let tg = TelegramChannel::builder("tg", "123456:ABC-DEF")
+    ///     .clock(Arc::new(ManualClock::at_unix(1_700_000_000)))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = tg;
+    /// ```
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the channel.
     pub fn build(self) -> Result<TelegramChannel, ConfigError> {
         if !self.token_ok {
@@ -233,6 +256,7 @@ impl TelegramBuilder {
                 split: SplitConfig::for_kind(ChannelKind::Telegram)
                     .max(MAX_TEXT_UTF16)
                     .pause(self.part_pause.0, self.part_pause.1),
+                clock: self.clock,
             }),
         })
     }
@@ -254,6 +278,8 @@ struct Inner {
     request_timeout: Duration,
     max_parts: usize,
     split: SplitConfig,
+    /// Dates what Telegram sends without a time.
+    clock: Arc<dyn Clock>,
 }
 
 /// A Telegram bot as a cascade [`Channel`]. Cheap to clone; clones share the pacing.
@@ -429,6 +455,7 @@ impl TelegramChannel {
             request_timeout: Duration::from_secs(30),
             max_parts: 10,
             part_pause: (Duration::ZERO, Duration::ZERO),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -455,6 +482,11 @@ impl TelegramChannel {
             .call(method, params, timeout)
             .await
             .map_err(|e| e.into_channel_error(method))
+    }
+
+    /// The clock that dates what Telegram sends without a time.
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
     }
 
     pub(crate) async fn call_raw(
@@ -609,8 +641,8 @@ impl Channel for TelegramChannel {
         let first = ids
             .next()
             .ok_or_else(|| ChannelError::unexpected("nothing was sent"))?;
-        let mut receipt =
-            SendReceipt::new(first, accepted_at.unwrap_or_else(Utc::now)).parts(total as u32);
+        let accepted_at = accepted_at.unwrap_or_else(|| self.inner.clock.now());
+        let mut receipt = SendReceipt::new(first, accepted_at).parts(total as u32);
         for id in ids {
             receipt = receipt.extra_id(id);
         }
@@ -786,5 +818,62 @@ mod tests {
         assert_eq!(c.strongest_evidence, Evidence::Accepted);
         assert!(!c.can_start_conversation);
         assert!(c.buttons);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_without_a_date_is_dated_by_the_clock() {
+        use messaging_core::{ChannelExt, ManualClock};
+        let base = answer_once(
+            r#"{"ok":true,"result":{"message_id":5,"chat":{"id":42,"type":"private"},"text":"hi"}}"#,
+        );
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let tg = TelegramChannel::builder("tg", "1:A")
+            .base_url(base)
+            .rate_limits(RateLimits::unlimited())
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .expect("build");
+        let r = tg
+            .send_text(Address::Telegram(42), "hi")
+            .await
+            .expect("send");
+        assert_eq!(r.provider_message_id.as_str(), "42:5");
+        assert_eq!(r.accepted_at, clock.now());
+    }
+
+    /// Answers one HTTP request on loopback with `body` (200, JSON) and returns the base URL:
+    /// a provider answer the shared fakes never give.
+    fn answer_once(body: &'static str) -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let (conn, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(conn);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("request head");
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().expect("content length");
+                }
+            }
+            let mut request_body = vec![0; length];
+            reader.read_exact(&mut request_body).expect("request body");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            reader
+                .get_mut()
+                .write_all(answer.as_bytes())
+                .expect("answer");
+        });
+        format!("http://{addr}")
     }
 }

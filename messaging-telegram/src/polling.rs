@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::api::CallError;
 use crate::channel::TelegramChannel;
-use crate::update::parse_updates_response;
+use crate::update::parse_updates_response_with_clock;
 
 /// A storage failure of an [`OffsetStore`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -256,8 +256,8 @@ impl<S: OffsetStore> LongPoller<S> {
             .await
             .map_err(|e: CallError| PollError::Api(e.into_channel_error("getUpdates")))?;
         let wrapped = json!({ "ok": true, "result": result });
-        let (last, events) =
-            parse_updates_response(&wrapped).map_err(|e| PollError::Malformed(e.to_string()))?;
+        let (last, events) = parse_updates_response_with_clock(&wrapped, self.channel.clock())
+            .map_err(|e| PollError::Malformed(e.to_string()))?;
         let events = events
             .into_iter()
             .map(|e| e.with_channel_id(messaging_core::Channel::id(&self.channel).clone()))

@@ -10,7 +10,8 @@
 
 use chrono::{DateTime, Utc};
 use messaging_core::{
-    Address, ChannelId, ChannelKind, ChannelSignal, Event, InboundMessage, Phone, Signal,
+    Address, ChannelId, ChannelKind, ChannelSignal, Clock, Event, InboundMessage, Phone, Signal,
+    SystemClock,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -233,11 +234,11 @@ fn message_event(m: Message, edited: bool) -> Option<Event> {
     Some(Event::Inbound(inbound))
 }
 
-fn callback_event(q: CallbackQuery) -> Option<Event> {
+/// A button press; dated `at`, since a `CallbackQuery` carries no time of its own.
+fn callback_event(q: CallbackQuery, at: DateTime<Utc>) -> Option<Event> {
     // A button press is the person's own action: answer them privately (their user id is their
     // private chat id), even when the button was under a channel or group post.
     let address = Address::Telegram(q.from.id);
-    let at = Utc::now();
     let mut inbound = InboundMessage::new(ChannelKind::Telegram, address, None, at)
         .provider_message_id(q.id.clone());
     if let Some(name) = q.from.display_name() {
@@ -295,6 +296,11 @@ fn typed<T: for<'de> Deserialize<'de>>(v: &Value, what: &str, update_id: i64) ->
 /// integer `update_id`). Unknown update types, service messages and payloads that do not fit
 /// the documented shape give no events.
 pub fn parse_update_value(update: &Value) -> Option<Vec<Event>> {
+    parse_update_value_with_clock(update, &SystemClock)
+}
+
+/// [`parse_update_value`], with button presses (which carry no time) dated by `clock`.
+fn parse_update_value_with_clock(update: &Value, clock: &dyn Clock) -> Option<Vec<Event>> {
     let update_id = update.get("update_id")?.as_i64()?;
     let mut out = Vec::new();
     if let Some(v) = update.get("message") {
@@ -304,7 +310,10 @@ pub fn parse_update_value(update: &Value) -> Option<Vec<Event>> {
             typed::<Message>(v, "edited_message", update_id).and_then(|m| message_event(m, true)),
         );
     } else if let Some(v) = update.get("callback_query") {
-        out.extend(typed::<CallbackQuery>(v, "callback_query", update_id).and_then(callback_event));
+        out.extend(
+            typed::<CallbackQuery>(v, "callback_query", update_id)
+                .and_then(|q| callback_event(q, clock.now())),
+        );
     } else if let Some(v) = update.get("my_chat_member") {
         out.extend(
             typed::<ChatMemberUpdated>(v, "my_chat_member", update_id).and_then(member_event),
@@ -329,12 +338,21 @@ pub fn parse_update(
     body: &[u8],
     channel_id: Option<&ChannelId>,
 ) -> Result<Vec<Event>, WebhookError> {
+    parse_update_with_clock(body, channel_id, &SystemClock)
+}
+
+/// [`parse_update`], with button presses (which carry no time) dated by `clock`.
+pub(crate) fn parse_update_with_clock(
+    body: &[u8],
+    channel_id: Option<&ChannelId>,
+    clock: &dyn Clock,
+) -> Result<Vec<Event>, WebhookError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| WebhookError::malformed(PROVIDER, format!("not JSON: {e}")))?;
-    let events = if let Some(events) = parse_update_value(&v) {
+    let events = if let Some(events) = parse_update_value_with_clock(&v, clock) {
         events
     } else if v.get("ok").is_some() && v.get("result").is_some_and(Value::is_array) {
-        parse_updates_response(&v)?.1
+        parse_updates_response_with_clock(&v, clock)?.1
     } else {
         return Err(WebhookError::malformed(
             PROVIDER,
@@ -357,6 +375,14 @@ fn tag(events: Vec<Event>, channel_id: Option<&ChannelId>) -> Vec<Event> {
 /// Reads a `getUpdates` answer (`{"ok":true,"result":[Update, ...]}`): the highest `update_id`
 /// seen (so the next offset is that plus one) and the events of every update.
 pub fn parse_updates_response(v: &Value) -> Result<(Option<i64>, Vec<Event>), WebhookError> {
+    parse_updates_response_with_clock(v, &SystemClock)
+}
+
+/// [`parse_updates_response`], with button presses (which carry no time) dated by `clock`.
+pub(crate) fn parse_updates_response_with_clock(
+    v: &Value,
+    clock: &dyn Clock,
+) -> Result<(Option<i64>, Vec<Event>), WebhookError> {
     let Some(items) = v.get("result").and_then(Value::as_array) else {
         return Err(WebhookError::malformed(
             PROVIDER,
@@ -371,7 +397,7 @@ pub fn parse_updates_response(v: &Value) -> Result<(Option<i64>, Vec<Event>), We
             continue;
         };
         last = Some(last.map_or(id, |l: i64| l.max(id)));
-        events.extend(parse_update_value(item).unwrap_or_default());
+        events.extend(parse_update_value_with_clock(item, clock).unwrap_or_default());
     }
     Ok((last, events))
 }

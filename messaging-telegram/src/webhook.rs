@@ -1,13 +1,14 @@
 //! Telegram webhooks: the secret header and the update body.
 
 use std::fmt;
+use std::sync::Arc;
 
 use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest, secrets_equal};
-use messaging_core::{ChannelId, ChannelKind, Event};
+use messaging_core::{ChannelId, ChannelKind, Clock, Event, SystemClock};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::PROVIDER;
-use crate::update::parse_update;
+use crate::update::parse_update_with_clock;
 
 /// The header Telegram puts the `secret_token` of `setWebhook` in.
 pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
@@ -33,6 +34,8 @@ pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 pub struct TelegramWebhook {
     secret: Option<SecretString>,
     channel_id: Option<ChannelId>,
+    /// Dates button presses, which carry no time.
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for TelegramWebhook {
@@ -51,6 +54,7 @@ impl TelegramWebhook {
         TelegramWebhook {
             secret: secret.filter(|s| !s.is_empty()).map(SecretString::from),
             channel_id: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -59,12 +63,20 @@ impl TelegramWebhook {
         TelegramWebhook {
             secret: Some(secret),
             channel_id: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
     /// Tags every event with the configured channel id.
     pub fn channel_id(mut self, id: impl Into<ChannelId>) -> Self {
         self.channel_id = Some(id.into());
+        self
+    }
+
+    /// Dates button presses (`callback_query`, which carries no time) by `clock` (default: the
+    /// system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 }
@@ -93,7 +105,7 @@ impl WebhookHandler for TelegramWebhook {
     }
 
     fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
-        parse_update(request.body, self.channel_id.as_ref())
+        parse_update_with_clock(request.body, self.channel_id.as_ref(), &*self.clock)
     }
 }
 
@@ -157,5 +169,26 @@ mod tests {
             }
         ));
         assert_eq!(err.http_status(), 400);
+    }
+
+    #[test]
+    fn button_presses_are_dated_by_the_clock() {
+        use messaging_core::ManualClock;
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let hook = TelegramWebhook::new(None)
+            .channel_id("tg")
+            .clock(Arc::new(clock.clone()));
+        let body =
+            br#"{"update_id":4,"callback_query":{"id":"cb1","from":{"id":9,"first_name":"A"},
+            "chat_instance":"x","data":"confirm:42"}}"#;
+        let ev = hook
+            .verify_and_parse(&WebhookRequest::post(&HeaderMap::new(), body))
+            .expect("parses");
+        assert_eq!(ev[0].at(), clock.now());
+        // A message keeps its own date.
+        let ev = hook
+            .verify_and_parse(&WebhookRequest::post(&HeaderMap::new(), BODY))
+            .expect("parses");
+        assert_eq!(ev[0].at().timestamp(), 1);
     }
 }

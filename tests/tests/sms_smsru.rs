@@ -251,3 +251,29 @@ async fn callback_reply_is_100() {
     assert_eq!(h.reply().body, "100");
     assert_eq!(h.reply().status, 200);
 }
+
+#[tokio::test]
+async fn receipts_and_polled_reports_are_dated_by_the_injected_clock() {
+    use messaging_core::{Clock, ManualClock};
+    let fake = FakeSms::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let sms = channel(
+        &fake,
+        SmsOptions::new("sms-ru")
+            .poll_interval(Duration::ZERO)
+            .clock(std::sync::Arc::new(clock.clone())),
+    );
+    let r = sms.send_text(to("+79123456789"), "hi").await.unwrap();
+    assert_eq!(r.accepted_at, clock.now());
+    // `sms/status` says no time: the report is as of the clock's now.
+    clock.advance(Duration::from_secs(90));
+    fake.set_status(Provider::SmsRu, r.provider_message_id.as_str(), "103");
+    let ev = sms
+        .poll_statuses(std::slice::from_ref(&r.provider_message_id))
+        .await
+        .unwrap();
+    let Event::Delivery(d) = &ev[0] else { panic!() };
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.at, clock.now());
+    assert_eq!(d.at.timestamp(), 1_700_000_090);
+}

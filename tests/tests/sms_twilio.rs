@@ -243,3 +243,41 @@ async fn signed_status_callback_round_trip() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn status_callback_events_carry_the_clocks_instant() {
+    use messaging_core::{Clock, ManualClock};
+    let fake = FakeSms::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let sms = channel(
+        &fake,
+        SmsOptions::new("sms-twilio")
+            .sender("+15017122661")
+            .clock(std::sync::Arc::new(clock.clone())),
+    );
+    let r = sms.send_text(to("+447911123456"), "hi").await.unwrap();
+    let url = "https://clinic.example.com/twilio/status";
+    // The person sent STOP: a failed report and an opt-out, neither with a time in the form.
+    let params = [
+        ("MessageSid", r.provider_message_id.as_str()),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "21610"),
+        ("To", "+447911123456"),
+    ];
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let mut headers = http::HeaderMap::new();
+    let sig = compute_signature(FakeSms::TWILIO_AUTH_TOKEN, url, &params);
+    headers.insert("X-Twilio-Signature", sig.parse().unwrap());
+    clock.advance(Duration::from_secs(30));
+    let ev = sms
+        .webhook()
+        .verify_and_parse(&WebhookRequest::post(&headers, body.as_bytes()).with_url(url))
+        .unwrap();
+    assert_eq!(ev.len(), 2);
+    for e in &ev {
+        assert_eq!(e.at(), clock.now());
+        assert_eq!(e.at().timestamp(), 1_700_000_030);
+    }
+}

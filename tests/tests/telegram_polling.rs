@@ -139,6 +139,35 @@ async fn unknown_update_types_are_skipped_but_confirmed() {
 }
 
 #[tokio::test]
+async fn polled_button_presses_are_dated_by_the_channels_clock() {
+    use messaging_core::{Clock, ManualClock};
+    let fake = FakeTelegram::start().await;
+    fake.long_poll_cap(Duration::from_millis(100));
+    fake.push_update(json!({"callback_query": {
+        "id": "cb-7", "from": {"id": 9, "is_bot": false, "first_name": "A"},
+        "chat_instance": "x", "data": "confirm:42"
+    }}));
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let tg = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
+        .base_url(fake.url())
+        .rate_limits(RateLimits::unlimited())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("build");
+    let seen: Seen = Arc::default();
+    let mut poller = LongPoller::new(tg, MemoryOffsetStore::default()).with_config(config());
+    assert_eq!(poller.poll_once(collector(&seen)).await.expect("poll"), 1);
+    let events = seen.lock().expect("lock").clone();
+    match events.as_slice() {
+        [Event::Inbound(m)] => {
+            assert_eq!(m.button_payload.as_deref(), Some("confirm:42"));
+            assert_eq!(m.at, clock.now());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn run_recovers_from_failures_with_backoff() {
     let fake = FakeTelegram::start().await;
     fake.long_poll_cap(Duration::from_millis(50));
