@@ -466,3 +466,27 @@ async fn fake_speaks_like_max_to_raw_clients() {
     );
     assert!(body["message"]["body"]["seq"].as_u64().unwrap() > 1 << 53);
 }
+
+#[tokio::test]
+async fn a_receipt_without_a_timestamp_is_dated_by_the_clock() {
+    use messaging_core::{Clock, ManualClock};
+    use std::sync::Arc;
+    let fake = FakeMax::start().await;
+    // An answer without `message.timestamp`, which the fake otherwise always gives.
+    fake.fail_next(
+        "POST /messages",
+        Failure::Raw(
+            200,
+            r#"{"message":{"body":{"mid":"mid.1","text":"hi"}}}"#.into(),
+        ),
+    );
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let bot = MaxBot::builder(FakeMax::TOKEN)
+        .base_url(fake.url())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let r = bot.send_text(Address::MaxUser(1), "hi").await.unwrap();
+    assert_eq!(r.provider_message_id.as_str(), "mid.1");
+    assert_eq!(r.accepted_at, clock.now());
+}

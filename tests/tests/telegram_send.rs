@@ -370,3 +370,32 @@ async fn pacing_per_bot_avoids_429s() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_receipt_without_a_date_is_dated_by_the_clock() {
+    use messaging_core::{Clock, ManualClock};
+    use std::sync::Arc;
+    let fake = FakeTelegram::start().await;
+    // A message without `date`, which the fake otherwise always gives.
+    fake.fail_next(
+        "sendMessage",
+        Failure::Raw {
+            status: 200,
+            body: r#"{"ok":true,"result":{"message_id":5,"chat":{"id":42,"type":"private"},"text":"hi"}}"#.into(),
+            retry_after_header: None,
+        },
+    );
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let tg = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
+        .base_url(fake.url())
+        .rate_limits(RateLimits::unlimited())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("build");
+    let r = tg
+        .send_text(Address::Telegram(42), "hi")
+        .await
+        .expect("send");
+    assert_eq!(r.provider_message_id.as_str(), "42:5");
+    assert_eq!(r.accepted_at, clock.now());
+}
