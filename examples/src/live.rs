@@ -10,7 +10,7 @@
 //! 2. [`read_recipients`] reads the patients from a CSV file (format below).
 //! 3. [`start`] opens the store, builds the channels and the engine, mounts every provider's
 //!    webhook handler on an HTTP listener (through messaging-core's
-//!    [`router`](messaging_core::router)), and submits one reminder per patient (idempotent:
+//!    [`router`](messaging::router)), and submits one reminder per patient (idempotent:
 //!    the notification id is `reminder-<batch>-<phone digits>`).
 //! 4. [`LiveRun::finish`] waits until every cascade has ended or the maximum wait is over,
 //!    polling SMS delivery statuses meanwhile, stops the listener and the engine, and returns a
@@ -73,23 +73,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use messaging_core::engine::{
+use messaging::engine::{
     AttemptState, CascadeEvent, CascadeStatus, HistoryKind, Phase, SubmitError,
 };
-use messaging_core::inbox::EventSink;
-use messaging_core::router::WebhookRouter;
-use messaging_core::store::WindowStore;
-use messaging_core::webhook::WebhookHandler;
-use messaging_core::{
+use messaging::max::MaxBot;
+use messaging::router::WebhookRouter;
+use messaging::sink::EventSink;
+use messaging::sms::{SmsOptions, StatusPoller};
+use messaging::store::SqliteStore;
+use messaging::telegram::{TelegramChannel, TelegramWebhook};
+use messaging::waba::WabaChannel;
+use messaging::webhook::WebhookHandler;
+use messaging::window::WindowStore;
+use messaging::{
     Address, CascadePolicy, ChannelId, ChannelKind, Content, DynChannel, Engine, Event,
     NotificationId, Outcome, Phone, ProviderMessageId, Recipient, SystemClock, Template,
     TemplateComponent,
 };
-use messaging_max::MaxBot;
-use messaging_sms::{SmsOptions, StatusPoller};
-use messaging_store::SqliteStore;
-use messaging_telegram::{TelegramChannel, TelegramWebhook};
-use messaging_waba::WabaChannel;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
@@ -944,7 +944,7 @@ async fn build_channels(config: &LiveConfig, store: &SqliteStore) -> Result<Buil
             match &sms.account {
                 SmsAccount::SmsRu { api_id } => {
                     let mut c =
-                        messaging_sms::smsru::SmsRuChannel::new(opts, api_id.expose_secret());
+                        messaging::sms::smsru::SmsRuChannel::new(opts, api_id.expose_secret());
                     if let Some(u) = &sms.base_url {
                         c = c.base_url(u);
                     }
@@ -953,11 +953,11 @@ async fn build_channels(config: &LiveConfig, store: &SqliteStore) -> Result<Buil
                     (c.clone(), c, hook)
                 }
                 SmsAccount::Smsc { login, password } => {
-                    let auth = messaging_sms::smsc::SmscAuth::login(
+                    let auth = messaging::sms::smsc::SmscAuth::login(
                         login.as_str(),
                         password.expose_secret(),
                     );
-                    let mut c = messaging_sms::smsc::SmscChannel::new(opts, auth);
+                    let mut c = messaging::sms::smsc::SmscChannel::new(opts, auth);
                     if let Some(u) = &sms.base_url {
                         c = c.base_url(u);
                     }
@@ -966,7 +966,7 @@ async fn build_channels(config: &LiveConfig, store: &SqliteStore) -> Result<Buil
                     (c.clone(), c, hook)
                 }
                 SmsAccount::SmsAero { email, api_key } => {
-                    let mut c = messaging_sms::smsaero::SmsAeroChannel::new(
+                    let mut c = messaging::sms::smsaero::SmsAeroChannel::new(
                         opts,
                         email.as_str(),
                         api_key.expose_secret(),
@@ -983,7 +983,7 @@ async fn build_channels(config: &LiveConfig, store: &SqliteStore) -> Result<Buil
                     auth_token,
                     from,
                 } => {
-                    let mut c = messaging_sms::twilio::TwilioChannel::new(
+                    let mut c = messaging::sms::twilio::TwilioChannel::new(
                         opts.sender(from.as_str()),
                         account_sid.as_str(),
                         auth_token.expose_secret(),
@@ -1193,7 +1193,7 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
     for patient in &config.patients {
         let id = notification_id(&config.batch, &patient.phone);
         run.names.insert(id.clone(), patient.name.clone());
-        let notification = messaging_core::Notification::new(
+        let notification = messaging::Notification::new(
             id.clone(),
             patient.recipient(),
             config.content_for(&patient.name),

@@ -41,10 +41,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use messaging_core::engine::{AttemptState, HistoryKind};
-use messaging_core::store::CascadeStore;
-use messaging_core::testkit::{Outage, OutageMode, SimBehavior, SimulatedChannel, Simulation};
-use messaging_core::*;
+use messaging::engine::{AttemptState, HistoryKind};
+use messaging::store::CascadeStore;
+use messaging::testkit::{Outage, OutageMode, SimBehavior, SimulatedChannel, Simulation};
+use messaging::*;
 use serde::{Deserialize, Serialize};
 
 /// The channel ids every scenario uses, in cascade order.
@@ -109,7 +109,7 @@ pub struct Channels {
 
 impl Default for Channels {
     fn default() -> Self {
-        use messaging_core::testkit::Latency;
+        use messaging::testkit::Latency;
         Channels {
             whatsapp: SimBehavior {
                 latency: Latency::LogNormal {

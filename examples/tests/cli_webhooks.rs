@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use messaging_core::webhook::hmac_sha256_hex;
+use messaging::webhook::hmac_sha256_hex;
 use serde_json::Value;
 
 fn messaging(args: &[&str], stdin: &[u8]) -> (Value, i32) {
@@ -34,7 +34,7 @@ fn messaging(args: &[&str], stdin: &[u8]) -> (Value, i32) {
 }
 
 fn corpus(rel: &str) -> Option<Vec<u8>> {
-    let dir: PathBuf = messaging_core::testkit::conformance_dir(env!("CARGO_MANIFEST_DIR"))?;
+    let dir: PathBuf = messaging::testkit::conformance_dir(env!("CARGO_MANIFEST_DIR"))?;
     Some(std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}")))
 }
 
@@ -199,7 +199,7 @@ fn twilio_signature_over_url_and_params() {
     };
     let url = "https://clinic.example/webhooks/twilio";
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let sig = messaging_sms::twilio::compute_signature("token", url, &params);
+    let sig = messaging::sms::twilio::compute_signature("token", url, &params);
     let header = format!("X-Twilio-Signature: {sig}");
     let (v, code) = messaging(
         &[

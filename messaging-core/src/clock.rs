@@ -83,7 +83,7 @@ impl fmt::Debug for ManualClock {
 }
 
 /// Converts a std duration to chrono's, saturating.
-pub(crate) fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
+pub fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 

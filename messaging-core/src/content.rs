@@ -310,7 +310,7 @@ impl TextUnit {
         match self {
             TextUnit::Chars => text.chars().count(),
             TextUnit::Utf16 => text.encode_utf16().count(),
-            TextUnit::SmsSegments => crate::hygiene::sms::analyze(text).segments,
+            TextUnit::SmsSegments => crate::text::sms::analyze(text).segments,
         }
     }
 }

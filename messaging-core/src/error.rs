@@ -231,6 +231,34 @@ impl fmt::Display for ChannelError {
     }
 }
 
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record changed since it was read (another task or instance advanced it).
+    #[error("cascade {0} was changed concurrently")]
+    Conflict(crate::model::NotificationId),
+    /// No such record.
+    #[error("cascade {0} not found")]
+    NotFound(crate::model::NotificationId),
+    /// The backend failed.
+    #[error("store backend error: {0}")]
+    Backend(String),
+    /// A stored record could not be read back.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    /// This store does not implement the operation (a store written before it existed).
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
+}
+
+impl StoreError {
+    /// A backend error from anything displayable.
+    pub fn backend(e: impl fmt::Display) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

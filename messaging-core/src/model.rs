@@ -414,8 +414,8 @@ impl Recipient {
     }
 
     /// Calls `f` with every key of [`Recipient::address_keys`], unformatted and possibly
-    /// repeated, so the in-memory store can hash them without allocating.
-    pub(crate) fn each_address_key(&self, mut f: impl FnMut(fmt::Arguments<'_>)) {
+    /// repeated, so a store can hash them without allocating.
+    pub fn each_address_key(&self, mut f: impl FnMut(fmt::Arguments<'_>)) {
         for a in &self.addresses {
             a.with_key(&mut f);
         }

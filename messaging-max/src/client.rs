@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use messaging_core::hygiene::split::{SplitConfig, split_texts};
 use messaging_core::pace::Pacer;
+use messaging_core::text::split::{SplitConfig, split_texts};
 use messaging_core::{
     Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock, Evidence,
     OutboundMessage, SendReceipt, SystemClock, TextUnit,
@@ -675,7 +675,7 @@ impl Channel for MaxBot {
     }
 
     /// Sends the content's Max text, split by the core splitter
-    /// ([`messaging_core::hygiene::split()`]) into parts of at most 4000 characters at paragraph,
+    /// ([`messaging_core::text::split()`]) into parts of at most 4000 characters at paragraph,
     /// sentence or word boundaries, sent back to back (no pause: they are one notice); buttons go
     /// under the last part. The receipt's id is the first part's `mid`,
     /// further parts are in `extra_message_ids`. If a later part fails, the error is returned

@@ -25,7 +25,7 @@
 //!   empty and must fit [`SmsOptions::max_segments`], else
 //!   [`ErrorKind::InvalidContent`](messaging_core::ErrorKind::InvalidContent).
 //! - The receipt carries the segment count from the core SMS encoding
-//!   ([`messaging_core::hygiene::sms::analyze`]) and a cost: the provider's when it gives one,
+//!   ([`messaging_core::text::sms::analyze`]) and a cost: the provider's when it gives one,
 //!   else segments × [`SmsOptions::price_per_segment`].
 //! - **Outages move the cascade on quickly**: every request has a short timeout
 //!   ([`SmsOptions::timeout`], 5 s by default); timeouts, refused or dropped connections and

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use messaging_core::hygiene::sms::{SmsEncoding, analyze};
+use messaging_core::text::sms::{SmsEncoding, analyze};
 use messaging_core::{
     Address, Capabilities, ChannelError, ChannelId, ChannelKind, Clock, Cost, DeliveryReport,
     DeliveryStatus, ErrorKind, Event, Evidence, OutboundMessage, Phone, ProviderError,
@@ -27,7 +27,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// characters per segment, UCS-2 only 70).
 ///
 /// `Always` and `WhenCheaper` use the core's
-/// [`transliterate`](messaging_core::hygiene::translit::transliterate) before sending, so the
+/// [`transliterate`](messaging_core::text::translit::transliterate) before sending, so the
 /// receipt's segment count and cost are exact. `Provider` asks the provider to do it: SMS.ru
 /// and SMSC.ru support `translit=1`; SMS Aero and Twilio have no such option and send the text
 /// as given (the estimate then counts the text as given, an upper bound).
@@ -59,7 +59,7 @@ pub enum Transliteration {
 impl Transliteration {
     /// The text to send under this policy (`Provider` leaves it to the provider).
     pub fn apply(self, text: &str) -> String {
-        use messaging_core::hygiene::translit::transliterate;
+        use messaging_core::text::translit::transliterate;
         match self {
             Transliteration::Off | Transliteration::Provider => text.to_owned(),
             Transliteration::Always => transliterate(text),

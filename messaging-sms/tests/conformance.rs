@@ -279,12 +279,12 @@ fn a_few_segment_vectors_match_the_core_count() {
             cols[1],
             cols[2].parse::<usize>().unwrap(),
         );
-        let a = messaging_core::hygiene::sms::analyze(&t);
+        let a = messaging_core::text::sms::analyze(&t);
         assert_eq!(a.segments, segs, "{t:?}");
         let want = if enc == "GSM-7" {
-            messaging_core::hygiene::sms::SmsEncoding::Gsm7
+            messaging_core::text::sms::SmsEncoding::Gsm7
         } else {
-            messaging_core::hygiene::sms::SmsEncoding::Ucs2
+            messaging_core::text::sms::SmsEncoding::Ucs2
         };
         assert_eq!(a.encoding, want, "{t:?}");
         // The channel's capability check agrees (default limit: 6 segments).

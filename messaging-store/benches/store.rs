@@ -28,12 +28,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use messaging_core::engine::{
+use messaging_cascade::Outcome;
+use messaging_cascade::engine::{
     Attempt, AttemptState, CascadeRecord, HistoryEntry, HistoryKind, Phase,
 };
-use messaging_core::store::conformance::record;
-use messaging_core::store::{CascadeStore, WindowStore};
-use messaging_core::{ChannelId, Evidence, NotificationId, Outcome, ProviderMessageId};
+use messaging_cascade::store::conformance::record;
+use messaging_cascade::store::{CascadeStore, WindowStore};
+use messaging_core::{ChannelId, Evidence, NotificationId, ProviderMessageId};
 
 trait Store: CascadeStore + WindowStore + Clone {}
 impl<T: CascadeStore + WindowStore + Clone> Store for T {}

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messaging_core::engine::CascadeRecord;
-use messaging_core::identity::Link;
-use messaging_core::inbox::InboxMessage;
-use messaging_core::store::StoreError;
+use messaging_cascade::engine::CascadeRecord;
+use messaging_conversations::identity::Link;
+use messaging_conversations::inbox::InboxMessage;
+use messaging_core::StoreError;
 use messaging_core::{Address, NotificationId};
 
 /// Unix nanoseconds: the exact key the in-memory store orders timers by. Covers 1677..2262.

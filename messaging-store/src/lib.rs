@@ -9,24 +9,24 @@
 //! |---|---|---|
 //! | [`SqliteStore`] | `sqlite` (default) | one engine process; a file next to the service, nothing to run |
 //! | [`PostgresStore`] | `postgres` | several engine instances sharing work, or an existing PostgreSQL |
-//! | [`MemoryStore`](messaging_core::store::MemoryStore) | (in `messaging-core`) | tests, or services that may lose state on restart |
+//! | [`MemoryStore`](messaging_cascade::store::MemoryStore) | (in `messaging-core`) | tests, or services that may lose state on restart |
 //!
-//! All three implement [`CascadeStore`](messaging_core::store::CascadeStore) and
-//! [`WindowStore`](messaging_core::store::WindowStore) with the same behaviour, checked by one
-//! conformance suite (`messaging_core::store::conformance`). The SQL stores also keep identity
+//! All three implement [`CascadeStore`](messaging_cascade::store::CascadeStore) and
+//! [`WindowStore`](messaging_core::window::WindowStore) with the same behaviour, checked by one
+//! conformance suite (`messaging_cascade::store::conformance`). The SQL stores also keep identity
 //! links and used deep-link tokens:
-//! [`IdentityStore`](messaging_core::identity::IdentityStore) and
-//! [`UsedTokenStore`](messaging_core::identity::UsedTokenStore), with the behaviour of
+//! [`IdentityStore`](messaging_conversations::identity::IdentityStore) and
+//! [`UsedTokenStore`](messaging_conversations::identity::UsedTokenStore), with the behaviour of
 //! `MemoryIdentityStore` (checked by `tests/identity.rs` against all three), and the sender
-//! governor's [`SenderCounters`](messaging_core::hygiene::SenderCounters), answering like
+//! governor's [`SenderCounters`](messaging_hygiene::SenderCounters), answering like
 //! `MemoryCounters` (checked by `tests/counters.rs`) but across restarts and instances.
-//! Both keep inbox threads ([`InboxStore`](messaging_core::inbox::InboxStore), checked against
+//! Both keep inbox threads ([`InboxStore`](messaging_conversations::inbox::InboxStore), checked against
 //! `MemoryInboxStore` by `tests/inbox.rs`), so every instance behind a load balancer sees the
 //! same conversations.
 //!
 //! Finished cascades stay until you purge them:
-//! [`CascadeStore::purge_finished`](messaging_core::store::CascadeStore::purge_finished), or
-//! [`Engine::purge_finished`](messaging_core::Engine::purge_finished) with a retention period.
+//! [`CascadeStore::purge_finished`](messaging_cascade::store::CascadeStore::purge_finished), or
+//! [`Engine::purge_finished`](messaging_cascade::Engine::purge_finished) with a retention period.
 //!
 //! ## What is stored
 //!
@@ -51,19 +51,19 @@
 //! ## Opening
 //!
 //! ```
-//! use messaging_core::store::CascadeStore;
+//! use messaging_cascade::store::CascadeStore;
 //! use messaging_store::SqliteStore;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = SqliteStore::open(dir.path().join("messaging.db")).await?;
 //! assert_eq!(store.next_wake().await?, None);
-//! # Ok::<(), messaging_core::store::StoreError>(())
+//! # Ok::<(), messaging_core::StoreError>(())
 //! # }).unwrap();
 //! ```
 //!
 //! ```no_run
 //! # #[cfg(feature = "postgres")]
-//! # async fn demo() -> Result<(), messaging_core::store::StoreError> {
+//! # async fn demo() -> Result<(), messaging_core::StoreError> {
 //! use messaging_store::{PostgresOptions, PostgresStore};
 //! let store = PostgresStore::connect_with(
 //!     "postgres://app@db.internal/clinic",

@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use messaging_core::engine::CascadeRecord;
-use messaging_core::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use messaging_cascade::engine::CascadeRecord;
+use messaging_cascade::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
 use messaging_core::{ChannelId, NotificationId, ProviderMessageId};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -294,9 +294,9 @@ DO UPDATE SET last_inbound_ns = GREATEST({s}.windows.last_inbound_ns, EXCLUDED.l
 /// private network or a local socket.
 ///
 /// ```no_run
-/// use messaging_core::store::CascadeStore;
+/// use messaging_cascade::store::CascadeStore;
 /// use messaging_store::{PostgresOptions, PostgresStore};
-/// # async fn demo() -> Result<(), messaging_core::store::StoreError> {
+/// # async fn demo() -> Result<(), messaging_core::StoreError> {
 /// let store = PostgresStore::connect("postgres://app@db.internal/clinic").await?;
 /// let tenant = PostgresStore::connect_with(
 ///     "host=db.internal user=app dbname=clinic",

@@ -2,9 +2,9 @@
 //! balancer sees the same threads.
 
 use async_trait::async_trait;
+use messaging_conversations::inbox::{InboxMessage, InboxStore, ThreadId};
 use messaging_core::ContactId;
-use messaging_core::inbox::{InboxMessage, InboxStore, ThreadId};
-use messaging_core::store::StoreError;
+use messaging_core::StoreError;
 
 use crate::common::{decode_inbox_message, encode_inbox_message, to_ns};
 use crate::postgres::{PostgresStore, col, pg_err};

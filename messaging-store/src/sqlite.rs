@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use messaging_core::engine::CascadeRecord;
-use messaging_core::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use messaging_cascade::engine::CascadeRecord;
+use messaging_cascade::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
 use messaging_core::{ChannelId, NotificationId, ProviderMessageId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -214,13 +214,13 @@ impl SqliteOptions {
 /// has finished the writes already queued.
 ///
 /// ```
-/// use messaging_core::store::CascadeStore;
+/// use messaging_cascade::store::CascadeStore;
 /// use messaging_store::SqliteStore;
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let dir = tempfile::tempdir().unwrap();
 /// let store = SqliteStore::open(dir.path().join("cascades.db")).await?;
 /// assert_eq!(store.count_active().await?, 0);
-/// # Ok::<(), messaging_core::store::StoreError>(())
+/// # Ok::<(), messaging_core::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone)]

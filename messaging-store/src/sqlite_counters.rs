@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use messaging_core::hygiene::governor::{CounterError, SendRecord, WindowCounts};
-use messaging_core::hygiene::{MemoryCounters, SenderCounters};
-use messaging_core::store::StoreError;
+use messaging_core::StoreError;
 use messaging_core::{ChannelId, Purpose};
+use messaging_hygiene::governor::{CounterError, SendRecord, WindowCounts};
+use messaging_hygiene::{MemoryCounters, SenderCounters};
 use rusqlite::{OptionalExtension, params};
 
 use crate::common::{from_ns, to_ns};

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use messaging_core::identity::{IdentityStore, Link, UsedTokenStore};
-use messaging_core::store::StoreError;
+use messaging_conversations::identity::{IdentityStore, Link, UsedTokenStore};
+use messaging_core::StoreError;
 use messaging_core::{Address, ContactId, Phone};
 use rusqlite::{Connection, OptionalExtension, params};
 

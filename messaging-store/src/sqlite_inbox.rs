@@ -1,9 +1,9 @@
 //! [`InboxStore`] on SQLite (table `inbox`, migration 4).
 
 use async_trait::async_trait;
+use messaging_conversations::inbox::{InboxMessage, InboxStore, ThreadId};
 use messaging_core::ContactId;
-use messaging_core::inbox::{InboxMessage, InboxStore, ThreadId};
-use messaging_core::store::StoreError;
+use messaging_core::StoreError;
 use rusqlite::{Connection, params};
 
 use crate::common::{decode_inbox_message as decode, encode_inbox_message as encode, to_ns};

@@ -1,9 +1,9 @@
-//! The store conformance suite (`messaging_core::store::conformance`) against every store:
+//! The store conformance suite (`messaging_cascade::store::conformance`) against every store:
 //! in memory, SQLite on a temporary file, and PostgreSQL when `MESSAGING_TEST_DATABASE_URL` is set.
 
 mod common;
 
-use messaging_core::store::{MemoryStore, conformance};
+use messaging_cascade::store::{MemoryStore, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_conforms() {

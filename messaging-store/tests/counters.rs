@@ -5,9 +5,9 @@
 mod common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use messaging_core::hygiene::governor::{SendRecord, WindowCounts};
-use messaging_core::hygiene::{MemoryCounters, SenderCounters};
 use messaging_core::{ChannelId, Purpose};
+use messaging_hygiene::governor::{SendRecord, WindowCounts};
+use messaging_hygiene::{MemoryCounters, SenderCounters};
 use messaging_store::SqliteStore;
 
 fn t(min: i64) -> DateTime<Utc> {

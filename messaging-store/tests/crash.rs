@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use messaging_core::engine::{AttemptState, CascadeRecord, HistoryKind};
-use messaging_core::store::CascadeStore;
+use messaging_cascade::engine::{AttemptState, CascadeRecord, HistoryKind};
+use messaging_cascade::store::CascadeStore;
+use messaging_cascade::{CascadePolicy, Engine, Notification, Step};
 use messaging_core::{
-    Capabilities, CascadePolicy, Channel, ChannelError, ChannelId, ChannelKind, Content, Engine,
-    ErrorKind, Evidence, Notification, NotificationId, OutboundMessage, Recipient, SendReceipt,
-    Step, SystemClock, TextUnit,
+    Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Content, ErrorKind, Evidence,
+    NotificationId, OutboundMessage, Recipient, SendReceipt, SystemClock, TextUnit,
 };
 use messaging_store::SqliteStore;
 

@@ -6,8 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use messaging_core::identity::{IdentityStore, Link, MemoryIdentityStore, UsedTokenStore};
-use messaging_core::{Address, ContactId, Phone, Provenance};
+use messaging_conversations::identity::Provenance;
+use messaging_conversations::identity::{IdentityStore, Link, MemoryIdentityStore, UsedTokenStore};
+use messaging_core::{Address, ContactId, Phone};
 
 fn t(min: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_767_250_800, 0).single().expect("time") + Duration::minutes(min)

@@ -5,7 +5,9 @@
 mod common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use messaging_core::inbox::{Direction, InboxMessage, InboxStore, MemoryInboxStore, ThreadId};
+use messaging_conversations::inbox::{
+    Direction, InboxMessage, InboxStore, MemoryInboxStore, ThreadId,
+};
 use messaging_core::{Address, ChannelKind, ContactId};
 use messaging_store::SqliteStore;
 

@@ -10,11 +10,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::store::CascadeStore;
-use messaging_core::testkit::{Latency, SimBehavior, SimulatedChannel};
+use messaging_cascade::store::CascadeStore;
+use messaging_cascade::testkit::{Latency, SimBehavior, SimulatedChannel};
+use messaging_cascade::{CascadePolicy, Engine, Notification, Step};
 use messaging_core::{
-    CascadePolicy, ChannelKind, Clock, Content, Engine, Evidence, ManualClock, Notification,
-    NotificationId, Recipient, Step,
+    ChannelKind, Clock, Content, Evidence, ManualClock, NotificationId, Recipient,
 };
 use messaging_store::{PostgresOptions, PostgresStore};
 

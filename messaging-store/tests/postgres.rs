@@ -7,9 +7,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use messaging_cascade::store::conformance::{record, t};
+use messaging_cascade::store::{CascadeStore, StoreError};
 use messaging_core::NotificationId;
-use messaging_core::store::conformance::{record, t};
-use messaging_core::store::{CascadeStore, StoreError};
 use messaging_store::{PostgresOptions, PostgresStore};
 
 async fn pair(tag: &str) -> Option<(PostgresStore, PostgresStore)> {
@@ -65,8 +65,8 @@ async fn two_instances_share_due_work_without_overlap() {
                     for id in ids {
                         let mut r = s.get(&id).await.expect("get").expect("present");
                         r.wake_at = None;
-                        r.phase = messaging_core::engine::Phase::Finished(
-                            messaging_core::Outcome::Cancelled,
+                        r.phase = messaging_cascade::engine::Phase::Finished(
+                            messaging_cascade::Outcome::Cancelled,
                         );
                         s.update(&r).await.expect("update of a claimed cascade");
                         mine.push(id);

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::store::conformance::{record, sent_attempt, t};
-use messaging_core::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use messaging_cascade::store::conformance::{record, sent_attempt, t};
+use messaging_cascade::store::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
 use messaging_core::{ChannelId, NotificationId, ProviderMessageId};
 use messaging_store::SqliteStore;
 
@@ -106,7 +106,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_database_is_upgraded_in_place() {
-    use messaging_core::identity::{IdentityStore, UsedTokenStore};
+    use messaging_conversations::identity::{IdentityStore, UsedTokenStore};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v1.db");
     {
@@ -154,7 +154,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cascades_that_ended_before_version_5_are_kept_for_the_full_retention() {
-    use messaging_core::engine::{Outcome, Phase};
+    use messaging_cascade::engine::{Outcome, Phase};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v4.db");
     {

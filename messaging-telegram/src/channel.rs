@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use messaging_core::hygiene::split::{SplitConfig, split};
 use messaging_core::pace::{KeyedPacer, Limit};
+use messaging_core::text::split::{SplitConfig, split};
 use messaging_core::{
     Address, AttachmentKind, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock,
     Content, Evidence, MediaSource, OutboundMessage, SendReceipt, SystemClock, TextUnit,

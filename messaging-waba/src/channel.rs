@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
+use messaging_core::StoreError;
 use messaging_core::pace::Pacer;
-use messaging_core::store::{MemoryStore, StoreError, WindowStore};
+use messaging_core::window::{self, MemoryWindowStore, WindowStore, whatsapp_window_key};
 use messaging_core::{
     Address, Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock, Content,
     DeliveryStatus, ErrorKind, Event, Evidence, OutboundMessage, SendReceipt, Signal, SystemClock,
@@ -35,8 +36,6 @@ pub const DIALOG360_BASE_URL: &str = "https://waba-v2.360dialog.io/";
 pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 80;
 /// The pair rate unless configured: one message per 6 seconds to the same person.
 pub const DEFAULT_PAIR_INTERVAL: Duration = Duration::from_secs(6);
-/// The customer service window.
-pub const SERVICE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Who carries the messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,7 +112,7 @@ impl WabaBuilder {
         self.client = Some(client);
         self
     }
-    /// Where the last inbound message per person is kept (default: a fresh [`MemoryStore`]).
+    /// Where the last inbound message per person is kept (default: a fresh [`MemoryWindowStore`]).
     pub fn window_store(mut self, store: Arc<dyn WindowStore>) -> Self {
         self.windows = Some(store);
         self
@@ -234,7 +233,9 @@ impl WabaBuilder {
             api_version: self.api_version,
             messages_url,
             client,
-            windows: self.windows.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            windows: self
+                .windows
+                .unwrap_or_else(|| Arc::new(MemoryWindowStore::new())),
             clock: self.clock,
             limiter: Pacer::per_second(rate),
             pair: PairLimiter::new(self.pair_interval),
@@ -319,35 +320,6 @@ impl fmt::Debug for WabaChannel {
             .field("tier", &self.tier)
             .field("templates", &self.templates)
             .finish_non_exhaustive()
-    }
-}
-
-/// The key under which the window of a person is kept: `wa:<digits>` for a phone or a WhatsApp id
-/// (both spellings of one person share it), `wa:<id>` for a business-scoped user id.
-///
-/// ```
-/// use messaging_core::{Address, Phone};
-/// use messaging_waba::window_key;
-/// let phone = Address::Phone(Phone::parse("+79123456789").unwrap());
-/// assert_eq!(window_key(&phone).as_deref(), Some("wa:79123456789"));
-/// assert_eq!(window_key(&Address::WhatsApp("+79123456789".into())).as_deref(), Some("wa:79123456789"));
-/// assert_eq!(window_key(&Address::Telegram(1)), None);
-/// ```
-pub fn window_key(address: &Address) -> Option<String> {
-    match address {
-        Address::Phone(p) => Some(format!("wa:{}", p.digits())),
-        Address::WhatsApp(w) => {
-            let w = w.trim();
-            let digits = w.strip_prefix('+').unwrap_or(w);
-            if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
-                Some(format!("wa:{digits}"))
-            } else if w.is_empty() {
-                None
-            } else {
-                Some(format!("wa:{w}"))
-            }
-        }
-        _ => None,
     }
 }
 
@@ -455,7 +427,7 @@ impl WabaChannel {
 
     /// When the window with this person closes, if it is open now.
     pub async fn window_closes_at(&self, to: &Address) -> Option<DateTime<Utc>> {
-        let key = window_key(to)?;
+        let key = whatsapp_window_key(to)?;
         let last = match self.windows.last_inbound(&self.id, &key).await {
             Ok(l) => l?,
             Err(e) => {
@@ -463,7 +435,7 @@ impl WabaChannel {
                 return None;
             }
         };
-        let closes = last + TimeDelta::from_std(SERVICE_WINDOW).unwrap_or(TimeDelta::MAX);
+        let closes = window::closes_at(last);
         (closes > self.clock.now()).then_some(closes)
     }
 
@@ -484,7 +456,7 @@ impl WabaChannel {
         }
         match event {
             Event::Inbound(m) => {
-                if let Some(key) = window_key(&m.address) {
+                if let Some(key) = whatsapp_window_key(&m.address) {
                     self.windows.record_inbound(&self.id, &key, m.at).await?;
                 }
             }
@@ -493,7 +465,7 @@ impl WabaChannel {
                     && d.error.as_ref().is_some_and(|e| e.code == "131047");
                 if closed
                     && let Some(r) = &d.recipient
-                    && let Some(key) = window_key(&Address::WhatsApp(r.clone()))
+                    && let Some(key) = whatsapp_window_key(&Address::WhatsApp(r.clone()))
                 {
                     self.windows.close(&self.id, &key).await?;
                 }
@@ -842,7 +814,7 @@ impl Channel for WabaChannel {
 
     async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
         let to = recipient(&message.to)?;
-        let key = window_key(&message.to)
+        let key = whatsapp_window_key(&message.to)
             .ok_or_else(|| ChannelError::unreachable("no WhatsApp address"))?;
         let now = self.clock.now();
         let window_open = self.is_window_open(&message.to).await;
@@ -974,7 +946,7 @@ mod tests {
         assert!(recipient(&Address::Telegram(1)).is_err());
         assert!(recipient(&Address::WhatsApp(" ".into())).is_err());
         assert_eq!(
-            window_key(&Address::WhatsApp("US.1349".into())).as_deref(),
+            whatsapp_window_key(&Address::WhatsApp("US.1349".into())).as_deref(),
             Some("wa:US.1349")
         );
     }

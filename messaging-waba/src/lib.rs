@@ -8,7 +8,7 @@
 //! | piece | what it does |
 //! |---|---|
 //! | [`WabaChannel`] | sends text, templates (positional or named; header, body, quick-reply and URL buttons), reply buttons, images and documents; Cloud API (`Bearer`, phone number id in the path) or 360dialog (`D360-API-KEY`) |
-//! | 24-hour window | free text inside the customer service window, the template outside it; 131047 closes the window and the template is sent instead ([`WabaChannel::observe`] feeds it from webhooks, through core's [`WindowStore`](messaging_core::store::WindowStore)) |
+//! | 24-hour window | free text inside the customer service window, the template outside it; 131047 closes the window and the template is sent instead ([`WabaChannel::observe`] feeds it from webhooks, through core's [`WindowStore`](messaging_core::window::WindowStore)) |
 //! | [`error`] | the table from every Graph error code to [`ErrorKind`](messaging_core::ErrorKind), decided by `error.code` |
 //! | [`WabaWebhook`] | the `hub.challenge` handshake, `X-Hub-Signature-256`, and messages, statuses, template, quality, tier, account and marketing-preference changes as core events |
 //! | [`TemplateRegistry`] | the account's templates with status, quality and parameters; a paused, disabled, rejected or unknown template, or wrong parameters, fail before any request |
@@ -72,8 +72,7 @@ pub mod webhook;
 
 pub use channel::{
     CLOUD_API_BASE_URL, ConfigError, DEFAULT_API_VERSION, DEFAULT_MESSAGES_PER_SECOND,
-    DEFAULT_PAIR_INTERVAL, DIALOG360_BASE_URL, Provider, SERVICE_WINDOW, WabaBuilder, WabaChannel,
-    window_key,
+    DEFAULT_PAIR_INTERVAL, DIALOG360_BASE_URL, Provider, WabaBuilder, WabaChannel,
 };
 pub use cost::{PriceTable, PricingCategory};
 pub use error::GraphError;

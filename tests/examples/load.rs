@@ -31,16 +31,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use messaging_core::{Address, Channel, ChannelExt, ErrorKind, Phone};
-use messaging_max::MaxBot;
-use messaging_sms::SmsOptions;
-use messaging_sms::smsru::SmsRuChannel;
-use messaging_telegram::{RateLimits, TelegramChannel};
+use messaging::max::MaxBot;
+use messaging::sms::SmsOptions;
+use messaging::sms::smsru::SmsRuChannel;
+use messaging::telegram::{RateLimits, TelegramChannel};
+use messaging::waba::WabaChannel;
+use messaging::{Address, Channel, ChannelExt, ErrorKind, Phone};
 use messaging_tests::max::FakeMax;
 use messaging_tests::sms::{FakeSms, Provider};
 use messaging_tests::telegram::{FakeRateLimits, FakeTelegram};
 use messaging_tests::waba::{FakeGraph, TOKEN};
-use messaging_waba::WabaChannel;
 use serde_json::json;
 
 const WORKERS: usize = 64;

@@ -694,7 +694,7 @@ fn smsc(shared: &Shared, path: &str, body: &[u8]) -> Response {
     }
     let digits: String = phones.chars().filter(char::is_ascii_digit).collect();
     let id = next_id(shared);
-    let cnt = messaging_core::hygiene::sms::analyze(&text).segments;
+    let cnt = messaging::text::sms::analyze(&text).segments;
     record_sent(
         shared,
         SentMessage {
@@ -869,7 +869,7 @@ fn twilio_resource(
     status: &str,
     error_code: Option<i64>,
 ) -> Value {
-    let segments = messaging_core::hygiene::sms::analyze(body).segments;
+    let segments = messaging::text::sms::analyze(body).segments;
     json!({
         "account_sid": FakeSms::TWILIO_ACCOUNT_SID, "api_version": "2010-04-01", "body": body,
         "date_created": "Sat, 21 Nov 2026 10:00:00 +0000", "date_sent": null,

@@ -6,18 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use messaging_core::identity::{
+use messaging::identity::{
     DeepLinkKey, DeepLinkSigner, IdentityStore, Linker, MemoryDirectory, MemoryIdentityStore,
     Provenance, telegram_start_url,
 };
-use messaging_core::inbox::{Direction, Inbox, InboxMessage, ThreadId};
-use messaging_core::router::WebhookRouter;
-use messaging_core::store::MemoryStore;
-use messaging_core::webhook::hmac_sha256_hex;
-use messaging_core::{Address, ChannelKind, Clock, ContactId, Content, ManualClock, Phone};
-use messaging_telegram::{RateLimits, TelegramChannel, TelegramWebhook};
+use messaging::inbox::{Direction, Inbox, InboxMessage, ThreadId};
+use messaging::router::WebhookRouter;
+use messaging::store::MemoryStore;
+use messaging::telegram::{RateLimits, TelegramChannel, TelegramWebhook};
+use messaging::waba::WabaWebhook;
+use messaging::webhook::hmac_sha256_hex;
+use messaging::{Address, ChannelKind, Clock, ContactId, Content, ManualClock, Phone};
 use messaging_tests::telegram::FakeTelegram;
-use messaging_waba::WabaWebhook;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 

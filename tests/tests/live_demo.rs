@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use messaging_core::webhook::hmac_sha256_hex;
+use messaging::webhook::hmac_sha256_hex;
 use messaging_examples::live::{self, Ended, LiveConfig, Providers, Report};
 use messaging_tests::max::FakeMax;
 use messaging_tests::sms::{FakeSms, Provider};

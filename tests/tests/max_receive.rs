@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::webhook::{WebhookHandler, WebhookRequest, hmac_sha256_hex};
-use messaging_core::{Address, Event};
-use messaging_max::SecretString;
-use messaging_max::{InMemoryMarkerStore, MarkerStore, MaxBot, MaxError, Poller};
+use messaging::max::SecretString;
+use messaging::max::{InMemoryMarkerStore, MarkerStore, MaxBot, MaxError, Poller};
+use messaging::webhook::{WebhookHandler, WebhookRequest, hmac_sha256_hex};
+use messaging::{Address, Event};
 use messaging_tests::max::{Failure, FakeMax, MARKER_BASE};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -186,7 +186,7 @@ async fn a_bad_token_stops_the_poller() {
     let Err(MaxError::Api(e)) = r else {
         panic!("{r:?}")
     };
-    assert_eq!(e.kind(), messaging_core::ErrorKind::ChannelDown);
+    assert_eq!(e.kind(), messaging::ErrorKind::ChannelDown);
 }
 
 #[tokio::test]
@@ -196,7 +196,7 @@ async fn subscribe_list_and_unsubscribe() {
     let secret = SecretString::from("s3cretValue_123");
     bot.subscribe(
         "https://clinic.example/max/webhook",
-        messaging_max::HANDLED_UPDATE_TYPES,
+        messaging::max::HANDLED_UPDATE_TYPES,
         Some(&secret),
     )
     .await
@@ -279,7 +279,7 @@ async fn webhook_round_trip_with_secret_and_verified_contact() {
     assert_eq!(m.address, Address::MaxUser(10001));
 
     // The answer goes back to the same address through the fake.
-    use messaging_core::ChannelExt;
+    use messaging::ChannelExt;
     bot.send_text(m.address.clone(), "Спасибо, номер привязан")
         .await
         .unwrap();
@@ -294,11 +294,8 @@ async fn webhook_round_trip_with_secret_and_verified_contact() {
 
 #[tokio::test]
 async fn conformance_updates_through_the_poller() {
-    let files = messaging_core::testkit::conformance_files(
-        env!("CARGO_MANIFEST_DIR"),
-        "max/updates",
-        "json",
-    );
+    let files =
+        messaging::testkit::conformance_files(env!("CARGO_MANIFEST_DIR"), "max/updates", "json");
     if files.is_empty() {
         println!("skipped: conformance corpus absent");
         return;

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use messaging_core::testkit::conformance_files;
-use messaging_core::{
+use messaging::max::{MaxBot, TextFormat};
+use messaging::testkit::conformance_files;
+use messaging::{
     Address, Button, Channel, ChannelExt, ChannelKind, Content, ErrorKind, OutboundMessage, Purpose,
 };
-use messaging_max::{MaxBot, TextFormat};
 use messaging_tests::max::{BOT_USERNAME, Failure, FakeMax};
 use serde_json::json;
 
@@ -124,7 +124,7 @@ async fn keyboard_with_callback_link_and_request_contact() {
 #[tokio::test]
 async fn share_phone_prompt_goes_out_as_request_contact() {
     let fake = FakeMax::start().await;
-    let prompt = messaging_max::share_phone_prompt("Поделитесь номером", "Поделиться");
+    let prompt = messaging::max::share_phone_prompt("Поделитесь номером", "Поделиться");
     bot(&fake)
         .send(&OutboundMessage::new(
             Address::MaxUser(5),
@@ -469,7 +469,7 @@ async fn fake_speaks_like_max_to_raw_clients() {
 
 #[tokio::test]
 async fn a_receipt_without_a_timestamp_is_dated_by_the_clock() {
-    use messaging_core::{Clock, ManualClock};
+    use messaging::{Clock, ManualClock};
     use std::sync::Arc;
     let fake = FakeMax::start().await;
     // An answer without `message.timestamp`, which the fake otherwise always gives.

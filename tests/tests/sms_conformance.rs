@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use messaging_core::testkit::conformance_files;
-use messaging_core::{Address, ChannelExt, DeliveryStatus, ErrorKind, Event, Phone};
-use messaging_sms::smsaero::SmsAeroChannel;
-use messaging_sms::smsru::SmsRuChannel;
-use messaging_sms::twilio::TwilioChannel;
-use messaging_sms::{SmsOptions, StatusPoller};
+use messaging::sms::smsaero::SmsAeroChannel;
+use messaging::sms::smsru::SmsRuChannel;
+use messaging::sms::twilio::TwilioChannel;
+use messaging::sms::{SmsOptions, StatusPoller};
+use messaging::testkit::conformance_files;
+use messaging::{Address, ChannelExt, DeliveryStatus, ErrorKind, Event, Phone};
 use messaging_tests::sms::{Failure, FakeSms, Provider};
 
 fn to(n: &str) -> Address {

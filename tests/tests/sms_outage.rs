@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use messaging_core::{Address, ChannelExt, DynChannel, ErrorKind, Phone};
-use messaging_sms::SmsOptions;
-use messaging_sms::smsaero::SmsAeroChannel;
-use messaging_sms::smsc::{SmscAuth, SmscChannel};
-use messaging_sms::smsru::SmsRuChannel;
-use messaging_sms::twilio::TwilioChannel;
+use messaging::sms::SmsOptions;
+use messaging::sms::smsaero::SmsAeroChannel;
+use messaging::sms::smsc::{SmscAuth, SmscChannel};
+use messaging::sms::smsru::SmsRuChannel;
+use messaging::sms::twilio::TwilioChannel;
+use messaging::{Address, ChannelExt, DynChannel, ErrorKind, Phone};
 use messaging_tests::sms::{Failure, FakeSms, Provider};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -149,10 +149,10 @@ async fn two_sms_providers_are_two_channel_ids() {
     assert!(r.provider_message_id.as_str().contains(':'));
     for (_, c) in &all {
         let caps = c.capabilities();
-        assert_eq!(caps.text_unit, messaging_core::TextUnit::SmsSegments);
-        assert_eq!(caps.max_text_len, messaging_sms::DEFAULT_MAX_SEGMENTS);
-        assert_eq!(caps.strongest_evidence, messaging_core::Evidence::Delivered);
+        assert_eq!(caps.text_unit, messaging::TextUnit::SmsSegments);
+        assert_eq!(caps.max_text_len, messaging::sms::DEFAULT_MAX_SEGMENTS);
+        assert_eq!(caps.strongest_evidence, messaging::Evidence::Delivered);
         assert!(caps.can_start_conversation);
-        assert_eq!(c.kind(), messaging_core::ChannelKind::Sms);
+        assert_eq!(c.kind(), messaging::ChannelKind::Sms);
     }
 }

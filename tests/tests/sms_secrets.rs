@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use messaging_core::{Address, ChannelError, ChannelExt, Phone};
-use messaging_sms::SmsOptions;
-use messaging_sms::smsaero::SmsAeroChannel;
-use messaging_sms::smsc::{SmscAuth, SmscChannel};
-use messaging_sms::smsru::{SmsRuAuth, SmsRuChannel};
-use messaging_sms::twilio::{TwilioChannel, TwilioWebhook};
+use messaging::sms::SmsOptions;
+use messaging::sms::smsaero::SmsAeroChannel;
+use messaging::sms::smsc::{SmscAuth, SmscChannel};
+use messaging::sms::smsru::{SmsRuAuth, SmsRuChannel};
+use messaging::sms::twilio::{TwilioChannel, TwilioWebhook};
+use messaging::{Address, ChannelError, ChannelExt, Phone};
 use messaging_tests::sms::{Failure, FakeSms, Provider};
 
 const SECRET: &str = "S3CRET-never-print-me";

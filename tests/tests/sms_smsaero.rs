@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use messaging_core::{Address, ChannelExt, DeliveryStatus, ErrorKind, Event, Phone};
-use messaging_sms::smsaero::SmsAeroChannel;
-use messaging_sms::{SmsOptions, StatusPoller};
+use messaging::sms::smsaero::SmsAeroChannel;
+use messaging::sms::{SmsOptions, StatusPoller};
+use messaging::{Address, ChannelExt, DeliveryStatus, ErrorKind, Event, Phone};
 use messaging_tests::sms::{Failure, FakeSms, Provider};
 
 fn to(n: &str) -> Address {

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use messaging_core::webhook::{WebhookHandler, WebhookRequest};
-use messaging_core::{Address, ChannelExt, DeliveryStatus, ErrorKind, Event, Phone};
-use messaging_sms::smsc::{SmscAuth, SmscChannel, split_message_id};
-use messaging_sms::{SmsOptions, StatusPoller, Transliteration};
+use messaging::sms::smsc::{SmscAuth, SmscChannel, split_message_id};
+use messaging::sms::{SmsOptions, StatusPoller, Transliteration};
+use messaging::webhook::{WebhookHandler, WebhookRequest};
+use messaging::{Address, ChannelExt, DeliveryStatus, ErrorKind, Event, Phone};
 use messaging_tests::sms::{Failure, FakeSms, Provider};
 
 fn to(n: &str) -> Address {

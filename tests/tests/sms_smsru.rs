@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use messaging_core::webhook::{WebhookHandler, WebhookRequest};
-use messaging_core::{
+use messaging::sms::smsru::SmsRuChannel;
+use messaging::sms::{SmsOptions, StatusPoller, Transliteration};
+use messaging::webhook::{WebhookHandler, WebhookRequest};
+use messaging::{
     Address, Channel, ChannelExt, Content, DeliveryStatus, ErrorKind, Event, OutboundMessage,
     Phone, ProviderMessageId, Purpose,
 };
-use messaging_sms::smsru::SmsRuChannel;
-use messaging_sms::{SmsOptions, StatusPoller, Transliteration};
 use messaging_tests::sms::{Failure, FakeSms, Provider};
 
 fn to(n: &str) -> Address {
@@ -109,7 +109,7 @@ async fn bad_input_is_refused_before_any_request() {
     // The SMS override is what counts.
     let msg = OutboundMessage::new(
         to("+79123456789"),
-        Content::text("long Telegram text").with_override(messaging_core::ChannelKind::Sms, ""),
+        Content::text("long Telegram text").with_override(messaging::ChannelKind::Sms, ""),
         Purpose::Service,
     );
     assert_eq!(
@@ -254,7 +254,7 @@ async fn callback_reply_is_100() {
 
 #[tokio::test]
 async fn receipts_and_polled_reports_are_dated_by_the_injected_clock() {
-    use messaging_core::{Clock, ManualClock};
+    use messaging::{Clock, ManualClock};
     let fake = FakeSms::start().await;
     let clock = ManualClock::at_unix(1_700_000_000);
     let sms = channel(

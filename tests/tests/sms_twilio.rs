@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
-use messaging_core::{Address, ChannelExt, DeliveryStatus, ErrorKind, Event, Phone};
-use messaging_sms::twilio::{TwilioChannel, compute_signature, magic};
-use messaging_sms::{SmsOptions, StatusPoller};
+use messaging::sms::twilio::{TwilioChannel, compute_signature, magic};
+use messaging::sms::{SmsOptions, StatusPoller};
+use messaging::webhook::{WebhookError, WebhookHandler, WebhookRequest};
+use messaging::{Address, ChannelExt, DeliveryStatus, ErrorKind, Event, Phone};
 use messaging_tests::sms::{Failure, FakeSms, Provider};
 
 fn to(n: &str) -> Address {
@@ -236,7 +236,8 @@ async fn signed_status_callback_round_trip() {
         Err(WebhookError::MissingSignature(_))
     ));
     // The URL the handler was configured with is used when the request has none.
-    let configured = messaging_sms::twilio::TwilioWebhook::new(FakeSms::TWILIO_AUTH_TOKEN).url(url);
+    let configured =
+        messaging::sms::twilio::TwilioWebhook::new(FakeSms::TWILIO_AUTH_TOKEN).url(url);
     assert!(
         configured
             .verify(&WebhookRequest::post(&headers, body.as_bytes()))
@@ -246,7 +247,7 @@ async fn signed_status_callback_round_trip() {
 
 #[tokio::test]
 async fn status_callback_events_carry_the_clocks_instant() {
-    use messaging_core::{Clock, ManualClock};
+    use messaging::{Clock, ManualClock};
     let fake = FakeSms::start().await;
     let clock = ManualClock::at_unix(1_700_000_000);
     let sms = channel(

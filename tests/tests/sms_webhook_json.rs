@@ -2,11 +2,11 @@
 //! without credentials (Twilio from an auth token), `Malformed` for bodies that do not match,
 //! and events serialized to the shared JSON shape.
 
-use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
-use messaging_sms::smsaero::SmsAeroWebhook;
-use messaging_sms::smsc::SmscWebhook;
-use messaging_sms::smsru::SmsRuWebhook;
-use messaging_sms::twilio::{TwilioWebhook, compute_signature};
+use messaging::sms::smsaero::SmsAeroWebhook;
+use messaging::sms::smsc::SmscWebhook;
+use messaging::sms::smsru::SmsRuWebhook;
+use messaging::sms::twilio::{TwilioWebhook, compute_signature};
+use messaging::webhook::{WebhookError, WebhookHandler, WebhookRequest};
 use serde_json::Value;
 
 fn handlers() -> Vec<(&'static str, Box<dyn WebhookHandler>, &'static [u8])> {
@@ -39,7 +39,7 @@ fn failed_reports_serialize_to_the_shared_shape() {
     let headers = http::HeaderMap::new();
     for (name, h, body) in handlers() {
         assert_eq!(h.provider(), name);
-        assert_eq!(h.channel_kind(), messaging_core::ChannelKind::Sms);
+        assert_eq!(h.channel_kind(), messaging::ChannelKind::Sms);
         let ev = h
             .verify_and_parse(&WebhookRequest::post(&headers, body))
             .unwrap_or_else(|e| panic!("{name}: {e}"));

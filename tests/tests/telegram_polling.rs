@@ -3,10 +3,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use messaging_core::{ErrorKind, Event, Signal};
-use messaging_telegram::{
+use messaging::telegram::{
     LongPoller, MemoryOffsetStore, OffsetStore, PollConfig, PollError, RateLimits, TelegramChannel,
 };
+use messaging::{ErrorKind, Event, Signal};
 use messaging_tests::telegram::{Failure, FakeTelegram};
 use serde_json::json;
 
@@ -140,7 +140,7 @@ async fn unknown_update_types_are_skipped_but_confirmed() {
 
 #[tokio::test]
 async fn polled_button_presses_are_dated_by_the_channels_clock() {
-    use messaging_core::{Clock, ManualClock};
+    use messaging::{Clock, ManualClock};
     let fake = FakeTelegram::start().await;
     fake.long_poll_cap(Duration::from_millis(100));
     fake.push_update(json!({"callback_query": {

@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use messaging_core::{
+use messaging::telegram::{
+    Rate, RateLimits, TelegramChannel, blocked_signal, is_blocked, migrated_to, share_phone_prompt,
+};
+use messaging::{
     Address, Attachment, AttachmentKind, Button, Channel, ChannelError, ChannelExt, Content,
     ErrorKind, Event, MediaSource, OutboundMessage, Purpose, Signal,
-};
-use messaging_telegram::{
-    Rate, RateLimits, TelegramChannel, blocked_signal, is_blocked, migrated_to, share_phone_prompt,
 };
 use messaging_tests::telegram::{BOT_USERNAME, Failure, FakeRateLimits, FakeTelegram};
 
@@ -263,7 +263,7 @@ async fn a_blocked_chat_yields_the_blocked_signal() {
 async fn non_telegram_address_is_unreachable_without_a_request() {
     let fake = FakeTelegram::start().await;
     let tg = channel(&fake);
-    let phone = messaging_core::Phone::parse("+79123456789").expect("phone");
+    let phone = messaging::Phone::parse("+79123456789").expect("phone");
     let e = tg
         .send(&OutboundMessage::new(
             Address::Phone(phone),
@@ -373,7 +373,7 @@ async fn pacing_per_bot_avoids_429s() {
 
 #[tokio::test]
 async fn a_receipt_without_a_date_is_dated_by_the_clock() {
-    use messaging_core::{Clock, ManualClock};
+    use messaging::{Clock, ManualClock};
     use std::sync::Arc;
     let fake = FakeTelegram::start().await;
     // A message without `date`, which the fake otherwise always gives.

@@ -3,8 +3,8 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use messaging_core::{Address, ChannelError, ChannelExt, ErrorKind};
-use messaging_telegram::{LongPoller, MemoryOffsetStore, RateLimits, TelegramChannel};
+use messaging::telegram::{LongPoller, MemoryOffsetStore, RateLimits, TelegramChannel};
+use messaging::{Address, ChannelError, ChannelExt, ErrorKind};
 use messaging_tests::telegram::{Failure, FakeTelegram};
 
 const SECRET_PART: &str = "AAFakeTokenForTests_do-not-leak";

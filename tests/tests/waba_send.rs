@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use messaging_core::{
+use messaging::waba::{
+    MessagingTier, PriceTable, PricingCategory, TemplateDefinition, TemplateStatus, WabaBuilder,
+    WabaChannel,
+};
+use messaging::{
     Address, Attachment, AttachmentKind, Button, ButtonSubType, Channel, ChannelKind,
     ChannelSignal, Clock, Content, ErrorKind, Event, InboundMessage, ManualClock, MediaSource,
     OutboundMessage, Purpose, Signal, Template, TemplateComponent, TemplateParameter, TemplatePart,
     TemplateValue,
 };
 use messaging_tests::waba::{API_KEY, FakeGraph, Scripted, TOKEN};
-use messaging_waba::{
-    MessagingTier, PriceTable, PricingCategory, TemplateDefinition, TemplateStatus, WabaBuilder,
-    WabaChannel,
-};
 use serde_json::json;
 
 const PHONE_ID: &str = "106540352242922";
@@ -119,7 +119,7 @@ async fn the_window_closes_after_24_hours() {
     let ch = cloud(&fake, &c).build().expect("channel");
     open_window(&ch, &c, PERSON).await;
     // A phone address and the WhatsApp id of the same person share the window.
-    let phone = Address::Phone(messaging_core::Phone::parse("+79990001122").expect("phone"));
+    let phone = Address::Phone(messaging::Phone::parse("+79990001122").expect("phone"));
     assert!(ch.is_window_open(&phone).await);
     c.advance(Duration::from_secs(23 * 3600));
     assert!(ch.is_window_open(&to()).await);
@@ -232,7 +232,7 @@ async fn inbound_webhooks_open_the_window_only_for_their_channel() {
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
         "contacts": [{"profile": {"name": "Анна"}, "wa_id": PERSON}],
         "messages": [{"from": PERSON, "id": "wamid.in", "timestamp": c.now().timestamp().to_string(), "type": "text", "text": {"body": "Да"}}]}}]}]});
-    let other = messaging_waba::WabaWebhook::new().channel_id("wa-other");
+    let other = messaging::waba::WabaWebhook::new().channel_id("wa-other");
     for e in other
         .parse_body(body.to_string().as_bytes())
         .expect("parse")
@@ -296,7 +296,7 @@ async fn named_parameters_header_and_buttons_on_the_wire() {
             "en_US",
             "Hi {{first_name}}, see you at {{time}}",
         )
-        .header(messaging_waba::ComponentParams {
+        .header(messaging::waba::ComponentParams {
             media: Some("DOCUMENT".into()),
             ..Default::default()
         })
@@ -434,7 +434,7 @@ async fn every_error_code_over_the_wire_maps_by_code() {
             .expect_err("scripted error");
         assert_eq!(
             e.kind(),
-            messaging_waba::error::kind_for_code(code),
+            messaging::waba::error::kind_for_code(code),
             "code {code}"
         );
         assert_eq!(
@@ -445,7 +445,7 @@ async fn every_error_code_over_the_wire_maps_by_code() {
         assert!(!format!("{e} {e:?}").contains(TOKEN), "code {code}");
     }
     assert_eq!(
-        messaging_waba::error::kind_for_code(424242),
+        messaging::waba::error::kind_for_code(424242),
         ErrorKind::Unexpected
     );
     // A Retry-After header wins over the default wait.

@@ -9,10 +9,10 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use chrono::{TimeZone, Utc};
-use messaging_core::webhook::{WebhookHandler, WebhookRequest, hmac_sha256_hex};
-use messaging_core::{Address, Clock, Event, ManualClock};
+use messaging::waba::{WabaChannel, WabaWebhook};
+use messaging::webhook::{WebhookHandler, WebhookRequest, hmac_sha256_hex};
+use messaging::{Address, Clock, Event, ManualClock};
 use messaging_tests::waba::{FakeGraph, TOKEN};
-use messaging_waba::{WabaChannel, WabaWebhook};
 use tokio::sync::Mutex;
 
 const SECRET: &str = "meta-app-secret";

@@ -55,11 +55,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use messaging_core::testkit::OutageMode;
+use messaging::store::{Durability, SqliteOptions, SqliteStore};
+use messaging::testkit::OutageMode;
 use messaging_examples::live::{self, LiveConfig, LiveError, Providers};
 use messaging_examples::scenario::{self, OutageSpec, PolicyMode, Population, Scenario};
 use messaging_examples::tables;
-use messaging_store::{Durability, SqliteOptions, SqliteStore};
 
 const AFTER_HELP: &str = "\
 Recipients file (--live --recipients FILE): one patient per line,

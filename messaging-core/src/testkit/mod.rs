@@ -1,15 +1,12 @@
-//! Test doubles for your own tests and ours: a stub channel with scripted results, a simulated
-//! channel with latency, failures and outages on the injected clock, and helpers.
+//! Test doubles and suites for adapters and for your own tests: a stub channel with scripted
+//! results, the shared conformance corpus of real provider payloads, and the behaviour suite every
+//! [`Channel`](crate::Channel) implementation runs.
 
 use std::path::PathBuf;
 
-mod simulated;
 mod stub;
 
-pub use simulated::{
-    Latency, Outage, OutageMode, SimBehavior, SimStats, SimulatedChannel, Simulation, failed_report,
-};
-pub use stub::StubChannel;
+pub use stub::{StubChannel, typical_capabilities};
 
 /// The shared conformance corpus (`MESSAGING_CONFORMANCE_DIR`, else `../shared/conformance`
 /// beside the workspace root), or `None` with a notice printed when it is absent.

@@ -50,7 +50,7 @@ impl fmt::Debug for StubChannel {
 }
 
 /// Typical capabilities of a channel kind, for stubs and simulations.
-pub(crate) fn typical_capabilities(kind: ChannelKind) -> Capabilities {
+pub fn typical_capabilities(kind: ChannelKind) -> Capabilities {
     match kind {
         ChannelKind::WhatsApp => Capabilities::new(4096, TextUnit::Chars, Evidence::Read)
             .templates(true)

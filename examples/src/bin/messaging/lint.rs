@@ -1,8 +1,8 @@
 //! `messaging lint`: prints `{"diagnostics":[{"rule","severity","message","span","hint"}]}`;
 //! exit status 1 when any diagnostic is an error.
 
-use messaging_core::hygiene::lint::{Level, LintContext, Linter, Rule, has_errors};
-use messaging_core::{ChannelKind, Purpose};
+use messaging::hygiene::lint::{Level, LintContext, Linter, Rule, has_errors};
+use messaging::{ChannelKind, Purpose};
 use serde_json::json;
 
 use crate::Output;

@@ -23,7 +23,7 @@ mod split;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use messaging_core::{ChannelKind, Purpose};
+use messaging::{ChannelKind, Purpose};
 
 /// Checks and prepares messages for WhatsApp, Telegram, Max and SMS. Prints JSON.
 #[derive(Debug, Parser)]

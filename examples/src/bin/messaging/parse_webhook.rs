@@ -1,7 +1,7 @@
 //! `messaging parse-webhook --provider P [--app-secret S | --secret S | --auth-token T --url URL]
 //! [--header 'Name: value']... < BODY` prints the normalized events as a JSON array.
 //!
-//! The event shape is shared by every provider (see `messaging_core::Event`):
+//! The event shape is shared by every provider (see `messaging::Event`):
 //! `{"kind":"delivery"|"inbound"|"signal","channel":"whatsapp"|"telegram"|"max"|"sms",...}`.
 //! With a secret, a missing or wrong signature prints `{"error":{...}}`, no events, and exits 1;
 //! a body the provider would not send does the same.
@@ -10,7 +10,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
+use messaging::webhook::{WebhookError, WebhookHandler, WebhookRequest};
 use serde_json::json;
 
 use crate::Output;
@@ -72,7 +72,7 @@ fn handler(args: &Args) -> Result<Arc<dyn WebhookHandler>, String> {
         Provider::Waba => {
             needs_no("--secret", args.secret.is_some())?;
             needs_no("--auth-token", args.auth_token.is_some())?;
-            let mut w = messaging_waba::WabaWebhook::new();
+            let mut w = messaging::waba::WabaWebhook::new();
             if let Some(s) = &args.app_secret {
                 w = w.app_secret(s.clone());
             }
@@ -81,26 +81,26 @@ fn handler(args: &Args) -> Result<Arc<dyn WebhookHandler>, String> {
         Provider::Telegram => {
             needs_no("--app-secret", args.app_secret.is_some())?;
             needs_no("--auth-token", args.auth_token.is_some())?;
-            Arc::new(messaging_telegram::TelegramWebhook::new(
+            Arc::new(messaging::telegram::TelegramWebhook::new(
                 args.secret.clone(),
             ))
         }
         Provider::Max => {
             needs_no("--app-secret", args.app_secret.is_some())?;
             needs_no("--auth-token", args.auth_token.is_some())?;
-            Arc::new(messaging_max::MaxWebhookHandler::new(
-                args.secret.clone().map(messaging_max::SecretString::from),
+            Arc::new(messaging::max::MaxWebhookHandler::new(
+                args.secret.clone().map(messaging::max::SecretString::from),
             ))
         }
-        Provider::Smsru => Arc::new(messaging_sms::smsru::SmsRuWebhook::new()),
-        Provider::Smsc => Arc::new(messaging_sms::smsc::SmscWebhook::new()),
-        Provider::Smsaero => Arc::new(messaging_sms::smsaero::SmsAeroWebhook::new()),
+        Provider::Smsru => Arc::new(messaging::sms::smsru::SmsRuWebhook::new()),
+        Provider::Smsc => Arc::new(messaging::sms::smsc::SmscWebhook::new()),
+        Provider::Smsaero => Arc::new(messaging::sms::smsaero::SmsAeroWebhook::new()),
         Provider::Twilio => {
             needs_no("--app-secret", args.app_secret.is_some())?;
             needs_no("--secret", args.secret.is_some())?;
             let w = match &args.auth_token {
-                Some(t) => messaging_sms::twilio::TwilioWebhook::new(t.clone()),
-                None => messaging_sms::twilio::TwilioWebhook::unverified(),
+                Some(t) => messaging::sms::twilio::TwilioWebhook::new(t.clone()),
+                None => messaging::sms::twilio::TwilioWebhook::unverified(),
             };
             Arc::new(match &args.url {
                 Some(u) => w.url(u.clone()),

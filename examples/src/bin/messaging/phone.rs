@@ -1,7 +1,7 @@
 //! `messaging phone`: prints `{"input":"...","e164":"+7...","valid":true}`, or
 //! `{"input":"...","valid":false,"error":"..."}` with exit status 1.
 
-use messaging_core::{Phone, Region};
+use messaging::{Phone, Region};
 use serde_json::json;
 
 use crate::Output;

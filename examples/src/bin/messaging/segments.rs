@@ -1,6 +1,6 @@
 //! `messaging segments`: prints `{"encoding":"GSM-7"|"UCS-2","segments":N,"units":N}`.
 
-use messaging_core::hygiene::{sms, translit::transliterate};
+use messaging::text::{sms, translit::transliterate};
 use serde_json::json;
 
 use crate::Output;

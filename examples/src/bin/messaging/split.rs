@@ -1,8 +1,8 @@
 //! `messaging split`: prints `{"parts":["...", ...]}`; a text that cannot be split (a link longer
 //! than a part) prints `{"parts":[],"error":"..."}` and exits 1.
 
-use messaging_core::ChannelKind;
-use messaging_core::hygiene::split::{SplitConfig, split_texts};
+use messaging::ChannelKind;
+use messaging::text::split::{SplitConfig, split_texts};
 use serde_json::json;
 
 use crate::Output;

@@ -1,0 +1,418 @@
+//! The webhook router: statuses for every refusal, handshakes, provider answers, the full URL,
+//! de-duplication and the bounded queue.
+#![cfg(feature = "axum")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{TimeZone, Utc};
+use messaging_conversations::router::{RouterError, WebhookRouter};
+use messaging_core::sink::EventSink;
+use messaging_core::webhook::{
+    WebhookError, WebhookHandler, WebhookReply, WebhookRequest, hmac_sha256_hex,
+    verify_hmac_sha256_hex,
+};
+use messaging_core::*;
+use tower::ServiceExt;
+
+const KEY: &[u8] = b"provider-secret";
+const SIG: &str = "x-test-signature";
+
+/// A provider that signs bodies with a hex HMAC header, sends `{"events":[...]}` in the core
+/// JSON shape, answers `100` and has a Meta-like GET handshake.
+#[derive(Debug, Default)]
+struct TestProvider {
+    urls: Mutex<Vec<String>>,
+    max_body: Option<usize>,
+}
+
+impl WebhookHandler for TestProvider {
+    fn provider(&self) -> &'static str {
+        "test"
+    }
+    fn channel_kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+    fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        if let Some(url) = request.url {
+            self.urls.lock().unwrap().push(url.to_owned());
+        }
+        let sig = request
+            .header(SIG)
+            .ok_or(WebhookError::MissingSignature(SIG))?;
+        if verify_hmac_sha256_hex(KEY, request.body, sig) {
+            Ok(())
+        } else {
+            Err(WebhookError::BadSignature)
+        }
+    }
+    fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            events: Vec<Event>,
+        }
+        serde_json::from_slice::<Body>(request.body)
+            .map(|b| b.events)
+            .map_err(|e| WebhookError::malformed("test", e))
+    }
+    fn handshake(
+        &self,
+        request: &WebhookRequest<'_>,
+    ) -> Option<Result<WebhookReply, WebhookError>> {
+        if request.method != http::Method::GET {
+            return None;
+        }
+        let url = url::Url::parse(request.url?).ok()?;
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        let challenge = q.get("hub.challenge")?;
+        Some(
+            if q.get("hub.verify_token").map(String::as_str) == Some("vt") {
+                Ok(WebhookReply::text(challenge.clone()))
+            } else {
+                Err(WebhookError::BadVerifyToken)
+            },
+        )
+    }
+    fn reply(&self) -> WebhookReply {
+        WebhookReply::text("100")
+    }
+    fn max_body(&self) -> usize {
+        self.max_body.unwrap_or(4096)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Collect {
+    events: Mutex<Vec<Event>>,
+}
+
+#[async_trait]
+impl EventSink for Collect {
+    async fn handle(&self, event: &Event) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.events.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+impl Collect {
+    fn len(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+    async fn wait_for(&self, n: usize) {
+        for _ in 0..200 {
+            if self.len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("expected {n} events, got {}", self.len());
+    }
+    /// Lets the processor run, then checks nothing more arrived.
+    async fn settle(&self, n: usize) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(self.len(), n);
+    }
+}
+
+fn inbound(id: &str, text: &str) -> serde_json::Value {
+    let m = InboundMessage::new(
+        ChannelKind::Sms,
+        Address::Phone(Phone::parse("+79123456789").unwrap()),
+        Some(text.into()),
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+    )
+    .provider_message_id(id);
+    serde_json::to_value(Event::Inbound(m)).unwrap()
+}
+
+fn delivery(id: &str, status: DeliveryStatus) -> serde_json::Value {
+    let d = DeliveryReport::new(
+        ChannelKind::Sms,
+        id,
+        status,
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+    );
+    serde_json::to_value(Event::Delivery(d)).unwrap()
+}
+
+fn body(events: &[serde_json::Value]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap()
+}
+
+fn signed(body: Vec<u8>) -> Request<Body> {
+    let sig = hmac_sha256_hex(KEY, &body);
+    Request::post("/hooks/test?x=1")
+        .header(SIG, sig)
+        .header("host", "example.internal")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+struct Setup {
+    app: axum::Router,
+    sink: Arc<Collect>,
+    provider: Arc<TestProvider>,
+}
+
+fn setup(f: impl FnOnce(WebhookRouter) -> WebhookRouter) -> Setup {
+    let sink = Arc::new(Collect::default());
+    let provider = Arc::new(TestProvider::default());
+    let (app, _task) = f(WebhookRouter::new()
+        .mount("/hooks/test", provider.clone())
+        .sink(sink.clone()))
+    .spawn()
+    .unwrap();
+    Setup {
+        app,
+        sink,
+        provider,
+    }
+}
+
+async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn a_verified_webhook_gets_the_providers_answer_and_is_processed() {
+    let s = setup(|r| r);
+    let (status, text) = send(&s.app, signed(body(&[inbound("m1", "Да")]))).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "100"));
+    s.sink.wait_for(1).await;
+    assert!(
+        matches!(&s.sink.events.lock().unwrap()[0], Event::Inbound(m) if m.text.as_deref() == Some("Да"))
+    );
+    // Without a public base URL the Host header is used.
+    assert_eq!(
+        s.provider.urls.lock().unwrap()[0],
+        "http://example.internal/hooks/test?x=1"
+    );
+}
+
+#[tokio::test]
+async fn the_public_base_url_makes_the_full_url_for_signatures() {
+    let s = setup(|r| r.public_base_url("https://clinic.example/api/"));
+    send(&s.app, signed(body(&[]))).await;
+    assert_eq!(
+        s.provider.urls.lock().unwrap()[0],
+        "https://clinic.example/api/hooks/test?x=1"
+    );
+}
+
+#[tokio::test]
+async fn missing_and_bad_signatures_get_401_and_403_and_nothing_is_processed() {
+    let s = setup(|r| r);
+    let b = body(&[inbound("m1", "Да")]);
+    let unsigned = Request::post("/hooks/test")
+        .body(Body::from(b.clone()))
+        .unwrap();
+    assert_eq!(send(&s.app, unsigned).await.0, StatusCode::UNAUTHORIZED);
+    let forged = Request::post("/hooks/test")
+        .header(SIG, hmac_sha256_hex(b"wrong key", &b))
+        .body(Body::from(b.clone()))
+        .unwrap();
+    assert_eq!(send(&s.app, forged).await.0, StatusCode::FORBIDDEN);
+    s.sink.settle(0).await;
+    // A refused call does not make the genuine one look like a repeat.
+    assert_eq!(send(&s.app, signed(b)).await.0, StatusCode::OK);
+    s.sink.wait_for(1).await;
+}
+
+#[tokio::test]
+async fn a_malformed_body_gets_400_and_nothing_is_processed() {
+    let s = setup(|r| r);
+    let (status, _) = send(
+        &s.app,
+        signed(b"{\"events\": [{\"kind\":\"nonsense\"}]}".to_vec()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = send(&s.app, signed(b"not json".to_vec())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    s.sink.settle(0).await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413() {
+    let s = setup(|r| r);
+    let big = body(&[inbound("m1", &"x".repeat(5000))]);
+    let (status, _) = send(&s.app, signed(big.clone())).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Streamed without Content-Length: refused while reading.
+    let sig = hmac_sha256_hex(KEY, &big);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    let streamed = Request::post("/hooks/test")
+        .header(SIG, sig)
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    assert_eq!(
+        send(&s.app, streamed).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    s.sink.settle(0).await;
+}
+
+#[tokio::test]
+async fn a_handler_limit_above_axums_default_is_honoured() {
+    let sink = Arc::new(Collect::default());
+    let provider = Arc::new(TestProvider {
+        max_body: Some(3 * 1024 * 1024),
+        ..TestProvider::default()
+    });
+    let (app, _t) = WebhookRouter::new()
+        .mount("/hooks/test", provider)
+        .sink(sink.clone())
+        .spawn()
+        .unwrap();
+    let big = body(&[inbound("m1", &"x".repeat(2_500_000))]);
+    assert_eq!(send(&app, signed(big)).await.0, StatusCode::OK);
+    sink.wait_for(1).await;
+}
+
+#[tokio::test]
+async fn handshakes_are_answered_by_the_handler() {
+    let s = setup(|r| r);
+    let ok = Request::get("/hooks/test?hub.mode=subscribe&hub.verify_token=vt&hub.challenge=12345")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&s.app, ok).await, (StatusCode::OK, "12345".to_owned()));
+    let bad = Request::get("/hooks/test?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&s.app, bad).await.0, StatusCode::FORBIDDEN);
+    s.sink.settle(0).await;
+}
+
+#[tokio::test]
+async fn repeated_deliveries_are_processed_once() {
+    let s = setup(|r| r);
+    let b = body(&[
+        inbound("m1", "Да"),
+        delivery("out-1", DeliveryStatus::Delivered),
+    ]);
+    for _ in 0..3 {
+        assert_eq!(
+            send(&s.app, signed(b.clone())).await,
+            (StatusCode::OK, "100".to_owned())
+        );
+    }
+    s.sink.wait_for(2).await;
+    s.sink.settle(2).await;
+
+    // Another body with the same inbound id and the same report: nothing new.
+    let b2 = body(&[
+        delivery("out-1", DeliveryStatus::Delivered),
+        inbound("m1", "Да (retry with other JSON)"),
+    ]);
+    assert_eq!(send(&s.app, signed(b2)).await.0, StatusCode::OK);
+    s.sink.settle(2).await;
+
+    // A new status of the same message is news.
+    let b3 = body(&[delivery("out-1", DeliveryStatus::Read)]);
+    send(&s.app, signed(b3)).await;
+    s.sink.wait_for(3).await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_and_the_retry_is_processed() {
+    let sink = Arc::new(Collect::default());
+    let (app, processor) = WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .sink(sink.clone())
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let first = body(&[inbound("m1", "1")]);
+    let second = body(&[inbound("m2", "2")]);
+    assert_eq!(send(&app, signed(first)).await.0, StatusCode::OK);
+    let resp = app.clone().oneshot(signed(second.clone())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+
+    tokio::spawn(processor.run());
+    sink.wait_for(1).await;
+    assert_eq!(send(&app, signed(second)).await.0, StatusCode::OK);
+    sink.wait_for(2).await;
+}
+
+#[tokio::test]
+async fn the_answer_does_not_wait_for_processing() {
+    #[derive(Debug)]
+    struct Slow;
+    #[async_trait]
+    impl EventSink for Slow {
+        async fn handle(&self, _: &Event) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        }
+    }
+    let (app, _t) = WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .sink(Arc::new(Slow))
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        let b = body(&[inbound(&format!("m{i}"), "x")]);
+        assert_eq!(send(&app, signed(b)).await.0, StatusCode::OK);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_bad_mounts_are_refused() {
+    let s = setup(|r| r);
+    let req = Request::post("/hooks/other").body(Body::empty()).unwrap();
+    assert_eq!(send(&s.app, req).await.0, StatusCode::NOT_FOUND);
+
+    let h: Arc<dyn WebhookHandler> = Arc::new(TestProvider::default());
+    assert_eq!(
+        WebhookRouter::new().mount("hooks", h.clone()).build().err(),
+        Some(RouterError::InvalidPath("hooks".into()))
+    );
+    assert_eq!(
+        WebhookRouter::new()
+            .mount("/a/{id}", h.clone())
+            .build()
+            .err(),
+        Some(RouterError::InvalidPath("/a/{id}".into()))
+    );
+    assert_eq!(
+        WebhookRouter::new()
+            .mount("/a", h.clone())
+            .mount("/a", h)
+            .build()
+            .err(),
+        Some(RouterError::DuplicatePath("/a".into()))
+    );
+}
+
+#[tokio::test]
+async fn several_providers_share_one_router() {
+    let sink = Arc::new(Collect::default());
+    let (app, _t) = WebhookRouter::new()
+        .mount("/a", Arc::new(TestProvider::default()))
+        .mount("/b", Arc::new(TestProvider::default()))
+        .sink(sink.clone())
+        .spawn()
+        .unwrap();
+    for path in ["/a", "/b"] {
+        let b = body(&[inbound(&format!("id{path}"), "x")]);
+        let req = Request::post(path)
+            .header(SIG, hmac_sha256_hex(KEY, &b))
+            .body(Body::from(b))
+            .unwrap();
+        assert_eq!(send(&app, req).await.0, StatusCode::OK);
+    }
+    sink.wait_for(2).await;
+}
