@@ -789,7 +789,7 @@ impl Inbox {
         {
             return Ok(Some(link.contact));
         }
-        if !matches!(m.channel, ChannelKind::WhatsApp | ChannelKind::Sms) {
+        if !m.channel.facts().reached_by_phone {
             return Ok(None);
         }
         let Some(phone) = phone_of(&m.address) else {

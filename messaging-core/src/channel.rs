@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::content::{Content, TextUnit};
+use crate::content::Content;
 use crate::error::ChannelError;
-use crate::model::{
-    Address, ChannelId, ChannelKind, Evidence, NotificationId, ProviderMessageId, Purpose,
-};
+use crate::kind::{ChannelKind, Evidence};
+use crate::model::{Address, ChannelId, NotificationId, ProviderMessageId, Purpose};
+use crate::text::TextUnit;
 
 /// What a channel can do. The engine reads it to cap waits and check content.
 ///

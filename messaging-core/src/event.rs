@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::channel::Cost;
-use crate::model::{Address, ChannelId, ChannelKind, Evidence, NotificationId, ProviderMessageId};
+use crate::kind::{ChannelKind, Evidence};
+use crate::model::{Address, ChannelId, NotificationId, ProviderMessageId};
 use crate::phone::Phone;
 
 /// One thing a provider told us.

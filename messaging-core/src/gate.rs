@@ -5,7 +5,8 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::{Address, ChannelId, ChannelKind, NotificationId, Purpose, Recipient};
+use crate::kind::ChannelKind;
+use crate::model::{Address, ChannelId, NotificationId, Purpose, Recipient};
 
 /// What a gate is asked about: one send about to happen.
 #[derive(Debug, Clone, Copy)]

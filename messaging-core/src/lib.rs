@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`Channel`] | one trait every messenger adapter implements (`messaging-waba`, `-telegram`, `-max`, `-sms`) |
 //! | [`ChannelError`] / [`ErrorKind`] | the one error a channel returns; callers decide from its kind |
+//! | [`ChannelKind`] / [`KIND_FACTS`] | what each kind of messenger is and can do, in one table |
 //! | [`Event`] | what adapters produce from webhooks and polling: reports, inbound messages, signals |
 //! | [`sink`] | [`EventSink`](sink::EventSink): the one trait every consumer of events implements |
 //! | [`gate`] | [`SendGate`](gate::SendGate): checks plugged in before every send (the sender governor) |
@@ -34,6 +35,7 @@ mod content;
 mod error;
 mod event;
 pub mod gate;
+mod kind;
 mod model;
 pub mod pace;
 mod phone;
@@ -51,14 +53,16 @@ pub use channel::{
 pub use clock::{Clock, ManualClock, SystemClock, chrono_dur};
 pub use content::{
     Attachment, AttachmentKind, Button, ButtonAction, ButtonSubType, Content, MediaSource,
-    Template, TemplateComponent, TemplateParameter, TemplatePart, TemplateValue, TextUnit,
+    Template, TemplateComponent, TemplateParameter, TemplatePart, TemplateValue,
 };
 pub use error::{ChannelError, ErrorKind, RetryStatus, StoreError};
 pub use event::{
     ChannelSignal, DeliveryReport, DeliveryStatus, Event, InboundMessage, ProviderError, Signal,
 };
+pub use kind::{ChannelKind, Evidence, KIND_FACTS, KindFacts};
 pub use model::{
-    Address, ChannelId, ChannelKind, ContactId, Evidence, Metadata, NotificationId, OptOut,
-    PolicyId, ProviderMessageId, Purpose, Recipient,
+    Address, ChannelId, ContactId, Metadata, NotificationId, OptOut, PolicyId, ProviderMessageId,
+    Purpose, Recipient,
 };
 pub use phone::{Phone, PhoneError, Region};
+pub use text::TextUnit;

@@ -6,69 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kind::ChannelKind;
 use crate::phone::Phone;
-
-/// The kind of messenger behind a channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum ChannelKind {
-    /// WhatsApp Business Platform (Cloud API or 360dialog).
-    #[serde(alias = "waba")]
-    WhatsApp,
-    /// A Telegram bot.
-    Telegram,
-    /// A Max (VK) bot.
-    Max,
-    /// An SMS provider.
-    Sms,
-}
-
-impl ChannelKind {
-    /// Every kind, in the order of the classic clinic cascade.
-    pub const ALL: [ChannelKind; 4] = [
-        ChannelKind::WhatsApp,
-        ChannelKind::Telegram,
-        ChannelKind::Max,
-        ChannelKind::Sms,
-    ];
-
-    /// The lowercase name used in JSON and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::WhatsApp => "whatsapp",
-            ChannelKind::Telegram => "telegram",
-            ChannelKind::Max => "max",
-            ChannelKind::Sms => "sms",
-        }
-    }
-
-    /// Messengers operated from abroad, which regulated senders may be required not to use.
-    pub fn is_foreign_messenger(self) -> bool {
-        matches!(self, ChannelKind::WhatsApp | ChannelKind::Telegram)
-    }
-}
-
-impl fmt::Display for ChannelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for ChannelKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "whatsapp" | "waba" | "wa" => Ok(ChannelKind::WhatsApp),
-            "telegram" | "tg" => Ok(ChannelKind::Telegram),
-            "max" => Ok(ChannelKind::Max),
-            "sms" => Ok(ChannelKind::Sms),
-            other => Err(format!(
-                "unknown channel kind {other:?} (expected whatsapp, telegram, max or sms)"
-            )),
-        }
-    }
-}
 
 macro_rules! string_id {
     ($(#[$m:meta])* $name:ident) => {
@@ -184,39 +123,6 @@ impl fmt::Display for Purpose {
     }
 }
 
-/// Proof that a notice reached the person, weakest first.
-///
-/// `Replied` (any inbound message from the person, on any channel) is the strongest.
-///
-/// ```
-/// use messaging_core::Evidence;
-/// assert!(Evidence::Accepted < Evidence::Delivered);
-/// assert!(Evidence::Read < Evidence::Replied);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Evidence {
-    /// The provider took the message. Telegram and Max bots can never say more.
-    Accepted,
-    /// The person's device has it.
-    Delivered,
-    /// The person opened it.
-    Read,
-    /// The person wrote back.
-    Replied,
-}
-
-impl fmt::Display for Evidence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Evidence::Accepted => "accepted",
-            Evidence::Delivered => "delivered",
-            Evidence::Read => "read",
-            Evidence::Replied => "replied",
-        })
-    }
-}
-
 /// Where one channel reaches a person.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
@@ -237,13 +143,12 @@ pub enum Address {
 impl Address {
     /// The channel kinds this address can be used on.
     pub fn serves(&self, kind: ChannelKind) -> bool {
-        matches!(
-            (self, kind),
-            (Address::Phone(_), ChannelKind::Sms | ChannelKind::WhatsApp)
-                | (Address::WhatsApp(_), ChannelKind::WhatsApp)
-                | (Address::Telegram(_), ChannelKind::Telegram)
-                | (Address::MaxUser(_) | Address::MaxChat(_), ChannelKind::Max)
-        )
+        match self {
+            Address::Phone(_) => kind.facts().reached_by_phone,
+            Address::WhatsApp(_) => kind == ChannelKind::WhatsApp,
+            Address::Telegram(_) => kind == ChannelKind::Telegram,
+            Address::MaxUser(_) | Address::MaxChat(_) => kind == ChannelKind::Max,
+        }
     }
 
     /// A stable string key (`"tg:42"`, `"phone:+7..."`), used by stores and indexes.
@@ -388,7 +293,7 @@ impl Recipient {
             .find(|a| a.serves(kind))
             .cloned()
             .or_else(|| match kind {
-                ChannelKind::Sms | ChannelKind::WhatsApp => self.phone.clone().map(Address::Phone),
+                k if k.facts().reached_by_phone => self.phone.clone().map(Address::Phone),
                 _ => None,
             })
     }
@@ -396,7 +301,7 @@ impl Recipient {
     /// Whether the person can be reached on a channel of `kind` (without building the address).
     pub fn has_address_for(&self, kind: ChannelKind) -> bool {
         self.addresses.iter().any(|a| a.serves(kind))
-            || (self.phone.is_some() && matches!(kind, ChannelKind::Sms | ChannelKind::WhatsApp))
+            || (self.phone.is_some() && kind.facts().reached_by_phone)
     }
 
     /// Whether an opt-out forbids `purpose` on `kind`.

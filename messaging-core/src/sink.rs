@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::event::Event;
-use crate::model::{ChannelKind, ContactId};
+use crate::kind::ChannelKind;
+use crate::model::ContactId;
 
 /// The error a sink returns; the caller logs it (or answers the provider 5xx).
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;

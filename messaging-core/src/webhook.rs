@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use subtle::ConstantTimeEq;
 
 use crate::event::Event;
-use crate::model::ChannelKind;
+use crate::kind::ChannelKind;
 
 /// The largest body a webhook handler accepts by default (1 MiB).
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;

@@ -402,7 +402,8 @@ impl Linter {
         };
         let on = |rule: Rule| self.levels[rule.index()] != Some(Level::Allow);
         // Counted once: both `too-long` and `sms-unicode` need it.
-        let sms_analysis = (ctx.channel == ChannelKind::Sms).then(|| sms::analyze(text));
+        let sms_analysis =
+            (ctx.channel.facts().unit == TextUnit::SmsSegments).then(|| sms::analyze(text));
 
         if ctx.first_contact && on(Rule::LinkInFirstMessage) {
             for l in &links {

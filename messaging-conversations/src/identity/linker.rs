@@ -279,7 +279,8 @@ impl Linker {
             Address::MaxUser(_) => true,
             _ => false,
         };
-        if !matches!(msg.channel, ChannelKind::Telegram | ChannelKind::Max) || !private {
+        // Only kinds whose ids say nothing about the phone need linking.
+        if msg.channel.facts().reached_by_phone || !private {
             return Ok(LinkOutcome::NotLinkable);
         }
         let now = self.clock.now();

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 
 use crate::channel::{Capabilities, Channel, OutboundMessage, SendReceipt};
 use crate::clock::Clock;
-use crate::content::TextUnit;
 use crate::error::ChannelError;
-use crate::model::{ChannelId, ChannelKind, Evidence};
+use crate::kind::ChannelKind;
+use crate::model::ChannelId;
 
 /// A channel for tests: accepts everything (or what the script says), sends nothing anywhere.
 ///
@@ -51,21 +51,13 @@ impl fmt::Debug for StubChannel {
 
 /// Typical capabilities of a channel kind, for stubs and simulations.
 pub fn typical_capabilities(kind: ChannelKind) -> Capabilities {
-    match kind {
-        ChannelKind::WhatsApp => Capabilities::new(4096, TextUnit::Chars, Evidence::Read)
-            .templates(true)
-            .buttons(true)
-            .media(true),
-        ChannelKind::Telegram => Capabilities::new(4096, TextUnit::Utf16, Evidence::Accepted)
-            .max_parts(4)
-            .buttons(true)
-            .can_start_conversation(false),
-        ChannelKind::Max => Capabilities::new(4000, TextUnit::Chars, Evidence::Accepted)
-            .max_parts(4)
-            .buttons(true)
-            .can_start_conversation(false),
-        _ => Capabilities::new(6, TextUnit::SmsSegments, Evidence::Delivered),
-    }
+    let f = kind.facts();
+    Capabilities::new(f.typical_length, f.unit, f.strongest_evidence)
+        .max_parts(f.max_parts)
+        .templates(f.templates)
+        .buttons(f.buttons)
+        .media(f.media)
+        .can_start_conversation(f.can_start_conversation)
 }
 
 impl StubChannel {

@@ -1,8 +1,8 @@
 //! How long a message may be on each channel: the short size a person reads without scrolling,
 //! and the hard limit the provider refuses beyond.
 
-use crate::TextUnit;
-use crate::model::ChannelKind;
+use super::TextUnit;
+use crate::kind::ChannelKind;
 
 /// Length limits of one channel kind, used by the `too-long` lint rule.
 ///
@@ -34,27 +34,11 @@ pub struct TextLimits {
 impl TextLimits {
     /// The default limits of a channel kind (see the table above).
     pub fn for_kind(kind: ChannelKind) -> TextLimits {
-        match kind {
-            ChannelKind::Telegram => TextLimits {
-                unit: TextUnit::Utf16,
-                short: 500,
-                hard: 4096,
-            },
-            ChannelKind::Max => TextLimits {
-                unit: TextUnit::Chars,
-                short: 500,
-                hard: 4000,
-            },
-            ChannelKind::Sms => TextLimits {
-                unit: TextUnit::SmsSegments,
-                short: 2,
-                hard: 8,
-            },
-            _ => TextLimits {
-                unit: TextUnit::Chars,
-                short: 500,
-                hard: 4096,
-            },
+        let f = kind.facts();
+        TextLimits {
+            unit: f.unit,
+            short: f.short_length,
+            hard: f.hard_length,
         }
     }
 

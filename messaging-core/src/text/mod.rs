@@ -13,7 +13,9 @@ pub mod links;
 pub mod sms;
 pub mod split;
 pub mod translit;
+mod unit;
 
 pub use limits::{TextLimits, unit_name};
 pub use sms::{SmsAnalysis, SmsEncoding, analyze};
 pub use split::{Part, SplitConfig, SplitUnit, split};
+pub use unit::TextUnit;

@@ -31,9 +31,10 @@ use std::time::Duration;
 
 use unicode_segmentation::UnicodeSegmentation;
 
+use super::TextUnit;
 use super::links::find_links;
 use super::sms::{self, SmsEncoding};
-use crate::model::ChannelKind;
+use crate::kind::ChannelKind;
 
 /// How the splitter measures a part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -68,10 +69,10 @@ pub const DEFAULT_MESSENGER_PART: usize = 500;
 impl SplitConfig {
     /// The defaults for a channel kind: its unit, the default size, a 3 s pause with 1 s jitter.
     pub fn for_kind(kind: ChannelKind) -> Self {
-        let unit = match kind {
-            ChannelKind::Telegram => SplitUnit::Utf16,
-            ChannelKind::Sms => SplitUnit::Sms,
-            _ => SplitUnit::Chars,
+        let unit = match kind.facts().unit {
+            TextUnit::Chars => SplitUnit::Chars,
+            TextUnit::Utf16 => SplitUnit::Utf16,
+            TextUnit::SmsSegments => SplitUnit::Sms,
         };
         SplitConfig {
             unit,
