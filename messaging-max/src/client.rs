@@ -382,11 +382,6 @@ impl MaxBot {
         MaxWebhookHandler::new(secret).with_parser(self.parser())
     }
 
-    /// A long-poll [`Poller`](crate::Poller) for this bot, keeping its marker in `store`.
-    pub fn poller(&self, store: std::sync::Arc<dyn crate::MarkerStore>) -> crate::Poller {
-        crate::Poller::new(self.clone(), store)
-    }
-
     /// The update parser this bot uses (channel id and contact hash key set).
     pub fn parser(&self) -> UpdateParser {
         UpdateParser::new()

@@ -46,6 +46,14 @@ pub struct InMemoryMarkerStore {
     marker: Arc<Mutex<Option<i64>>>,
 }
 
+impl MaxBot {
+    /// A long-poll [`Poller`] for this bot, keeping its marker in `store`. (Defined here, beside
+    /// the poller, so the client does not depend on polling.)
+    pub fn poller(&self, store: Arc<dyn MarkerStore>) -> Poller {
+        Poller::new(self.clone(), store)
+    }
+}
+
 impl InMemoryMarkerStore {
     /// An empty store.
     pub fn new() -> Self {
