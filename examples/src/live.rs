@@ -9,7 +9,7 @@
 //!    [`LiveError::NoChannels`].
 //! 2. [`read_recipients`] reads the patients from a CSV file (format below).
 //! 3. [`start`] opens the store, builds the channels and the engine, mounts every provider's
-//!    webhook handler on an HTTP listener (through messaging-core's
+//!    webhook handler on an HTTP listener (through the
 //!    [`router`](messaging::router)), and submits one reminder per patient (idempotent:
 //!    the notification id is `reminder-<batch>-<phone digits>`).
 //! 4. [`LiveRun::finish`] waits until every cascade has ended or the maximum wait is over,
@@ -72,13 +72,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use messaging::engine::{
     AttemptState, CascadeEvent, CascadeStatus, HistoryKind, Phase, SubmitError,
 };
 use messaging::max::MaxBot;
 use messaging::router::WebhookRouter;
-use messaging::sink::EventSink;
 use messaging::sms::{SmsOptions, StatusPoller};
 use messaging::store::SqliteStore;
 use messaging::telegram::{TelegramChannel, TelegramWebhook};
@@ -86,9 +84,8 @@ use messaging::waba::WabaChannel;
 use messaging::webhook::WebhookHandler;
 use messaging::window::WindowStore;
 use messaging::{
-    Address, CascadePolicy, ChannelId, ChannelKind, Content, DynChannel, Engine, Event,
-    NotificationId, Outcome, Phone, ProviderMessageId, Recipient, SystemClock, Template,
-    TemplateComponent,
+    Address, CascadePolicy, ChannelId, ChannelKind, Content, DynChannel, Engine, NotificationId,
+    Outcome, Phone, ProviderMessageId, Recipient, SystemClock, Template, TemplateComponent,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -793,17 +790,6 @@ pub fn clinic_policy(
 // Channels
 // ---------------------------------------------------------------------------------------------
 
-/// Feeds webhook events to the WhatsApp channel (an inbound message opens the 24-hour window).
-#[derive(Debug)]
-struct WabaObserver(Arc<WabaChannel>);
-
-#[async_trait]
-impl EventSink for WabaObserver {
-    async fn handle(&self, event: &Event) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.0.observe(event).await.map_err(Into::into)
-    }
-}
-
 struct Built {
     channels: Vec<DynChannel>,
     order: Vec<(ChannelId, ChannelKind)>,
@@ -1127,7 +1113,8 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
             router = router.mount(path, handler);
         }
         if let Some(wa) = &built.waba {
-            router = router.sink(Arc::new(WabaObserver(wa.clone())));
+            // An inbound message opens the WhatsApp window the channel reads.
+            router = router.sink(wa.clone());
         }
         let (app, processor) = router
             .sink(Arc::new(engine.clone()))

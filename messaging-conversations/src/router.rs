@@ -51,7 +51,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::inbox::RecentSet;
 use messaging_core::Event;
-use messaging_core::sink::EventSink;
+use messaging_core::sink::{EventSink, Sinks};
 use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookReply, WebhookRequest};
 
 /// Why a router could not be built.
@@ -70,7 +70,7 @@ pub enum RouterError {
 pub struct WebhookRouter {
     mounts: Vec<(String, Arc<dyn WebhookHandler>)>,
     public_base_url: Option<String>,
-    sinks: Vec<Arc<dyn EventSink>>,
+    sinks: Sinks,
     queue_capacity: usize,
     dedupe_capacity: usize,
 }
@@ -105,7 +105,7 @@ impl WebhookRouter {
         WebhookRouter {
             mounts: Vec::new(),
             public_base_url: None,
-            sinks: Vec::new(),
+            sinks: Sinks::new(),
             queue_capacity: 1024,
             dedupe_capacity: 100_000,
         }
@@ -199,7 +199,7 @@ impl WebhookRouter {
 /// Hands queued webhook events to the sinks. Runs until every router clone is dropped.
 pub struct WebhookProcessor {
     rx: mpsc::Receiver<Vec<Event>>,
-    sinks: Vec<Arc<dyn EventSink>>,
+    sinks: Sinks,
 }
 
 impl fmt::Debug for WebhookProcessor {
@@ -215,11 +215,8 @@ impl WebhookProcessor {
     pub async fn run(mut self) {
         while let Some(batch) = self.rx.recv().await {
             for event in &batch {
-                for sink in &self.sinks {
-                    if let Err(e) = sink.handle(event).await {
-                        tracing::warn!(error = %e, channel = %event.channel(), "webhook event not processed");
-                    }
-                }
+                // `Sinks` hands the event to every sink and logs each failure.
+                let _ = self.sinks.handle(event).await;
             }
         }
     }

@@ -835,6 +835,15 @@ impl Channel for WabaChannel {
     }
 }
 
+/// The channel as an event sink: give it to the webhook router (or the inbox) so that inbound
+/// messages open the 24-hour window and 131047-style signals close it ([`WabaChannel::observe`]).
+#[async_trait]
+impl messaging_core::sink::EventSink for WabaChannel {
+    async fn handle(&self, event: &Event) -> Result<(), messaging_core::sink::SinkError> {
+        self.observe(event).await.map_err(Into::into)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
