@@ -191,3 +191,33 @@ fn phone_valid_and_invalid() {
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
     assert!(v.get("e164").is_none());
 }
+
+/// `messaging … | head -c0`: the reader is gone before the answer is written. The exit status
+/// is still the answer's (0 for a positive one, 1 for a negative one), never a panic's 101.
+#[test]
+fn a_closed_stdout_keeps_the_documented_exit_status() {
+    for (args, expected) in [
+        (&["segments", "Ваша запись к врачу 12.03 в 10:00"][..], 0),
+        (&["phone", "--region", "RU", "not a number"][..], 1),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_messaging"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the messaging binary runs");
+        // Close the read end at once: the binary's write meets a closed pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("it exits");
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{args:?}: stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?} panicked"
+        );
+    }
+}

@@ -20,6 +20,7 @@ mod segments;
 mod simulate;
 mod split;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -88,7 +89,10 @@ fn main() -> ExitCode {
         Command::ParseWebhook(a) => parse_webhook::run(a),
         Command::Simulate(a) => simulate::run(a),
     };
-    println!("{}", out.json);
+    // A reader that stops early (`messaging … | head -c1`) closes the pipe: the answer still
+    // decides the exit status, never a panic on the failed write.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", out.json).and_then(|()| stdout.flush());
     if out.ok {
         ExitCode::SUCCESS
     } else {
