@@ -10,6 +10,7 @@
 //! | [`transport_error`] | a `reqwest::Error` as a `ChannelError` with the right [`ErrorKind`](messaging_core::ErrorKind) (timeouts, refused and dropped connections are `Temporary`, a request that cannot be built is `ChannelDown`), with the URL stripped (Telegram's holds the bot token) |
 //! | [`execute`] / [`Reply`] | send a request and read the whole answer, its status and its bounded `Retry-After`; transport failures through [`transport_error`] |
 //! | [`parse_retry_after`] / [`retry_after`] | `Retry-After` as delta-seconds or an HTTP date, relative to the adapter's [`Clock`](messaging_core::Clock), never longer than [`MAX_RETRY_AFTER`] (one hour) |
+//! | [`status_kind`] | the kind an HTTP error status means when the body says nothing better (429, 401/403, 408/5xx) |
 //! | [`retry_after_secs`] | the same bound for seconds a provider puts in its body (Telegram's `parameters.retry_after`) |
 //! | [`ClientConfig`] | the user's own `reqwest::Client`, or a default one: rustls, certificates always verified, a connect timeout, optional extra roots and `User-Agent` |
 //!
@@ -42,4 +43,4 @@ mod transport;
 
 pub use client::{ClientConfig, ClientError, DEFAULT_CONNECT_TIMEOUT};
 pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after, retry_after, retry_after_secs};
-pub use transport::{Reply, execute, transport_error};
+pub use transport::{Reply, execute, status_kind, transport_error};

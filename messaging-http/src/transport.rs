@@ -148,6 +148,30 @@ pub fn transport_error(context: &str, error: reqwest::Error) -> ChannelError {
     ChannelError::new(kind, format!("{context}: {what}")).with_source(error)
 }
 
+/// What an HTTP error status says when the body says nothing better: 429 rate limited, 401 and
+/// 403 the channel's credentials or account (channel down), 408 and 5xx a passing failure,
+/// anything else not understood.
+///
+/// Providers whose statuses mean something else (Max answers 403 when the person blocked the bot)
+/// map their own.
+///
+/// ```
+/// use messaging_core::ErrorKind;
+/// use messaging_http::status_kind;
+/// assert_eq!(status_kind(http::StatusCode::TOO_MANY_REQUESTS), ErrorKind::RateLimited);
+/// assert_eq!(status_kind(http::StatusCode::UNAUTHORIZED), ErrorKind::ChannelDown);
+/// assert_eq!(status_kind(http::StatusCode::BAD_GATEWAY), ErrorKind::Temporary);
+/// assert_eq!(status_kind(http::StatusCode::BAD_REQUEST), ErrorKind::Unexpected);
+/// ```
+pub fn status_kind(status: http::StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        429 => ErrorKind::RateLimited,
+        401 | 403 => ErrorKind::ChannelDown,
+        408 | 500..=599 => ErrorKind::Temporary,
+        _ => ErrorKind::Unexpected,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +220,27 @@ mod tests {
             }
         });
         format!("http://{addr}/bot{SECRET}/sendMessage")
+    }
+
+    #[test]
+    fn status_kinds() {
+        for (code, kind) in [
+            (429, ErrorKind::RateLimited),
+            (401, ErrorKind::ChannelDown),
+            (403, ErrorKind::ChannelDown),
+            (408, ErrorKind::Temporary),
+            (500, ErrorKind::Temporary),
+            (599, ErrorKind::Temporary),
+            (400, ErrorKind::Unexpected),
+            (404, ErrorKind::Unexpected),
+            (200, ErrorKind::Unexpected),
+        ] {
+            assert_eq!(
+                status_kind(http::StatusCode::from_u16(code).unwrap()),
+                kind,
+                "{code}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::{MaxError, classify_error, transport_error};
+use crate::error::{MaxError, classify_error};
 use crate::keyboard::inline_keyboard;
 use crate::parse::UpdateParser;
 use crate::webhook::MaxWebhookHandler;
@@ -76,7 +76,8 @@ pub struct MaxBotBuilder {
     timeout: Duration,
     requests_per_second: u32,
     client: Option<reqwest::Client>,
-    root_certs: Vec<reqwest::Certificate>,
+    /// The default client's settings; holds the extra root certificates.
+    client_config: messaging_http::ClientConfig,
     contact_key: Option<SecretString>,
     clock: Arc<dyn Clock>,
 }
@@ -92,7 +93,10 @@ impl fmt::Debug for MaxBotBuilder {
             .field("timeout", &self.timeout)
             .field("requests_per_second", &self.requests_per_second)
             .field("custom_client", &self.client.is_some())
-            .field("extra_root_certs", &self.root_certs.len())
+            .field(
+                "extra_root_certs",
+                &self.client_config.extra_root_certificates(),
+            )
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -170,14 +174,10 @@ impl MaxBotBuilder {
     /// assert!(matches!(err, MaxError::InvalidCertificate(_)));
     /// ```
     pub fn add_root_certificate_pem(mut self, pem: &[u8]) -> Result<Self, MaxError> {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| MaxError::InvalidCertificate(e.without_url().to_string()))?;
-        if certs.is_empty() {
-            return Err(MaxError::InvalidCertificate(
-                "no PEM CERTIFICATE block found".into(),
-            ));
-        }
-        self.root_certs.extend(certs);
+        self.client_config = self
+            .client_config
+            .add_root_certificates_pem(pem)
+            .map_err(MaxError::from)?;
         Ok(self)
     }
 
@@ -218,16 +218,11 @@ impl MaxBotBuilder {
                 "{base} is not an http(s) URL"
             )));
         }
-        let http = match self.client {
-            Some(c) if self.root_certs.is_empty() => c,
-            Some(_) => return Err(MaxError::CertificatesWithCustomClient),
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
-                .tls_certs_merge(self.root_certs)
-                .user_agent(concat!("messaging-max/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| MaxError::HttpClient(e.without_url().to_string()))?,
-        };
+        let http = self
+            .client_config
+            .timeout(self.timeout)
+            .user_agent(concat!("messaging-max/", env!("CARGO_PKG_VERSION")))
+            .client(self.client)?;
         let contact_key = self.contact_key.unwrap_or_else(|| self.token.clone());
         Ok(MaxBot {
             inner: Arc::new(Inner {
@@ -364,7 +359,7 @@ impl MaxBot {
             timeout: Duration::from_secs(30),
             requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
             client: None,
-            root_certs: Vec::new(),
+            client_config: messaging_http::ClientConfig::new(),
             contact_key: None,
             clock: Arc::new(SystemClock),
         }
@@ -451,19 +446,18 @@ impl MaxBot {
     }
 
     async fn execute_now(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ChannelError> {
-        let resp = req.send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = resp.bytes().await.map_err(transport_error)?;
-        if status.is_success() {
-            Ok(body.to_vec())
+        let reply = messaging_http::execute(req, "Max API", &*self.inner.clock)
+            .await
+            // Every failure without an answer carries the same code, for dashboards.
+            .map_err(|e| e.with_provider_code("network"))?;
+        if reply.status.is_success() {
+            Ok(reply.body.to_vec())
         } else {
-            Err(classify_error(status.as_u16(), &body, retry_after))
+            Err(classify_error(
+                reply.status.as_u16(),
+                &reply.body,
+                reply.retry_after,
+            ))
         }
     }
 

@@ -15,7 +15,7 @@ use messaging_core::{
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::api::{BotApi, CallError};
+use crate::api::BotApi;
 use crate::keyboard::reply_markup;
 use crate::{MAX_CAPTION_UTF16, MAX_TEXT_UTF16};
 
@@ -235,17 +235,20 @@ impl TelegramBuilder {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(ConfigError::InvalidBaseUrl(self.base_url));
         }
-        let client = match self.client {
-            Some(c) => c,
-            None => reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| ConfigError::Client(e.without_url().to_string()))?,
-        };
+        // No overall timeout on the default client: each call sets its own (long polls wait).
+        let client = messaging_http::ClientConfig::new()
+            .client(self.client)
+            .map_err(|e| ConfigError::Client(e.to_string()))?;
         Ok(TelegramChannel {
             inner: Arc::new(Inner {
                 id: self.id,
-                api: BotApi::new(client, self.base_url, self.token, self.test_environment),
+                api: BotApi::new(
+                    client,
+                    self.base_url,
+                    self.token,
+                    self.test_environment,
+                    self.clock.clone(),
+                ),
                 pace: KeyedPacer::new(
                     self.rate_limits.per_bot.and_then(Rate::limit),
                     self.rate_limits.per_chat.and_then(Rate::limit),
@@ -477,25 +480,12 @@ impl TelegramChannel {
         params: &Value,
         timeout: Duration,
     ) -> Result<Value, ChannelError> {
-        self.inner
-            .api
-            .call(method, params, timeout)
-            .await
-            .map_err(|e| e.into_channel_error(method))
+        self.inner.api.call(method, params, timeout).await
     }
 
     /// The clock that dates what Telegram sends without a time.
     pub(crate) fn clock(&self) -> &dyn Clock {
         &*self.inner.clock
-    }
-
-    pub(crate) async fn call_raw(
-        &self,
-        method: &str,
-        params: &Value,
-        timeout: Duration,
-    ) -> Result<Value, CallError> {
-        self.inner.api.call(method, params, timeout).await
     }
 
     /// `getMe`: checks the token and tells the bot's username (for deep links).
@@ -609,8 +599,7 @@ impl Channel for TelegramChannel {
             drop(permit);
             let result = match answer {
                 Ok(r) => r,
-                Err(e) => {
-                    let err = e.into_channel_error(req.method);
+                Err(err) => {
                     if i > 0 {
                         tracing::warn!(
                             channel = %self.inner.id,

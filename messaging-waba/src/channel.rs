@@ -205,14 +205,10 @@ impl WabaBuilder {
         if self.api_version.trim().is_empty() || self.api_version.contains('/') {
             return Err(ConfigError::Invalid("API version must look like v24.0"));
         }
-        let client = match self.client {
-            Some(c) => c,
-            None => reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| ConfigError::Client(e.without_url().to_string()))?,
-        };
+        let client = messaging_http::ClientConfig::new()
+            .timeout(Duration::from_secs(30))
+            .client(self.client)
+            .map_err(|e| ConfigError::Client(e.to_string()))?;
         let messages_url = match &self.provider {
             Provider::CloudApi { phone_number_id } => join(
                 &base,
@@ -557,19 +553,16 @@ impl WabaChannel {
     }
 
     async fn execute(&self, req: reqwest::RequestBuilder) -> Result<Value, ChannelError> {
-        let resp = self.authorize(req)?.send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = resp.bytes().await.map_err(transport_error)?;
+        let reply = messaging_http::execute(self.authorize(req)?, "WhatsApp", &*self.clock).await?;
+        let status = reply.status;
         if !status.is_success() {
-            return Err(error_from_response(status.as_u16(), retry_after, &body));
+            return Err(error_from_response(
+                status.as_u16(),
+                reply.retry_after,
+                &reply.body,
+            ));
         }
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_slice(&reply.body).map_err(|e| {
             ChannelError::unexpected(format!("HTTP {status} with an unreadable body: {e}"))
         })
     }
@@ -780,18 +773,6 @@ impl WabaChannel {
             }
         }
     }
-}
-
-fn transport_error(e: reqwest::Error) -> ChannelError {
-    let e = e.without_url();
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "transport error"
-    };
-    ChannelError::temporary(format!("WhatsApp request {what}: {e}")).with_source(e)
 }
 
 #[async_trait]
