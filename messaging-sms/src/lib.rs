@@ -16,6 +16,15 @@
 //! channels with their own [`ChannelId`](messaging_core::ChannelId) (`"sms-main"`,
 //! `"sms-backup"`).
 //!
+//! ## One channel, one small trait per provider
+//!
+//! Each channel above is the same generic [`SmsChannel`] over the provider's [`SmsProvider`]
+//! (`SmsRuChannel` is `SmsChannel<SmsRu>`, and so on). The channel does the checks, the pacing,
+//! the HTTP (through the `messaging-http` kit), the receipts and the [`Channel`](messaging_core::Channel)
+//! and [`StatusPoller`] impls once; a provider says only how its requests, answers, error codes
+//! and callbacks look. Callbacks of providers that do not sign them go through the generic
+//! [`UnsignedWebhook`]. Another provider is one more `SmsProvider` impl (see its docs).
+//!
 //! ## What every channel does the same way
 //!
 //! - **Before any HTTP request** the message is checked: the address must be
@@ -72,8 +81,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// With only some providers enabled, some shared helpers (and the macros that write the
-// providers' common impls) have no caller.
+mod channel;
+// With only some providers enabled, some shared helpers have no caller.
 #[cfg_attr(
     not(all(
         feature = "smsru",
@@ -81,7 +90,7 @@
         feature = "smsaero",
         feature = "twilio"
     )),
-    allow(dead_code, unused_macros, unused_imports)
+    allow(dead_code, unused_imports)
 )]
 mod shared;
 
@@ -98,7 +107,9 @@ pub mod smsru;
 #[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
 pub mod twilio;
 
+pub use channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider, UnsignedWebhook};
+pub use messaging_http::Reply;
 pub use shared::{
-    DEFAULT_MAX_SEGMENTS, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, SmsOptions, StatusMeaning,
-    StatusPoller, Transliteration,
+    DEFAULT_MAX_SEGMENTS, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, EventStamp, SmsOptions,
+    StatusMeaning, StatusPoller, Transliteration,
 };
