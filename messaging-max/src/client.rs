@@ -31,7 +31,9 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 pub const DEFAULT_MAX_PARTS: usize = 5;
 /// Requests per second to the Max API unless configured: Max documents "the maximum number of
 /// requests per second to platform-api.max.ru is 30 rps".
-pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 30;
+pub const DEFAULT_RATE_LIMIT: u32 = 30;
+/// The timeout of one request unless configured (long polls add their wait).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How Max renders the text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,7 +76,7 @@ pub struct MaxBotBuilder {
     format: TextFormat,
     max_parts: usize,
     timeout: Duration,
-    requests_per_second: u32,
+    rate_limit: u32,
     client: Option<reqwest::Client>,
     /// The default client's settings; holds the extra root certificates.
     client_config: messaging_http::ClientConfig,
@@ -91,7 +93,7 @@ impl fmt::Debug for MaxBotBuilder {
             .field("format", &self.format)
             .field("max_parts", &self.max_parts)
             .field("timeout", &self.timeout)
-            .field("requests_per_second", &self.requests_per_second)
+            .field("rate_limit", &self.rate_limit)
             .field("custom_client", &self.client.is_some())
             .field(
                 "extra_root_certs",
@@ -128,15 +130,15 @@ impl MaxBotBuilder {
         self
     }
 
-    /// The per-request timeout of the client this crate builds (default 30 s). Long polls add
-    /// their own wait on top.
+    /// The timeout of one request (default [`DEFAULT_TIMEOUT`]), with your client too. Long
+    /// polls add their own wait on top.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// How many requests per second this bot sends to the Max API at most (default
-    /// [`DEFAULT_REQUESTS_PER_SECOND`], the 30 that Max documents; 0 turns the pacing off).
+    /// [`DEFAULT_RATE_LIMIT`], the 30 that Max documents; 0 turns the pacing off).
     ///
     /// Every request (sends, `GET /me`, subscriptions, long polls) waits for its turn: requests
     /// are spaced evenly, `1/n` s apart plus a 3 % margin for network jitter, with no opening
@@ -149,16 +151,17 @@ impl MaxBotBuilder {
     ///
     /// ```
     /// use messaging_max::MaxBot;
-    /// let bot = MaxBot::builder("my-token").requests_per_second(10).build().unwrap();
+    /// let bot = MaxBot::builder("my-token").rate_limit(10).build().unwrap();
     /// # let _ = bot;
     /// ```
-    pub fn requests_per_second(mut self, n: u32) -> Self {
-        self.requests_per_second = n;
+    pub fn rate_limit(mut self, n: u32) -> Self {
+        self.rate_limit = n;
         self
     }
 
-    /// Uses a ready-made `reqwest::Client` (proxy, pools, your own TLS roots).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+    /// Uses your own HTTP client (proxy, pools, your own TLS roots) instead of the default one.
+    /// Keep TLS verification on. [`timeout`](Self::timeout) still applies to each request.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
     }
@@ -233,7 +236,8 @@ impl MaxBotBuilder {
                 max_parts: self.max_parts,
                 http,
                 contact_key,
-                pace: NonZeroU32::new(self.requests_per_second).map(Pacer::per_second),
+                pace: NonZeroU32::new(self.rate_limit).map(Pacer::per_second),
+                timeout: self.timeout,
                 clock: self.clock,
             }),
         })
@@ -250,6 +254,8 @@ struct Inner {
     contact_key: SecretString,
     /// `None`: no pacing.
     pace: Option<Pacer>,
+    /// Of one request; a long poll sets its own.
+    timeout: Duration,
     /// Dates receipts whose answer carries no time.
     clock: Arc<dyn Clock>,
 }
@@ -356,8 +362,8 @@ impl MaxBot {
             base_url: DEFAULT_BASE_URL.to_owned(),
             format: TextFormat::Plain,
             max_parts: DEFAULT_MAX_PARTS,
-            timeout: Duration::from_secs(30),
-            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
+            timeout: DEFAULT_TIMEOUT,
+            rate_limit: DEFAULT_RATE_LIMIT,
             client: None,
             client_config: messaging_http::ClientConfig::new(),
             contact_key: None,
@@ -413,10 +419,14 @@ impl MaxBot {
             url.push('?');
             url.push_str(&encoded);
         }
-        self.inner.http.request(method, url).header(
-            reqwest::header::AUTHORIZATION,
-            self.inner.token.expose_secret(),
-        )
+        self.inner
+            .http
+            .request(method, url)
+            .timeout(self.inner.timeout)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.inner.token.expose_secret(),
+            )
     }
 
     /// Sends a request, in its turn under the configured rate, and returns the body of a 2xx
@@ -781,7 +791,7 @@ mod tests {
         let pace = bot.inner.pace.as_ref().expect("paced by default");
         assert_eq!(
             pace.interval(),
-            messaging_core::pace::Limit::per_second(DEFAULT_REQUESTS_PER_SECOND)
+            messaging_core::pace::Limit::per_second(DEFAULT_RATE_LIMIT)
                 .unwrap()
                 .interval()
         );
@@ -806,7 +816,7 @@ mod tests {
         assert!(most <= 30, "{most} requests in one second");
         let span = starts[95].duration_since(starts[0]).as_secs_f64();
         assert!(95.0 / span >= 0.95 * 30.0, "{} per second", 95.0 / span);
-        let off = MaxBot::builder("t").requests_per_second(0).build().unwrap();
+        let off = MaxBot::builder("t").rate_limit(0).build().unwrap();
         assert!(off.inner.pace.is_none());
         assert!(format!("{off:?}").contains("request_interval: None"));
     }
@@ -875,7 +885,7 @@ mod tests {
                 .is_ok()
         );
         assert!(matches!(
-            b.http_client(reqwest::Client::new()).build(),
+            b.client(reqwest::Client::new()).build(),
             Err(MaxError::CertificatesWithCustomClient)
         ));
     }

@@ -6,7 +6,7 @@
 //!
 //! | piece | what it is |
 //! |---|---|
-//! | [`MaxBot`] / [`MaxBotBuilder`] | the [`Channel`](messaging_core::Channel): `POST /messages` with `Authorization: <token>`, text split at 4000 characters, markdown/html, inline keyboards; `GET /me`; webhook subscriptions; every request paced under Max's 30 requests per second ([`MaxBotBuilder::requests_per_second`]) |
+//! | [`MaxBot`] / [`MaxBotBuilder`] | the [`Channel`](messaging_core::Channel): `POST /messages` with `Authorization: <token>`, text split at 4000 characters, markdown/html, inline keyboards; `GET /me`; webhook subscriptions; every request paced under Max's 30 requests per second ([`MaxBotBuilder::rate_limit`]) |
 //! | [`classify_error`] | the `{code, message}` error table → [`ErrorKind`](messaging_core::ErrorKind) (see [`error`]) |
 //! | [`MaxWebhookHandler`] | [`WebhookHandler`](messaging_core::webhook::WebhookHandler): `X-Max-Bot-Api-Secret` in constant time, one `Update` per POST |
 //! | [`UpdateParser`] | updates → [`Event`](messaging_core::Event)s: messages, `bot_started` payloads, callbacks, blocks (table: [`parse`]) |
@@ -87,8 +87,8 @@ mod webhook;
 mod wire;
 
 pub use client::{
-    BotInfo, DEFAULT_BASE_URL, DEFAULT_MAX_PARTS, DEFAULT_REQUESTS_PER_SECOND, MAX_TEXT_CHARS,
-    MaxBot, MaxBotBuilder, Subscription, TextFormat, UpdatesBatch,
+    BotInfo, DEFAULT_BASE_URL, DEFAULT_MAX_PARTS, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT,
+    MAX_TEXT_CHARS, MaxBot, MaxBotBuilder, Subscription, TextFormat, UpdatesBatch,
 };
 pub use contact::{ContactCheck, check_contact, phone_from_vcard, verify_contact_hash};
 pub use deeplink::{DeepLinkError, MAX_START_PAYLOAD, deep_link, validate_start_payload};

@@ -356,7 +356,7 @@ struct HttpBase {
     client: Result<reqwest::Client, messaging_http::ClientError>,
     /// Spaces status requests [`SmsOptions::poll_interval`] apart.
     poll_pacer: Pacer,
-    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
+    /// Paces every request when [`SmsOptions::rate_limit`] is set.
     request_pacer: Option<messaging_core::pace::Pacer>,
     /// The channel id and clock, handed to the channel's webhook handler too.
     stamp: EventStamp,
@@ -514,7 +514,7 @@ mod tests {
     fn requests_are_paced_only_when_a_rate_is_set() {
         let paced = HttpBase::new(
             "test",
-            SmsOptions::new("sms").max_requests_per_second(10),
+            SmsOptions::new("sms").rate_limit(10),
             "https://example.com",
         );
         assert_eq!(
@@ -555,9 +555,7 @@ mod tests {
     ))]
     #[test]
     fn every_channel_shows_its_settings_and_hides_its_secrets() {
-        let opts = SmsOptions::new("sms")
-            .sender("Clinic")
-            .max_requests_per_second(10);
+        let opts = SmsOptions::new("sms").sender("Clinic").rate_limit(10);
         let secret = "SECRET-VALUE";
         let printed = [
             format!(

@@ -40,7 +40,7 @@
 //!   ([`SmsOptions::timeout`], 5 s by default); timeouts, refused or dropped connections and
 //!   5xx answers are [`ErrorKind::Temporary`](messaging_core::ErrorKind::Temporary) at once, with
 //!   no internal retries, so the engine's retry budget decides when to move on.
-//! - **Pacing** is opt-in: [`SmsOptions::max_requests_per_second`] spaces a channel's requests
+//! - **Pacing** is opt-in: [`SmsOptions::rate_limit`] spaces a channel's requests
 //!   evenly so that no sliding second holds more than the rate (none of the providers documents
 //!   a per-second limit, so there is no default).
 //! - Provider codes are mapped by tables (`status_meaning`, `send_error_kind`, …, one per

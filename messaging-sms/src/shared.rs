@@ -88,10 +88,10 @@ impl Transliteration {
 ///     .max_segments(4)
 ///     .timeout(Duration::from_secs(3))
 ///     .price_per_segment(3.5, "RUB")
-///     .max_requests_per_second(20);
+///     .rate_limit(20);
 /// assert_eq!(opts.max_segments, 4);
 /// assert_eq!(opts.sender.as_deref(), Some("Clinic"));
-/// assert_eq!(opts.max_requests_per_second.map(|n| n.get()), Some(20));
+/// assert_eq!(opts.rate_limit.map(|n| n.get()), Some(20));
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -119,8 +119,8 @@ pub struct SmsOptions {
     pub client: Option<reqwest::Client>,
     /// The most requests the channel sends to the provider in any sliding second (sends and
     /// status requests alike); `None` (the default) for no pacing. See
-    /// [`SmsOptions::max_requests_per_second`].
-    pub max_requests_per_second: Option<NonZeroU32>,
+    /// [`SmsOptions::rate_limit`].
+    pub rate_limit: Option<NonZeroU32>,
     /// The clock that dates receipts, and reports that carry no time of their own (SMS.ru's
     /// status answers, Twilio's callback form); [`SystemClock`] by default. See
     /// [`SmsOptions::clock`].
@@ -141,7 +141,7 @@ impl SmsOptions {
             poll_interval: DEFAULT_POLL_INTERVAL,
             callback_url: None,
             client: None,
-            max_requests_per_second: None,
+            rate_limit: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -185,7 +185,8 @@ impl SmsOptions {
         self.callback_url = Some(url.into());
         self
     }
-    /// Uses this HTTP client (its own timeouts, proxies, TLS). The per-request timeout still applies.
+    /// Uses your own HTTP client (proxies, pools, TLS roots) instead of the default one. Keep
+    /// TLS verification on. [`timeout`](Self::timeout) still applies to each request.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -205,13 +206,13 @@ impl SmsOptions {
     ///
     /// ```
     /// use messaging_sms::SmsOptions;
-    /// assert_eq!(SmsOptions::new("sms").max_requests_per_second, None);
-    /// let opts = SmsOptions::new("sms").max_requests_per_second(30);
-    /// assert_eq!(opts.max_requests_per_second.map(|n| n.get()), Some(30));
-    /// assert_eq!(opts.max_requests_per_second(0).max_requests_per_second, None);
+    /// assert_eq!(SmsOptions::new("sms").rate_limit, None);
+    /// let opts = SmsOptions::new("sms").rate_limit(30);
+    /// assert_eq!(opts.rate_limit.map(|n| n.get()), Some(30));
+    /// assert_eq!(opts.rate_limit(0).rate_limit, None);
     /// ```
-    pub fn max_requests_per_second(mut self, n: u32) -> Self {
-        self.max_requests_per_second = NonZeroU32::new(n);
+    pub fn rate_limit(mut self, n: u32) -> Self {
+        self.rate_limit = NonZeroU32::new(n);
         self
     }
 
@@ -234,8 +235,7 @@ impl SmsOptions {
 
     /// The request pacer these options ask for, if any.
     pub(crate) fn request_pacer(&self) -> Option<messaging_core::pace::Pacer> {
-        self.max_requests_per_second
-            .map(messaging_core::pace::Pacer::per_second)
+        self.rate_limit.map(messaging_core::pace::Pacer::per_second)
     }
 
     /// The capabilities every SMS channel declares: SMS segments, up to `max_segments`,
@@ -751,7 +751,7 @@ mod tests {
         assert!(SmsOptions::new("sms").request_pacer().is_none());
         let pacer = std::sync::Arc::new(
             SmsOptions::new("sms")
-                .max_requests_per_second(30)
+                .rate_limit(30)
                 .request_pacer()
                 .expect("paced"),
         );

@@ -7,7 +7,7 @@
 //! | piece | what it is |
 //! |---|---|
 //! | [`TelegramChannel`] | `sendMessage` (split past 4096 UTF-16 units), inline and reply keyboards, link previews, photos and documents, paced per bot and per chat |
-//! | [`RateLimits`] / [`Rate`] | the pacing: 30 messages/s per bot and 1/s per chat by default, evenly spaced, never over either limit in a sliding window |
+//! | [`TelegramBuilder::rate_limit`] / [`TelegramBuilder::chat_rate_limit`] / [`Rate`] | the pacing: 30 messages/s per bot and 1/s per chat by default, evenly spaced, never over either limit in a sliding window |
 //! | [`TelegramWebhook`] | a [`WebhookHandler`](messaging_core::webhook::WebhookHandler): `X-Telegram-Bot-Api-Secret-Token` checked in constant time |
 //! | [`LongPoller`] / [`OffsetStore`] | `getUpdates` with a stored offset, committed only after a batch was handed over |
 //! | [`parse_update`] | one Telegram `Update` to events: text, `/start` payload, shared contact, button press, block / unblock |
@@ -67,7 +67,8 @@ mod update;
 mod webhook;
 
 pub use channel::{
-    ConfigError, DEFAULT_BASE_URL, Rate, RateLimits, TelegramBuilder, TelegramChannel, User,
+    ConfigError, DEFAULT_BASE_URL, DEFAULT_CHAT_RATE_LIMIT, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT,
+    Rate, TelegramBuilder, TelegramChannel, User,
 };
 pub use error::{ApiError, ApiErrorReason, api_error, blocked_signal, is_blocked, migrated_to};
 pub use identity::{

@@ -71,8 +71,8 @@ pub mod throughput;
 pub mod webhook;
 
 pub use channel::{
-    CLOUD_API_BASE_URL, ConfigError, DEFAULT_API_VERSION, DEFAULT_MESSAGES_PER_SECOND,
-    DEFAULT_PAIR_INTERVAL, DIALOG360_BASE_URL, Provider, WabaBuilder, WabaChannel,
+    CLOUD_API_BASE_URL, ConfigError, DEFAULT_API_VERSION, DEFAULT_PAIR_INTERVAL,
+    DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT, DIALOG360_BASE_URL, Provider, WabaBuilder, WabaChannel,
 };
 pub use cost::{PriceTable, PricingCategory};
 pub use error::GraphError;

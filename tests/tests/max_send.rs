@@ -345,7 +345,7 @@ async fn default_rate_limit_is_30_per_second() {
     let unpaced = MaxBot::builder(FakeMax::TOKEN)
         .base_url(fake.url())
         .timeout(Duration::from_secs(5))
-        .requests_per_second(0)
+        .rate_limit(0)
         .build()
         .unwrap();
     let started = std::time::Instant::now();
@@ -403,7 +403,7 @@ async fn user_supplied_client_is_used() {
         .unwrap();
     let bot = MaxBot::builder(FakeMax::TOKEN)
         .base_url(fake.url())
-        .http_client(client)
+        .client(client)
         .build()
         .unwrap();
     bot.send_text(Address::MaxUser(1), "x").await.unwrap();

@@ -485,7 +485,7 @@ async fn the_per_number_limiter_keeps_under_the_servers_limit() {
     let c = clock();
     let ch = cloud(&fake, &c)
         .enforce_window(false)
-        .messages_per_second(5)
+        .rate_limit(5)
         .build()
         .expect("channel");
     let started = std::time::Instant::now();
