@@ -249,6 +249,20 @@ async fn errors_over_the_wire_map_to_kinds() {
 }
 
 #[tokio::test]
+async fn an_absurd_retry_after_is_cut_to_an_hour() {
+    let fake = FakeMax::start().await;
+    let bot = bot(&fake);
+    fake.fail_next(
+        "POST /messages",
+        Failure::TooManyRequests(Some(9_999_999_999_999)),
+    );
+    let e = bot.send_text(Address::MaxUser(1), "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    // The kit's bound (`messaging_http::MAX_RETRY_AFTER`): an hour.
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)));
+}
+
+#[tokio::test]
 async fn conformance_error_bodies_over_the_wire() {
     let files: Vec<_> = conformance_files(env!("CARGO_MANIFEST_DIR"), "max", "json")
         .into_iter()

@@ -198,6 +198,9 @@ async fn error_mapping_over_the_wire() {
         Case { failure: Failure::TooManyRequests(17), kind: ErrorKind::RateLimited, code: "429", blocked: false, retry_after: Some(17) },
         // Only the header tells the wait.
         Case { failure: Failure::Raw { status: 429, body: r#"{"ok":false,"error_code":429,"description":"Too Many Requests"}"#.into(), retry_after_header: Some("9".into()) }, kind: ErrorKind::RateLimited, code: "429", blocked: false, retry_after: Some(9) },
+        // Absurd waits, in the body or as a far-off date, are cut to the kit's hour.
+        Case { failure: Failure::TooManyRequests(9_999_999_999_999), kind: ErrorKind::RateLimited, code: "429", blocked: false, retry_after: Some(3600) },
+        Case { failure: Failure::Raw { status: 429, body: "Too Many Requests".into(), retry_after_header: Some("Fri, 31 Dec 9999 23:59:59 GMT".into()) }, kind: ErrorKind::RateLimited, code: "429", blocked: false, retry_after: Some(3600) },
         Case { failure: Failure::Unauthorized, kind: ErrorKind::ChannelDown, code: "401", blocked: false, retry_after: None },
         Case { failure: Failure::ServerError(500), kind: ErrorKind::Temporary, code: "500", blocked: false, retry_after: None },
         Case { failure: Failure::ServerError(503), kind: ErrorKind::Temporary, code: "503", blocked: false, retry_after: None },
