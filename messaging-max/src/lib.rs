@@ -66,6 +66,13 @@
 //! assert_eq!(json["at"], "2026-02-09T23:29:47.821Z");
 //! ```
 //!
+//! ## Idempotency
+//!
+//! `POST /messages` takes **no idempotency key or client-side message id** in the sources this
+//! crate was written from (the official schema and the Go and TypeScript clients): the message
+//! id (`body.mid`) is assigned by Max in the answer. A retry after a timeout whose request did
+//! reach Max sends the message twice.
+//!
 //! ## Security
 //!
 //! The token lives in a [`secrecy::SecretString`]; every `Debug` is written by hand and redacts

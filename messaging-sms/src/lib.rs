@@ -52,6 +52,19 @@
 //! - **Secrets** (API ids, passwords, API keys, auth tokens) are [`secrecy::SecretString`]s;
 //!   `Debug` never prints them, and errors never carry URLs or request bodies.
 //!
+//! ## Idempotency and client-side message ids
+//!
+//! None of the four HTTP APIs documents an idempotency key, so a retry after a timeout whose
+//! request did reach the provider may send the SMS twice. What each offers, from the sources
+//! this crate was written from:
+//!
+//! | provider | client-side id or duplicate guard | used by this crate |
+//! |---|---|---|
+//! | SMS.ru | none; the provider refuses identical messages to one number too often (errors 231 per minute, 232 per day), a guard against floods, not a key | the errors are read as `RateLimited` |
+//! | SMSC.ru | `id`, a client message id of 1..2147483647 sent with the message (third-party documentation), echoed in error answers; statuses are asked by id and phone | not sent: SMSC assigns the id ([`smsc::message_id`]) |
+//! | SMS Aero | none documented | — |
+//! | Twilio | none documented for `Messages.json` | — |
+//!
 //! ## Example: two providers, one cascade
 //!
 //! ```no_run

@@ -49,6 +49,13 @@
 //! Telegram numbers messages per chat, so provider message ids are written `"<chat_id>:<message_id>"`
 //! both in [`SendReceipt`](messaging_core::SendReceipt)s and in inbound messages (`provider_message_id`, `reply_to`).
 //!
+//! ## Idempotency
+//!
+//! `sendMessage` (and the other send methods) take **no idempotency key or client-side message
+//! id**: the Bot API documents none, and the `message_id` is assigned by Telegram in the answer.
+//! A retry after a timeout whose request did reach Telegram sends the message twice; only the
+//! synchronous `ok: true` answer proves acceptance.
+//!
 //! ## The bot token
 //!
 //! The token is part of every Bot API URL. It is held in a [`secrecy::SecretString`], never
