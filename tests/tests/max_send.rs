@@ -409,6 +409,23 @@ async fn timeouts_are_temporary() {
 }
 
 #[tokio::test]
+async fn the_timeout_applies_to_a_user_supplied_client_too() {
+    let fake = FakeMax::start().await;
+    fake.fail_next("POST /messages", Failure::Delay(Duration::from_secs(3)));
+    let bot = MaxBot::builder(FakeMax::TOKEN)
+        .base_url(fake.url())
+        .client(reqwest::Client::new())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = bot.send_text(Address::MaxUser(1), "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Temporary);
+    assert_eq!(e.provider_code(), Some("network"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
 async fn user_supplied_client_is_used() {
     let fake = FakeMax::start().await;
     let client = reqwest::Client::builder()
