@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::{MaxError, classify_error, transport_error};
+use crate::error::{MaxError, classify_error};
 use crate::keyboard::inline_keyboard;
 use crate::parse::UpdateParser;
 use crate::webhook::MaxWebhookHandler;
@@ -31,7 +31,9 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 pub const DEFAULT_MAX_PARTS: usize = 5;
 /// Requests per second to the Max API unless configured: Max documents "the maximum number of
 /// requests per second to platform-api.max.ru is 30 rps".
-pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 30;
+pub const DEFAULT_RATE_LIMIT: u32 = 30;
+/// The timeout of one request unless configured (long polls add their wait).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How Max renders the text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,9 +76,10 @@ pub struct MaxBotBuilder {
     format: TextFormat,
     max_parts: usize,
     timeout: Duration,
-    requests_per_second: u32,
+    rate_limit: u32,
     client: Option<reqwest::Client>,
-    root_certs: Vec<reqwest::Certificate>,
+    /// The default client's settings; holds the extra root certificates.
+    client_config: messaging_http::ClientConfig,
     contact_key: Option<SecretString>,
     clock: Arc<dyn Clock>,
 }
@@ -90,9 +93,12 @@ impl fmt::Debug for MaxBotBuilder {
             .field("format", &self.format)
             .field("max_parts", &self.max_parts)
             .field("timeout", &self.timeout)
-            .field("requests_per_second", &self.requests_per_second)
+            .field("rate_limit", &self.rate_limit)
             .field("custom_client", &self.client.is_some())
-            .field("extra_root_certs", &self.root_certs.len())
+            .field(
+                "extra_root_certs",
+                &self.client_config.extra_root_certificates(),
+            )
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -124,15 +130,15 @@ impl MaxBotBuilder {
         self
     }
 
-    /// The per-request timeout of the client this crate builds (default 30 s). Long polls add
-    /// their own wait on top.
+    /// The timeout of one request (default [`DEFAULT_TIMEOUT`]), with your client too. Long
+    /// polls add their own wait on top.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// How many requests per second this bot sends to the Max API at most (default
-    /// [`DEFAULT_REQUESTS_PER_SECOND`], the 30 that Max documents; 0 turns the pacing off).
+    /// [`DEFAULT_RATE_LIMIT`], the 30 that Max documents; 0 turns the pacing off).
     ///
     /// Every request (sends, `GET /me`, subscriptions, long polls) waits for its turn: requests
     /// are spaced evenly, `1/n` s apart plus a 3 % margin for network jitter, with no opening
@@ -145,16 +151,17 @@ impl MaxBotBuilder {
     ///
     /// ```
     /// use messaging_max::MaxBot;
-    /// let bot = MaxBot::builder("my-token").requests_per_second(10).build().unwrap();
+    /// let bot = MaxBot::builder("my-token").rate_limit(10).build().unwrap();
     /// # let _ = bot;
     /// ```
-    pub fn requests_per_second(mut self, n: u32) -> Self {
-        self.requests_per_second = n;
+    pub fn rate_limit(mut self, n: u32) -> Self {
+        self.rate_limit = n;
         self
     }
 
-    /// Uses a ready-made `reqwest::Client` (proxy, pools, your own TLS roots).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+    /// Uses your own HTTP client (proxy, pools, your own TLS roots) instead of the default one.
+    /// Keep TLS verification on. [`timeout`](Self::timeout) still applies to each request.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
     }
@@ -170,14 +177,10 @@ impl MaxBotBuilder {
     /// assert!(matches!(err, MaxError::InvalidCertificate(_)));
     /// ```
     pub fn add_root_certificate_pem(mut self, pem: &[u8]) -> Result<Self, MaxError> {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| MaxError::InvalidCertificate(e.without_url().to_string()))?;
-        if certs.is_empty() {
-            return Err(MaxError::InvalidCertificate(
-                "no PEM CERTIFICATE block found".into(),
-            ));
-        }
-        self.root_certs.extend(certs);
+        self.client_config = self
+            .client_config
+            .add_root_certificates_pem(pem)
+            .map_err(MaxError::from)?;
         Ok(self)
     }
 
@@ -218,16 +221,11 @@ impl MaxBotBuilder {
                 "{base} is not an http(s) URL"
             )));
         }
-        let http = match self.client {
-            Some(c) if self.root_certs.is_empty() => c,
-            Some(_) => return Err(MaxError::CertificatesWithCustomClient),
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
-                .tls_certs_merge(self.root_certs)
-                .user_agent(concat!("messaging-max/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| MaxError::HttpClient(e.without_url().to_string()))?,
-        };
+        let http = self
+            .client_config
+            .timeout(self.timeout)
+            .user_agent(concat!("messaging-max/", env!("CARGO_PKG_VERSION")))
+            .client(self.client)?;
         let contact_key = self.contact_key.unwrap_or_else(|| self.token.clone());
         Ok(MaxBot {
             inner: Arc::new(Inner {
@@ -238,7 +236,8 @@ impl MaxBotBuilder {
                 max_parts: self.max_parts,
                 http,
                 contact_key,
-                pace: NonZeroU32::new(self.requests_per_second).map(Pacer::per_second),
+                pace: NonZeroU32::new(self.rate_limit).map(Pacer::per_second),
+                timeout: self.timeout,
                 clock: self.clock,
             }),
         })
@@ -255,6 +254,8 @@ struct Inner {
     contact_key: SecretString,
     /// `None`: no pacing.
     pace: Option<Pacer>,
+    /// Of one request; a long poll sets its own.
+    timeout: Duration,
     /// Dates receipts whose answer carries no time.
     clock: Arc<dyn Clock>,
 }
@@ -361,10 +362,10 @@ impl MaxBot {
             base_url: DEFAULT_BASE_URL.to_owned(),
             format: TextFormat::Plain,
             max_parts: DEFAULT_MAX_PARTS,
-            timeout: Duration::from_secs(30),
-            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
+            timeout: DEFAULT_TIMEOUT,
+            rate_limit: DEFAULT_RATE_LIMIT,
             client: None,
-            root_certs: Vec::new(),
+            client_config: messaging_http::ClientConfig::new(),
             contact_key: None,
             clock: Arc::new(SystemClock),
         }
@@ -413,10 +414,14 @@ impl MaxBot {
             url.push('?');
             url.push_str(&encoded);
         }
-        self.inner.http.request(method, url).header(
-            reqwest::header::AUTHORIZATION,
-            self.inner.token.expose_secret(),
-        )
+        self.inner
+            .http
+            .request(method, url)
+            .timeout(self.inner.timeout)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.inner.token.expose_secret(),
+            )
     }
 
     /// Sends a request, in its turn under the configured rate, and returns the body of a 2xx
@@ -446,19 +451,18 @@ impl MaxBot {
     }
 
     async fn execute_now(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ChannelError> {
-        let resp = req.send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = resp.bytes().await.map_err(transport_error)?;
-        if status.is_success() {
-            Ok(body.to_vec())
+        let reply = messaging_http::execute(req, "Max API", &*self.inner.clock)
+            .await
+            // Every failure without an answer carries the same code, for dashboards.
+            .map_err(|e| e.with_provider_code("network"))?;
+        if reply.status.is_success() {
+            Ok(reply.body.to_vec())
         } else {
-            Err(classify_error(status.as_u16(), &body, retry_after))
+            Err(classify_error(
+                reply.status.as_u16(),
+                &reply.body,
+                reply.retry_after,
+            ))
         }
     }
 
@@ -782,7 +786,7 @@ mod tests {
         let pace = bot.inner.pace.as_ref().expect("paced by default");
         assert_eq!(
             pace.interval(),
-            messaging_core::pace::Limit::per_second(DEFAULT_REQUESTS_PER_SECOND)
+            messaging_core::pace::Limit::per_second(DEFAULT_RATE_LIMIT)
                 .unwrap()
                 .interval()
         );
@@ -807,7 +811,7 @@ mod tests {
         assert!(most <= 30, "{most} requests in one second");
         let span = starts[95].duration_since(starts[0]).as_secs_f64();
         assert!(95.0 / span >= 0.95 * 30.0, "{} per second", 95.0 / span);
-        let off = MaxBot::builder("t").requests_per_second(0).build().unwrap();
+        let off = MaxBot::builder("t").rate_limit(0).build().unwrap();
         assert!(off.inner.pace.is_none());
         assert!(format!("{off:?}").contains("request_interval: None"));
     }
@@ -876,7 +880,7 @@ mod tests {
                 .is_ok()
         );
         assert!(matches!(
-            b.http_client(reqwest::Client::new()).build(),
+            b.client(reqwest::Client::new()).build(),
             Err(MaxError::CertificatesWithCustomClient)
         ));
     }

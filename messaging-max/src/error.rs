@@ -62,6 +62,17 @@ pub enum MaxError {
     MarkerStore(String),
 }
 
+impl From<messaging_http::ClientError> for MaxError {
+    fn from(e: messaging_http::ClientError) -> Self {
+        use messaging_http::ClientError as C;
+        match e {
+            C::InvalidCertificate(why) => MaxError::InvalidCertificate(why),
+            C::CertificatesWithOwnClient => MaxError::CertificatesWithCustomClient,
+            other => MaxError::HttpClient(other.to_string()),
+        }
+    }
+}
+
 /// The body of a Max error response.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct ApiErrorBody {
@@ -157,23 +168,6 @@ fn kind_for(status: u16, code: Option<&str>, text: &str) -> ErrorKind {
         400 if matches!(code, Some("proto.payload" | "text.too.long")) => ErrorKind::InvalidContent,
         _ => ErrorKind::Unexpected,
     }
-}
-
-/// A transport failure (connection, TLS, timeout, unreadable body) as a temporary error. The
-/// URL is stripped so nothing of the request leaks into logs.
-pub(crate) fn transport_error(e: reqwest::Error) -> ChannelError {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_decode() || e.is_body() {
-        "could not read the response"
-    } else {
-        "transport failure"
-    };
-    ChannelError::temporary(format!("Max API {what}"))
-        .with_provider_code("network")
-        .with_source(e.without_url())
 }
 
 #[cfg(test)]

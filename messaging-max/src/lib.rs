@@ -6,7 +6,7 @@
 //!
 //! | piece | what it is |
 //! |---|---|
-//! | [`MaxBot`] / [`MaxBotBuilder`] | the [`Channel`](messaging_core::Channel): `POST /messages` with `Authorization: <token>`, text split at 4000 characters, markdown/html, inline keyboards; `GET /me`; webhook subscriptions; every request paced under Max's 30 requests per second ([`MaxBotBuilder::requests_per_second`]) |
+//! | [`MaxBot`] / [`MaxBotBuilder`] | the [`Channel`](messaging_core::Channel): `POST /messages` with `Authorization: <token>`, text split at 4000 characters, markdown/html, inline keyboards; `GET /me`; webhook subscriptions; every request paced under Max's 30 requests per second ([`MaxBotBuilder::rate_limit`]) |
 //! | [`classify_error`] | the `{code, message}` error table → [`ErrorKind`](messaging_core::ErrorKind) (see [`error`]) |
 //! | [`MaxWebhookHandler`] | [`WebhookHandler`](messaging_core::webhook::WebhookHandler): `X-Max-Bot-Api-Secret` in constant time, one `Update` per POST |
 //! | [`UpdateParser`] | updates → [`Event`](messaging_core::Event)s: messages, `bot_started` payloads, callbacks, blocks (table: [`parse`]) |
@@ -66,6 +66,13 @@
 //! assert_eq!(json["at"], "2026-02-09T23:29:47.821Z");
 //! ```
 //!
+//! ## Idempotency
+//!
+//! `POST /messages` takes **no idempotency key or client-side message id** in the sources this
+//! crate was written from (the official schema and the Go and TypeScript clients): the message
+//! id (`body.mid`) is assigned by Max in the answer. A retry after a timeout whose request did
+//! reach Max sends the message twice.
+//!
 //! ## Security
 //!
 //! The token lives in a [`secrecy::SecretString`]; every `Debug` is written by hand and redacts
@@ -87,8 +94,8 @@ mod webhook;
 mod wire;
 
 pub use client::{
-    BotInfo, DEFAULT_BASE_URL, DEFAULT_MAX_PARTS, DEFAULT_REQUESTS_PER_SECOND, MAX_TEXT_CHARS,
-    MaxBot, MaxBotBuilder, Subscription, TextFormat, UpdatesBatch,
+    BotInfo, DEFAULT_BASE_URL, DEFAULT_MAX_PARTS, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT,
+    MAX_TEXT_CHARS, MaxBot, MaxBotBuilder, Subscription, TextFormat, UpdatesBatch,
 };
 pub use contact::{ContactCheck, check_contact, phone_from_vcard, verify_contact_hash};
 pub use deeplink::{DeepLinkError, MAX_START_PAYLOAD, deep_link, validate_start_payload};

@@ -16,6 +16,15 @@
 //! channels with their own [`ChannelId`](messaging_core::ChannelId) (`"sms-main"`,
 //! `"sms-backup"`).
 //!
+//! ## One channel, one small trait per provider
+//!
+//! Each channel above is the same generic [`SmsChannel`] over the provider's [`SmsProvider`]
+//! (`SmsRuChannel` is `SmsChannel<SmsRu>`, and so on). The channel does the checks, the pacing,
+//! the HTTP (through the `messaging-http` kit), the receipts and the [`Channel`](messaging_core::Channel)
+//! and [`StatusPoller`] impls once; a provider says only how its requests, answers, error codes
+//! and callbacks look. Callbacks of providers that do not sign them go through the generic
+//! [`UnsignedWebhook`]. Another provider is one more `SmsProvider` impl (see its docs).
+//!
 //! ## What every channel does the same way
 //!
 //! - **Before any HTTP request** the message is checked: the address must be
@@ -31,7 +40,7 @@
 //!   ([`SmsOptions::timeout`], 5 s by default); timeouts, refused or dropped connections and
 //!   5xx answers are [`ErrorKind::Temporary`](messaging_core::ErrorKind::Temporary) at once, with
 //!   no internal retries, so the engine's retry budget decides when to move on.
-//! - **Pacing** is opt-in: [`SmsOptions::max_requests_per_second`] spaces a channel's requests
+//! - **Pacing** is opt-in: [`SmsOptions::rate_limit`] spaces a channel's requests
 //!   evenly so that no sliding second holds more than the rate (none of the providers documents
 //!   a per-second limit, so there is no default).
 //! - Provider codes are mapped by tables (`status_meaning`, `send_error_kind`, …, one per
@@ -42,6 +51,19 @@
 //!   `webhook()` handler shares the channel's clock.
 //! - **Secrets** (API ids, passwords, API keys, auth tokens) are [`secrecy::SecretString`]s;
 //!   `Debug` never prints them, and errors never carry URLs or request bodies.
+//!
+//! ## Idempotency and client-side message ids
+//!
+//! None of the four HTTP APIs documents an idempotency key, so a retry after a timeout whose
+//! request did reach the provider may send the SMS twice. What each offers, from the sources
+//! this crate was written from:
+//!
+//! | provider | client-side id or duplicate guard | used by this crate |
+//! |---|---|---|
+//! | SMS.ru | none; the provider refuses identical messages to one number too often (errors 231 per minute, 232 per day), a guard against floods, not a key | the errors are read as `RateLimited` |
+//! | SMSC.ru | `id`, a client message id of 1..2147483647 sent with the message (third-party documentation), echoed in error answers; statuses are asked by id and phone | not sent: SMSC assigns the id ([`smsc::message_id`]) |
+//! | SMS Aero | none documented | — |
+//! | Twilio | none documented for `Messages.json` | — |
 //!
 //! ## Example: two providers, one cascade
 //!
@@ -72,8 +94,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// With only some providers enabled, some shared helpers (and the macros that write the
-// providers' common impls) have no caller.
+mod channel;
+// With only some providers enabled, some shared helpers have no caller.
 #[cfg_attr(
     not(all(
         feature = "smsru",
@@ -81,7 +103,7 @@
         feature = "smsaero",
         feature = "twilio"
     )),
-    allow(dead_code, unused_macros, unused_imports)
+    allow(dead_code, unused_imports)
 )]
 mod shared;
 
@@ -98,7 +120,9 @@ pub mod smsru;
 #[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
 pub mod twilio;
 
+pub use channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider, UnsignedWebhook};
+pub use messaging_http::Reply;
 pub use shared::{
-    DEFAULT_MAX_SEGMENTS, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, SmsOptions, StatusMeaning,
-    StatusPoller, Transliteration,
+    DEFAULT_MAX_SEGMENTS, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, EventStamp, SmsOptions,
+    StatusMeaning, StatusPoller, Transliteration,
 };

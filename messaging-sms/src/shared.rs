@@ -1,5 +1,5 @@
-//! What every SMS provider shares: options, pre-send checks, the HTTP call with its error
-//! mapping, receipts, status polling and the helpers the callback parsers use.
+//! What every SMS provider shares: options, pre-send checks, error mapping, receipts, status
+//! polling and the helpers the answer and callback parsers use.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use messaging_core::text::sms::{SmsEncoding, analyze};
+use messaging_core::text::sms::analyze;
 use messaging_core::{
     Address, Capabilities, ChannelError, ChannelId, ChannelKind, Clock, Cost, DeliveryReport,
-    DeliveryStatus, ErrorKind, Event, Evidence, OutboundMessage, Phone, ProviderError,
-    ProviderMessageId, SendReceipt, SystemClock, TextUnit,
+    DeliveryStatus, ErrorKind, Event, Evidence, OutboundMessage, ProviderError, ProviderMessageId,
+    SendReceipt, SystemClock, TextUnit,
 };
+use messaging_http::Reply;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::channel::PreparedSms;
 
 /// The default request timeout: short, so that a provider outage moves the cascade on quickly.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,10 +88,10 @@ impl Transliteration {
 ///     .max_segments(4)
 ///     .timeout(Duration::from_secs(3))
 ///     .price_per_segment(3.5, "RUB")
-///     .max_requests_per_second(20);
+///     .rate_limit(20);
 /// assert_eq!(opts.max_segments, 4);
 /// assert_eq!(opts.sender.as_deref(), Some("Clinic"));
-/// assert_eq!(opts.max_requests_per_second.map(|n| n.get()), Some(20));
+/// assert_eq!(opts.rate_limit.map(|n| n.get()), Some(20));
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -116,8 +119,8 @@ pub struct SmsOptions {
     pub client: Option<reqwest::Client>,
     /// The most requests the channel sends to the provider in any sliding second (sends and
     /// status requests alike); `None` (the default) for no pacing. See
-    /// [`SmsOptions::max_requests_per_second`].
-    pub max_requests_per_second: Option<NonZeroU32>,
+    /// [`SmsOptions::rate_limit`].
+    pub rate_limit: Option<NonZeroU32>,
     /// The clock that dates receipts, and reports that carry no time of their own (SMS.ru's
     /// status answers, Twilio's callback form); [`SystemClock`] by default. See
     /// [`SmsOptions::clock`].
@@ -138,7 +141,7 @@ impl SmsOptions {
             poll_interval: DEFAULT_POLL_INTERVAL,
             callback_url: None,
             client: None,
-            max_requests_per_second: None,
+            rate_limit: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -182,7 +185,8 @@ impl SmsOptions {
         self.callback_url = Some(url.into());
         self
     }
-    /// Uses this HTTP client (its own timeouts, proxies, TLS). The per-request timeout still applies.
+    /// Uses your own HTTP client (proxies, pools, TLS roots) instead of the default one. Keep
+    /// TLS verification on. [`timeout`](Self::timeout) still applies to each request.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -202,13 +206,13 @@ impl SmsOptions {
     ///
     /// ```
     /// use messaging_sms::SmsOptions;
-    /// assert_eq!(SmsOptions::new("sms").max_requests_per_second, None);
-    /// let opts = SmsOptions::new("sms").max_requests_per_second(30);
-    /// assert_eq!(opts.max_requests_per_second.map(|n| n.get()), Some(30));
-    /// assert_eq!(opts.max_requests_per_second(0).max_requests_per_second, None);
+    /// assert_eq!(SmsOptions::new("sms").rate_limit, None);
+    /// let opts = SmsOptions::new("sms").rate_limit(30);
+    /// assert_eq!(opts.rate_limit.map(|n| n.get()), Some(30));
+    /// assert_eq!(opts.rate_limit(0).rate_limit, None);
     /// ```
-    pub fn max_requests_per_second(mut self, n: u32) -> Self {
-        self.max_requests_per_second = NonZeroU32::new(n);
+    pub fn rate_limit(mut self, n: u32) -> Self {
+        self.rate_limit = NonZeroU32::new(n);
         self
     }
 
@@ -231,12 +235,7 @@ impl SmsOptions {
 
     /// The request pacer these options ask for, if any.
     pub(crate) fn request_pacer(&self) -> Option<messaging_core::pace::Pacer> {
-        self.max_requests_per_second
-            .map(messaging_core::pace::Pacer::per_second)
-    }
-
-    pub(crate) fn http_client(&self) -> reqwest::Client {
-        self.client.clone().unwrap_or_default()
+        self.rate_limit.map(messaging_core::pace::Pacer::per_second)
     }
 
     /// The capabilities every SMS channel declares: SMS segments, up to `max_segments`,
@@ -275,23 +274,13 @@ pub trait StatusPoller: Send + Sync {
     async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError>;
 }
 
-/// A checked outbound SMS.
-#[derive(Debug, Clone)]
-pub(crate) struct Prepared {
-    pub phone: Phone,
-    pub text: String,
-    pub segments: u32,
-    #[allow(dead_code)]
-    pub encoding: SmsEncoding,
-}
-
 /// Checks an outbound message before any HTTP request: a phone address, a mobile number, a
 /// non-empty text within the segment limit.
 pub(crate) fn prepare(
     opts: &SmsOptions,
     msg: &OutboundMessage,
     allow_any_number: bool,
-) -> Result<Prepared, ChannelError> {
+) -> Result<PreparedSms, ChannelError> {
     let Address::Phone(phone) = &msg.to else {
         return Err(ChannelError::unreachable(format!(
             "SMS needs a phone address, got {}",
@@ -316,11 +305,10 @@ pub(crate) fn prepare(
             analysis.segments, opts.max_segments
         )));
     }
-    Ok(Prepared {
+    Ok(PreparedSms {
         phone: phone.clone(),
         text,
         segments: u32::try_from(analysis.segments).unwrap_or(u32::MAX),
-        encoding: analysis.encoding,
     })
 }
 
@@ -342,126 +330,13 @@ pub(crate) fn receipt(
     }
 }
 
-/// An HTTP answer, fully read.
-pub(crate) struct HttpReply {
-    pub status: http::StatusCode,
-    pub retry_after: Option<Duration>,
-    pub body: Vec<u8>,
-}
-
+/// An answer with this status and body, for the answer readers' tests.
 #[cfg(test)]
-impl HttpReply {
-    /// An answer with this status and body, for the answer readers' tests.
-    pub(crate) fn for_test(status: u16, body: &str) -> Self {
-        HttpReply {
-            status: http::StatusCode::from_u16(status).unwrap(),
-            retry_after: None,
-            body: body.as_bytes().to_vec(),
-        }
-    }
-}
-
-/// What every SMS channel holds besides its credentials: the options, the API's base URL, the
-/// HTTP client and both pacers. The provider modules add only their wire format and auth.
-pub(crate) struct HttpBase {
-    provider: &'static str,
-    pub(crate) opts: SmsOptions,
-    base_url: String,
-    client: reqwest::Client,
-    /// Spaces status requests [`SmsOptions::poll_interval`] apart.
-    poll_pacer: Pacer,
-    /// Paces every request when [`SmsOptions::max_requests_per_second`] is set.
-    request_pacer: Option<messaging_core::pace::Pacer>,
-    /// The channel id and clock, handed to the channel's webhook handler too.
-    pub(crate) stamp: EventStamp,
-}
-
-impl HttpBase {
-    pub(crate) fn new(provider: &'static str, opts: SmsOptions, base_url: &str) -> Self {
-        HttpBase {
-            provider,
-            client: opts.http_client(),
-            poll_pacer: Pacer::new(opts.poll_interval),
-            request_pacer: opts.request_pacer(),
-            stamp: EventStamp {
-                channel_id: Some(opts.id.clone()),
-                clock: opts.clock.clone(),
-            },
-            base_url: base_url.to_owned(),
-            opts,
-        }
-    }
-
-    /// Points the channel at another host; a trailing `/` is dropped.
-    pub(crate) fn set_base_url(&mut self, url: impl Into<String>) {
-        self.base_url = url.into().trim_end_matches('/').to_owned();
-    }
-
-    /// A `POST` to `path` (starting with `/`) under the base URL.
-    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.post(format!("{}{path}", self.base_url))
-    }
-
-    /// A `GET` of `path` (starting with `/`) under the base URL.
-    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.get(format!("{}{path}", self.base_url))
-    }
-
-    /// Sends a request with the channel's timeout, in its turn under the channel's request rate
-    /// when it has one, and reads the whole answer. Transport failures (timeouts, refused or
-    /// dropped connections) are [`ErrorKind::Temporary`], without the URL.
-    pub(crate) async fn execute(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> Result<HttpReply, ChannelError> {
-        let permit = match &self.request_pacer {
-            Some(pacer) => Some(pacer.acquire().await),
-            None => None,
-        };
-        let reply = execute_now(self.provider, self.opts.timeout, req).await;
-        // Dropped once the answer is read: its time bounds when the provider counted the request.
-        drop(permit);
-        reply
-    }
-
-    /// Waits for the next status request's turn ([`SmsOptions::poll_interval`]).
-    pub(crate) async fn poll_turn(&self) {
-        self.poll_pacer.wait().await;
-    }
-
-    /// The receipt for an accepted message, stamped with the channel's clock.
-    pub(crate) fn receipt(
-        &self,
-        id: impl Into<ProviderMessageId>,
-        segments: u32,
-        provider_cost: Option<Cost>,
-    ) -> SendReceipt {
-        receipt(&self.opts, id, segments, provider_cost)
-    }
-
-    /// Writes a channel's `Debug`: its id, its credentials (whose own `Debug` redacts the
-    /// secrets), then the settings every channel shows. Never the client.
-    pub(crate) fn debug_channel(
-        &self,
-        f: &mut fmt::Formatter<'_>,
-        name: &str,
-        auth: &dyn fmt::Debug,
-    ) -> fmt::Result {
-        f.debug_struct(name)
-            .field("id", &self.opts.id)
-            .field("auth", auth)
-            .field("base_url", &self.base_url)
-            .field("sender", &self.opts.sender)
-            .field("sandbox", &self.opts.sandbox)
-            .field(
-                "request_interval",
-                &self
-                    .request_pacer
-                    .as_ref()
-                    .map(messaging_core::pace::Pacer::interval),
-            )
-            .finish_non_exhaustive()
-    }
+pub(crate) fn test_reply(status: u16, body: &str) -> Reply {
+    Reply::new(
+        http::StatusCode::from_u16(status).unwrap(),
+        body.as_bytes().to_vec(),
+    )
 }
 
 /// HTTP Basic credentials (SMS Aero: e-mail and API key; Twilio: account SID and auth token).
@@ -497,13 +372,25 @@ impl fmt::Debug for BasicAuth {
 
 /// What a channel or a callback handler marks its events with: the channel id, and the clock
 /// that dates what the provider sent without a time.
+/// [`SmsProvider::parse_callback`](crate::SmsProvider::parse_callback) builds its events with it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use messaging_core::{ChannelId, ChannelKind, DeliveryReport, DeliveryStatus, ManualClock};
+/// use messaging_sms::EventStamp;
+/// let stamp = EventStamp::new(Some(ChannelId::new("sms-main")), Arc::new(ManualClock::at_unix(1_700_000_000)));
+/// let ev = stamp.delivery(DeliveryReport::new(ChannelKind::Sms, "42", DeliveryStatus::Delivered, stamp.now()));
+/// assert_eq!(ev.channel_id().unwrap().as_str(), "sms-main");
+/// assert_eq!(ev.at().timestamp(), 1_700_000_000);
+/// ```
 #[derive(Clone, Debug)]
-pub(crate) struct EventStamp {
-    pub(crate) channel_id: Option<ChannelId>,
-    pub(crate) clock: Arc<dyn Clock>,
+pub struct EventStamp {
+    channel_id: Option<ChannelId>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Default for EventStamp {
+    /// No channel id, the system clock.
     fn default() -> Self {
         EventStamp {
             channel_id: None,
@@ -513,13 +400,35 @@ impl Default for EventStamp {
 }
 
 impl EventStamp {
+    /// Tags with `channel_id` (when given) and dates by `clock`.
+    pub fn new(channel_id: Option<ChannelId>, clock: Arc<dyn Clock>) -> Self {
+        EventStamp { channel_id, clock }
+    }
+
+    /// The same stamp with this channel id.
+    pub fn with_channel_id(mut self, id: ChannelId) -> Self {
+        self.channel_id = Some(id);
+        self
+    }
+
+    /// The same stamp with this clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The channel id events are tagged with, if any.
+    pub fn channel_id(&self) -> Option<&ChannelId> {
+        self.channel_id.as_ref()
+    }
+
     /// The clock's time.
-    pub(crate) fn now(&self) -> DateTime<Utc> {
+    pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 
     /// The event, tagged with the channel id when there is one.
-    pub(crate) fn tag(&self, event: Event) -> Event {
+    pub fn tag(&self, event: Event) -> Event {
         match &self.channel_id {
             Some(id) => event.with_channel_id(id.clone()),
             None => event,
@@ -527,173 +436,16 @@ impl EventStamp {
     }
 
     /// A delivery event, tagged with the channel id when there is one.
-    pub(crate) fn delivery(&self, report: DeliveryReport) -> Event {
+    pub fn delivery(&self, report: DeliveryReport) -> Event {
         self.tag(Event::Delivery(report))
     }
-}
-
-/// The `channel_id` and `clock` options of an SMS callback handler, a struct whose `stamp:
-/// EventStamp` field tags and dates its events. Written once here so that the four handlers
-/// document and behave the same.
-macro_rules! event_stamp_options {
-    () => {
-        /// Tags events with a channel id.
-        pub fn channel_id(mut self, id: messaging_core::ChannelId) -> Self {
-            self.stamp.channel_id = Some(id);
-            self
-        }
-
-        /// Dates events the provider sends without a time by `clock` (default: the system
-        /// clock).
-        pub fn clock(mut self, clock: std::sync::Arc<dyn messaging_core::Clock>) -> Self {
-            self.stamp.clock = clock;
-            self
-        }
-    };
-}
-pub(crate) use event_stamp_options;
-
-/// The constructor, the options and the [`WebhookHandler`](messaging_core::webhook::WebhookHandler)
-/// of a provider that does not sign its callbacks (SMS.ru, SMSC.ru, SMS Aero), for a `Default`
-/// struct with a `stamp: EventStamp` field and a `fn parse_callback`. Nothing to verify, so a
-/// deployment protects the URL with a secret path. `reply` is the answer the provider expects,
-/// when it is not the default `200 OK`.
-macro_rules! unsigned_webhook_handler {
-    ($handler:ty, $provider:expr $(, reply: $reply:expr)?) => {
-        impl $handler {
-            /// A handler (no credentials needed).
-            pub fn new() -> Self {
-                Self::default()
-            }
-
-            $crate::shared::event_stamp_options!();
-        }
-
-        impl messaging_core::webhook::WebhookHandler for $handler {
-            fn provider(&self) -> &'static str {
-                $provider
-            }
-            fn channel_kind(&self) -> messaging_core::ChannelKind {
-                messaging_core::ChannelKind::Sms
-            }
-            fn verify(
-                &self,
-                _request: &messaging_core::webhook::WebhookRequest<'_>,
-            ) -> Result<(), messaging_core::webhook::WebhookError> {
-                Ok(())
-            }
-            fn parse(
-                &self,
-                request: &messaging_core::webhook::WebhookRequest<'_>,
-            ) -> Result<Vec<messaging_core::Event>, messaging_core::webhook::WebhookError> {
-                self.parse_callback(request)
-            }
-            $(
-                fn reply(&self) -> messaging_core::webhook::WebhookReply {
-                    $reply
-                }
-            )?
-        }
-    };
-}
-pub(crate) use unsigned_webhook_handler;
-
-/// What the four SMS channels share beyond [`HttpBase`], for a struct `$channel { http:
-/// HttpBase, auth: … }` whose `auth` redacts its secrets in `Debug`: the `Debug` impl,
-/// `base_url()` (documented by `$base_url_doc`, since each provider has its own other hosts),
-/// `options()`, and the [`Channel`](messaging_core::Channel) impl, whose id, kind and
-/// capabilities come from the options and whose `send` is the channel's own `send_sms`.
-macro_rules! sms_channel {
-    ($channel:ident, base_url: $base_url_doc:literal) => {
-        impl std::fmt::Debug for $channel {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                self.http.debug_channel(f, stringify!($channel), &self.auth)
-            }
-        }
-
-        impl $channel {
-            #[doc = $base_url_doc]
-            pub fn base_url(mut self, url: impl Into<String>) -> Self {
-                self.http.set_base_url(url);
-                self
-            }
-
-            /// The options.
-            pub fn options(&self) -> &$crate::SmsOptions {
-                &self.http.opts
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl messaging_core::Channel for $channel {
-            fn id(&self) -> &messaging_core::ChannelId {
-                &self.http.opts.id
-            }
-            fn kind(&self) -> messaging_core::ChannelKind {
-                messaging_core::ChannelKind::Sms
-            }
-            fn capabilities(&self) -> messaging_core::Capabilities {
-                self.http.opts.capabilities()
-            }
-            async fn send(
-                &self,
-                message: &messaging_core::OutboundMessage,
-            ) -> Result<messaging_core::SendReceipt, messaging_core::ChannelError> {
-                self.send_sms(message).await
-            }
-        }
-    };
-}
-pub(crate) use sms_channel;
-
-async fn execute_now(
-    provider: &'static str,
-    timeout: Duration,
-    req: reqwest::RequestBuilder,
-) -> Result<HttpReply, ChannelError> {
-    let resp = req
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| transport_error(provider, e))?;
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(provider, e))?;
-    Ok(HttpReply {
-        status,
-        retry_after,
-        body: body.to_vec(),
-    })
-}
-
-/// A transport failure as a temporary error. The URL is stripped: SMS.ru and SMSC.ru carry
-/// credentials in requests, and no request body is ever included.
-pub(crate) fn transport_error(provider: &'static str, e: reqwest::Error) -> ChannelError {
-    let what = if e.is_timeout() {
-        "request timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "connection dropped while reading the answer"
-    } else {
-        "request failed (connection dropped?)"
-    };
-    ChannelError::temporary(format!("{provider}: {what}")).with_source(e.without_url())
 }
 
 /// An HTTP error status with no better reading of the body: 429 rate limited, 401/403 channel
 /// down, 408 and 5xx temporary, anything else unexpected.
 pub(crate) fn http_status_error(
     provider: &'static str,
-    reply: &HttpReply,
+    reply: &Reply,
     detail: Option<&str>,
 ) -> ChannelError {
     let code = reply.status.as_u16();
@@ -701,11 +453,9 @@ pub(crate) fn http_status_error(
         Some(d) if !d.is_empty() => format!("{provider}: HTTP {code}: {}", clip(d)),
         _ => format!("{provider}: HTTP {code}"),
     };
-    let e = match code {
-        429 => ChannelError::rate_limited(msg, reply.retry_after),
-        401 | 403 => ChannelError::channel_down(msg),
-        408 | 500..=599 => ChannelError::temporary(msg),
-        _ => ChannelError::unexpected(msg),
+    let e = match messaging_http::status_kind(reply.status) {
+        ErrorKind::RateLimited => ChannelError::rate_limited(msg, reply.retry_after),
+        kind => ChannelError::new(kind, msg),
     };
     e.with_provider_code(format!("http {code}"))
 }
@@ -731,7 +481,7 @@ pub(crate) fn coded_error(
 }
 
 /// The answer could not be read as the provider's JSON.
-pub(crate) fn unreadable(provider: &'static str, reply: &HttpReply) -> ChannelError {
+pub(crate) fn unreadable(provider: &'static str, reply: &Reply) -> ChannelError {
     if !reply.status.is_success() {
         return http_status_error(provider, reply, None);
     }
@@ -919,7 +669,7 @@ pub(crate) fn lenient_string(v: Option<&serde_json::Value>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use messaging_core::Content;
+    use messaging_core::{Content, Phone};
 
     fn msg(to: &str, text: &str) -> OutboundMessage {
         OutboundMessage::new(
@@ -1001,7 +751,7 @@ mod tests {
         assert!(SmsOptions::new("sms").request_pacer().is_none());
         let pacer = std::sync::Arc::new(
             SmsOptions::new("sms")
-                .max_requests_per_second(30)
+                .rate_limit(30)
                 .request_pacer()
                 .expect("paced"),
         );
@@ -1029,79 +779,14 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_paced_only_when_a_rate_is_set() {
-        let mut paced = HttpBase::new(
-            "test",
-            SmsOptions::new("sms").max_requests_per_second(10),
-            "https://example.com",
-        );
-        assert_eq!(
-            paced
-                .request_pacer
-                .as_ref()
-                .map(messaging_core::pace::Pacer::interval),
-            Some(Duration::from_millis(103))
-        );
-        paced.set_base_url("http://127.0.0.1:8080/");
-        assert_eq!(paced.base_url, "http://127.0.0.1:8080");
-        let unpaced = HttpBase::new("test", SmsOptions::new("sms"), "https://example.com");
-        assert!(unpaced.request_pacer.is_none());
-    }
-
-    #[cfg(all(
-        feature = "smsru",
-        feature = "smsc",
-        feature = "smsaero",
-        feature = "twilio"
-    ))]
-    #[test]
-    fn every_channel_shows_its_settings_and_hides_its_secrets() {
-        let opts = SmsOptions::new("sms")
-            .sender("Clinic")
-            .max_requests_per_second(10);
-        let secret = "SECRET-VALUE";
-        let printed = [
-            format!(
-                "{:?}",
-                crate::smsru::SmsRuChannel::new(opts.clone(), secret)
-            ),
-            format!(
-                "{:?}",
-                crate::smsc::SmscChannel::new(
-                    opts.clone(),
-                    crate::smsc::SmscAuth::login("login", secret)
-                )
-            ),
-            format!(
-                "{:?}",
-                crate::smsaero::SmsAeroChannel::new(opts.clone(), "a@b.c", secret)
-            ),
-            format!(
-                "{:?}",
-                crate::twilio::TwilioChannel::new(opts.clone(), "AC1", secret)
-            ),
-        ];
-        for p in printed {
-            assert!(!p.contains(secret), "{p}");
-            assert!(p.contains("[redacted]"), "{p}");
-            assert!(p.contains(r#"sender: Some("Clinic")"#), "{p}");
-            assert!(p.contains("request_interval: Some(103ms)"), "{p}");
-        }
-    }
-
-    #[test]
-    fn receipts_and_stamps_read_the_configured_clock() {
+    fn receipts_read_the_configured_clock() {
         let clock = messaging_core::ManualClock::at_unix(1_700_000_000);
         let opts = SmsOptions::new("sms").clock(Arc::new(clock.clone()));
         assert_eq!(receipt(&opts, "id", 1, None).accepted_at, clock.now());
-        let http = HttpBase::new("test", opts, "https://example.com");
-        assert_eq!(http.receipt("id", 1, None).accepted_at, clock.now());
-        assert_eq!(http.stamp.now(), clock.now());
         clock.advance(Duration::from_secs(5));
-        assert_eq!(http.stamp.now().timestamp(), 1_700_000_005);
         assert_eq!(
-            http.stamp.channel_id.as_ref().map(ChannelId::as_str),
-            Some("sms")
+            receipt(&opts, "id", 1, None).accepted_at.timestamp(),
+            1_700_000_005
         );
     }
 

@@ -16,84 +16,98 @@
 //! # Ok(()) }
 //! ```
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use messaging_core::webhook::{WebhookError, WebhookRequest};
 use messaging_core::{
-    ChannelError, Cost, DeliveryReport, DeliveryStatus, ErrorKind, Event, OutboundMessage,
-    ProviderMessageId, SendReceipt,
+    ChannelError, Cost, DeliveryReport, DeliveryStatus, ErrorKind, Event, ProviderMessageId,
 };
+use messaging_http::Reply;
 use serde_json::{Value, json};
 
-use crate::shared::{
-    self, BasicAuth, EventStamp, HttpBase, HttpReply, SmsOptions, StatusMeaning, StatusPoller,
-    sms_channel, unsigned_webhook_handler,
-};
+use crate::channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider, UnsignedWebhook};
+use crate::shared::{self, BasicAuth, EventStamp, SmsOptions, StatusMeaning};
 
 const PROVIDER: &str = "smsaero";
 
 /// The free sender name SMS Aero uses when none is configured.
 pub const DEFAULT_SIGN: &str = "SMS Aero";
 
-/// An SMS Aero account as a [`Channel`](messaging_core::Channel).
-pub struct SmsAeroChannel {
-    http: HttpBase,
+/// SMS Aero as an [`SmsProvider`]: JSON posts with HTTP Basic (the account e-mail and API
+/// key), the sandbox methods when [`SmsOptions::sandbox`] is on, one status request per
+/// message.
+///
+/// ```
+/// use messaging_sms::smsaero::SmsAero;
+/// let p = SmsAero::new("clinic@example.com", "API-KEY");
+/// assert!(!format!("{p:?}").contains("API-KEY"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SmsAero {
     /// The account e-mail and API key.
     auth: BasicAuth,
 }
 
-sms_channel!(
-    SmsAeroChannel,
-    base_url: "Points the channel at another base URL (ending in `/v2`)."
-);
-
-impl SmsAeroChannel {
-    /// The production API (the official SDKs fail over to `gate.smsaero.org/v2` and
-    /// `gate.smsaero.net/v2`; point [`base_url`](Self::base_url) there if needed).
-    pub const DEFAULT_BASE_URL: &'static str = "https://gate.smsaero.ru/v2";
-
-    /// A channel for the account `email` with its API key.
-    pub fn new(opts: SmsOptions, email: impl Into<String>, api_key: impl Into<String>) -> Self {
-        SmsAeroChannel {
-            http: HttpBase::new(PROVIDER, opts, Self::DEFAULT_BASE_URL),
+impl SmsAero {
+    /// The provider for the account `email` with its API key.
+    pub fn new(email: impl Into<String>, api_key: impl Into<String>) -> Self {
+        SmsAero {
             auth: BasicAuth::new(email, api_key),
         }
     }
 
-    /// A webhook handler for this channel's callbacks (tagged with its channel id, dated by its
-    /// clock).
-    pub fn webhook(&self) -> SmsAeroWebhook {
-        SmsAeroWebhook {
-            stamp: self.http.stamp.clone(),
-        }
-    }
-
-    async fn call(&self, method: &str, body: &Value) -> Result<Value, ChannelError> {
-        let method = if self.http.opts.sandbox {
+    /// A call of `method` (`sms/send`, `sms/status`), the sandbox's `sms/test…` in sandbox mode.
+    fn call(&self, api: &Endpoint<'_>, method: &str, body: &Value) -> reqwest::RequestBuilder {
+        let method = if api.options().sandbox {
             method.replacen("sms/", "sms/test", 1)
         } else {
             method.to_owned()
         };
-        let req = self
-            .auth
-            .apply(self.http.post(&format!("/{method}")))
-            .json(body);
-        let reply = self.http.execute(req).await?;
-        read_envelope(&reply)
+        self.auth.apply(api.post(&format!("/{method}"))).json(body)
     }
+}
 
-    async fn send_sms(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
-        let opts = &self.http.opts;
-        let p = shared::prepare(opts, message, false)?;
+/// An SMS Aero account as a [`Channel`](messaging_core::Channel): [`SmsChannel`] over
+/// [`SmsAero`]. The official SDKs fail over to `gate.smsaero.org/v2` and
+/// `gate.smsaero.net/v2`; point [`base_url`](SmsChannel::base_url) there (a base URL ending in
+/// `/v2`) if needed.
+pub type SmsAeroChannel = SmsChannel<SmsAero>;
+
+impl SmsChannel<SmsAero> {
+    /// A channel for the account `email` with its API key.
+    pub fn new(opts: SmsOptions, email: impl Into<String>, api_key: impl Into<String>) -> Self {
+        SmsChannel::with_provider(opts, SmsAero::new(email, api_key))
+    }
+}
+
+impl SmsProvider for SmsAero {
+    const NAME: &'static str = PROVIDER;
+    const DEFAULT_BASE_URL: &'static str = "https://gate.smsaero.ru/v2";
+    type Webhook = SmsAeroWebhook;
+
+    fn send_request(
+        &self,
+        api: &Endpoint<'_>,
+        sms: &PreparedSms,
+    ) -> Result<reqwest::RequestBuilder, ChannelError> {
+        let opts = api.options();
         let mut body = json!({
-            "number": p.phone.digits(),
-            "text": p.text,
+            "number": sms.phone.digits(),
+            "text": sms.text,
             "sign": opts.sender.as_deref().unwrap_or(DEFAULT_SIGN),
         });
         if let (Some(url), Some(obj)) = (&opts.callback_url, body.as_object_mut()) {
             obj.insert("callbackUrl".into(), Value::String(url.clone()));
         }
-        let data = self.call("sms/send", &body).await?;
+        Ok(self.call(api, "sms/send", &body))
+    }
+
+    fn read_send(
+        &self,
+        reply: &Reply,
+        _sms: &PreparedSms,
+        _now: DateTime<Utc>,
+    ) -> Result<Accepted, ChannelError> {
+        let data = read_envelope(reply)?;
         let item = match &data {
             Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
             other => other.clone(),
@@ -103,13 +117,52 @@ impl SmsAeroChannel {
                 "smsaero: answer without a message id",
             ));
         };
-        let cost = shared::lenient_f64(item.get("cost")).map(|c| Cost::new(c, "RUB"));
-        Ok(self.http.receipt(id, p.segments, cost))
+        let mut a = Accepted::new(id);
+        if let Some(c) = shared::lenient_f64(item.get("cost")) {
+            a = a.cost(Cost::new(c, "RUB"));
+        }
+        Ok(a)
+    }
+
+    /// One `sms/status` request per message.
+    fn status_request(
+        &self,
+        api: &Endpoint<'_>,
+        ids: &[ProviderMessageId],
+    ) -> Option<reqwest::RequestBuilder> {
+        let pmid = ids.first()?.as_str();
+        let id = match pmid.parse::<i64>() {
+            Ok(n) => json!(n),
+            Err(_) => json!(pmid),
+        };
+        Some(self.call(api, "sms/status", &json!({ "id": id })))
+    }
+
+    fn read_status(
+        &self,
+        reply: &Reply,
+        ids: &[ProviderMessageId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryReport>, ChannelError> {
+        let data = read_envelope(reply)?;
+        let fallback = ids.first().map(ProviderMessageId::as_str);
+        Ok(report_from_item(&data, fallback, now).into_iter().collect())
+    }
+
+    fn parse_callback(
+        stamp: &EventStamp,
+        request: &WebhookRequest<'_>,
+    ) -> Result<Vec<Event>, WebhookError> {
+        parse_callback(stamp, request)
+    }
+
+    fn webhook(&self, stamp: EventStamp) -> SmsAeroWebhook {
+        UnsignedWebhook::with_stamp(stamp)
     }
 }
 
 /// Reads the `{"success", "data", "message"}` envelope; returns `data` or a typed error.
-fn read_envelope(reply: &HttpReply) -> Result<Value, ChannelError> {
+fn read_envelope(reply: &Reply) -> Result<Value, ChannelError> {
     let code = reply.status.as_u16();
     let v = match serde_json::from_slice::<Value>(&reply.body) {
         Ok(v) if v.is_object() => v,
@@ -203,27 +256,6 @@ fn envelope_error(http_status: u16, message: &str, data: Option<&Value>) -> Chan
     shared::coded_error(PROVIDER, kind, format!("http {http_status}"), &text, None)
 }
 
-#[async_trait]
-impl StatusPoller for SmsAeroChannel {
-    /// One `sms/status` request per message (paced).
-    async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
-        let mut events = Vec::new();
-        for pmid in ids {
-            self.http.poll_turn().await;
-            let id = match pmid.as_str().parse::<i64>() {
-                Ok(n) => json!(n),
-                Err(_) => json!(pmid.as_str()),
-            };
-            let data = self.call("sms/status", &json!({ "id": id })).await?;
-            let now = self.http.stamp.now();
-            if let Some(r) = report_from_item(&data, Some(pmid.as_str()), now) {
-                events.push(self.http.stamp.delivery(r));
-            }
-        }
-        Ok(events)
-    }
-}
-
 /// The meaning of an SMS Aero status code, or `None` for a code this table does not know.
 ///
 /// The table follows the PHP client's constants (0 queue, 1 delivered, 2 not delivered,
@@ -303,53 +335,49 @@ fn report_from_item(
 /// let Event::Delivery(d) = &ev[0] else { panic!() };
 /// assert_eq!(d.status, DeliveryStatus::Delivered);
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct SmsAeroWebhook {
-    stamp: EventStamp,
-}
+pub type SmsAeroWebhook = UnsignedWebhook<SmsAero>;
 
-impl SmsAeroWebhook {
-    fn parse_callback(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
-        let items: Vec<Value> = match serde_json::from_slice::<Value>(request.body) {
-            Ok(v) => {
-                let v = match v.get("data") {
-                    Some(d) if !d.is_null() => d.clone(),
-                    _ => v,
-                };
-                match v {
-                    Value::Array(a) => a,
-                    o @ Value::Object(_) => vec![o],
-                    _ => return Err(WebhookError::malformed(PROVIDER, "not a message object")),
-                }
-            }
-            Err(_) => {
-                let f = shared::callback_fields(request);
-                let obj: serde_json::Map<String, Value> =
-                    f.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-                vec![Value::Object(obj)]
-            }
-        };
-        let now = self.stamp.now();
-        let mut out = Vec::new();
-        for item in &items {
-            match report_from_item(item, None, now) {
-                Some(r) => out.push(self.stamp.delivery(r)),
-                None => {
-                    return Err(WebhookError::malformed(
-                        PROVIDER,
-                        "expected a message with id and status",
-                    ));
-                }
+fn parse_callback(
+    stamp: &EventStamp,
+    request: &WebhookRequest<'_>,
+) -> Result<Vec<Event>, WebhookError> {
+    let items: Vec<Value> = match serde_json::from_slice::<Value>(request.body) {
+        Ok(v) => {
+            let v = match v.get("data") {
+                Some(d) if !d.is_null() => d.clone(),
+                _ => v,
+            };
+            match v {
+                Value::Array(a) => a,
+                o @ Value::Object(_) => vec![o],
+                _ => return Err(WebhookError::malformed(PROVIDER, "not a message object")),
             }
         }
-        if out.is_empty() {
-            return Err(WebhookError::malformed(PROVIDER, "no messages"));
+        Err(_) => {
+            let f = shared::callback_fields(request);
+            let obj: serde_json::Map<String, Value> =
+                f.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            vec![Value::Object(obj)]
         }
-        Ok(out)
+    };
+    let now = stamp.now();
+    let mut out = Vec::new();
+    for item in &items {
+        match report_from_item(item, None, now) {
+            Some(r) => out.push(stamp.delivery(r)),
+            None => {
+                return Err(WebhookError::malformed(
+                    PROVIDER,
+                    "expected a message with id and status",
+                ));
+            }
+        }
     }
+    if out.is_empty() {
+        return Err(WebhookError::malformed(PROVIDER, "no messages"));
+    }
+    Ok(out)
 }
-
-unsigned_webhook_handler!(SmsAeroWebhook, PROVIDER);
 
 #[cfg(test)]
 mod tests {
@@ -380,23 +408,23 @@ mod tests {
 
     #[test]
     fn envelope_errors() {
-        let e = read_envelope(&HttpReply::for_test(
+        let e = read_envelope(&shared::test_reply(
             401,
             r#"{"success":false,"data":null,"message":"Your request was made with invalid credentials."}"#,
         ))
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ChannelDown);
-        let e = read_envelope(&HttpReply::for_test(
+        let e = read_envelope(&shared::test_reply(
             400,
             r#"{"success":false,"data":{"text":["too long"]},"message":"Validation error."}"#,
         ))
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidContent);
-        let e = read_envelope(&HttpReply::for_test(200, r#"{"result":"no credits"}"#)).unwrap_err();
+        let e = read_envelope(&shared::test_reply(200, r#"{"result":"no credits"}"#)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ChannelDown);
-        let e = read_envelope(&HttpReply::for_test(502, "bad gateway")).unwrap_err();
+        let e = read_envelope(&shared::test_reply(502, "bad gateway")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Temporary);
-        let e = read_envelope(&HttpReply::for_test(
+        let e = read_envelope(&shared::test_reply(
             429,
             r#"{"success":false,"message":"Too Many Requests"}"#,
         ))

@@ -22,20 +22,18 @@
 use std::fmt;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use messaging_core::webhook::{WebhookError, WebhookRequest};
 use messaging_core::{
     Address, ChannelError, ChannelKind, Cost, DeliveryReport, DeliveryStatus, ErrorKind, Event,
-    InboundMessage, OutboundMessage, Phone, ProviderMessageId, SendReceipt,
+    InboundMessage, Phone, ProviderMessageId,
 };
+use messaging_http::Reply;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::shared::{
-    self, EventStamp, HttpBase, HttpReply, SmsOptions, StatusMeaning, StatusPoller,
-    Transliteration, sms_channel, unsigned_webhook_handler,
-};
+use crate::channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider, UnsignedWebhook};
+use crate::shared::{self, EventStamp, SmsOptions, StatusMeaning, Transliteration};
 
 const PROVIDER: &str = "smsc";
 
@@ -109,56 +107,66 @@ pub fn split_message_id(id: &str) -> Option<(&str, &str)> {
     (!a.is_empty() && !b.is_empty()).then_some((a, b))
 }
 
-/// An SMSC.ru account as a [`Channel`](messaging_core::Channel).
-pub struct SmscChannel {
-    http: HttpBase,
+/// SMSC.ru as an [`SmsProvider`]: form posts with `fmt=3` (JSON answers) and the
+/// credentials in the form; one status request per message, by id and phone.
+///
+/// ```
+/// use messaging_sms::smsc::{Smsc, SmscAuth};
+/// let p = Smsc::new(SmscAuth::api_key("KEY"));
+/// assert_eq!(format!("{p:?}"), "Smsc { auth: ApiKey([redacted]) }");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Smsc {
     auth: SmscAuth,
 }
 
-sms_channel!(
-    SmscChannel,
-    base_url: "Points the channel at another host (smscentre.com, smsc.kz, a test server)."
-);
-
-impl SmscChannel {
-    /// The production API (`https://www2.smsc.ru` is the backup host).
-    pub const DEFAULT_BASE_URL: &'static str = "https://smsc.ru";
-
-    /// A channel.
-    pub fn new(opts: SmsOptions, auth: SmscAuth) -> Self {
-        SmscChannel {
-            http: HttpBase::new(PROVIDER, opts, Self::DEFAULT_BASE_URL),
-            auth,
-        }
+impl Smsc {
+    /// The provider with these credentials.
+    pub fn new(auth: SmscAuth) -> Self {
+        Smsc { auth }
     }
 
-    /// A webhook handler for this channel's callbacks (tagged with its channel id, dated by its
-    /// clock).
-    pub fn webhook(&self) -> SmscWebhook {
-        SmscWebhook {
-            stamp: self.http.stamp.clone(),
-        }
-    }
-
-    async fn post(
+    /// A form post to `path` with the credentials, `fmt=3` and UTF-8 added.
+    fn post(
         &self,
+        api: &Endpoint<'_>,
         path: &str,
         mut form: Vec<(&'static str, String)>,
-    ) -> Result<Value, ChannelError> {
+    ) -> reqwest::RequestBuilder {
         form.extend(self.auth.form());
         form.push(("fmt", "3".into()));
         form.push(("charset", "utf-8".into()));
-        let reply = self.http.execute(self.http.post(path).form(&form)).await?;
-        read_answer(&reply)
+        api.post(path).form(&form)
     }
+}
 
-    async fn send_sms(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
-        let opts = &self.http.opts;
-        let p = shared::prepare(opts, message, false)?;
+/// An SMSC.ru account as a [`Channel`](messaging_core::Channel): [`SmsChannel`] over [`Smsc`]
+/// (`https://www2.smsc.ru` is the backup host; smscentre.com and smsc.kz are the same platform,
+/// reached with [`base_url`](SmsChannel::base_url)).
+pub type SmscChannel = SmsChannel<Smsc>;
+
+impl SmsChannel<Smsc> {
+    /// A channel.
+    pub fn new(opts: SmsOptions, auth: SmscAuth) -> Self {
+        SmsChannel::with_provider(opts, Smsc::new(auth))
+    }
+}
+
+impl SmsProvider for Smsc {
+    const NAME: &'static str = PROVIDER;
+    const DEFAULT_BASE_URL: &'static str = "https://smsc.ru";
+    type Webhook = SmscWebhook;
+
+    fn send_request(
+        &self,
+        api: &Endpoint<'_>,
+        sms: &PreparedSms,
+    ) -> Result<reqwest::RequestBuilder, ChannelError> {
+        let opts = api.options();
         let mut form = vec![
             // With a leading '+' SMSC does not "correct" the number.
-            ("phones", p.phone.as_str().to_owned()),
-            ("mes", p.text.clone()),
+            ("phones", sms.phone.as_str().to_owned()),
+            ("mes", sms.text.clone()),
             ("cost", "3".into()),
         ];
         if let Some(s) = &opts.sender {
@@ -167,25 +175,70 @@ impl SmscChannel {
         if opts.transliteration == Transliteration::Provider {
             form.push(("translit", "1".into()));
         }
-        let v = self.post("/sys/send.php", form).await?;
+        Ok(self.post(api, "/sys/send.php", form))
+    }
+
+    fn read_send(
+        &self,
+        reply: &Reply,
+        sms: &PreparedSms,
+        _now: DateTime<Utc>,
+    ) -> Result<Accepted, ChannelError> {
+        let v = read_answer(reply)?;
         let Some(id) = shared::lenient_string(v.get("id")) else {
             return Err(ChannelError::unexpected(
                 "smsc: answer without a message id",
             ));
         };
-        let segments = shared::lenient_i64(v.get("cnt"))
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(p.segments);
-        let cost = shared::lenient_f64(v.get("cost")).map(|c| Cost::new(c, "RUB"));
-        Ok(self
-            .http
-            .receipt(message_id(&id, p.phone.digits()), segments, cost))
+        let mut a = Accepted::new(message_id(&id, sms.phone.digits()));
+        if let Some(n) = shared::lenient_i64(v.get("cnt")).and_then(|n| u32::try_from(n).ok()) {
+            a = a.segments(n);
+        }
+        if let Some(c) = shared::lenient_f64(v.get("cost")) {
+            a = a.cost(Cost::new(c, "RUB"));
+        }
+        Ok(a)
+    }
+
+    /// One `sys/status.php` request per message; ids not in [`message_id`] form are skipped.
+    fn status_request(
+        &self,
+        api: &Endpoint<'_>,
+        ids: &[ProviderMessageId],
+    ) -> Option<reqwest::RequestBuilder> {
+        let (id, phone) = split_message_id(ids.first()?.as_str())?;
+        let form = vec![("phone", phone.to_owned()), ("id", id.to_owned())];
+        Some(self.post(api, "/sys/status.php", form))
+    }
+
+    fn read_status(
+        &self,
+        reply: &Reply,
+        ids: &[ProviderMessageId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryReport>, ChannelError> {
+        let v = read_answer(reply)?;
+        Ok(ids
+            .first()
+            .and_then(|pmid| status_report(pmid.as_str(), &v, now))
+            .into_iter()
+            .collect())
+    }
+
+    fn parse_callback(
+        stamp: &EventStamp,
+        request: &WebhookRequest<'_>,
+    ) -> Result<Vec<Event>, WebhookError> {
+        parse_callback(stamp, request)
+    }
+
+    fn webhook(&self, stamp: EventStamp) -> SmscWebhook {
+        UnsignedWebhook::with_stamp(stamp)
     }
 }
 
 /// Reads an SMSC JSON answer; `{"error": …, "error_code": N}` becomes a typed error.
-fn read_answer(reply: &HttpReply) -> Result<Value, ChannelError> {
+fn read_answer(reply: &Reply) -> Result<Value, ChannelError> {
     let v = match serde_json::from_slice::<Value>(&reply.body) {
         Ok(v) if v.is_object() => v,
         _ => return Err(shared::unreadable(PROVIDER, reply)),
@@ -205,28 +258,6 @@ fn read_answer(reply: &HttpReply) -> Result<Value, ChannelError> {
         return Err(shared::http_status_error(PROVIDER, reply, None));
     }
     Ok(v)
-}
-
-#[async_trait]
-impl StatusPoller for SmscChannel {
-    /// One `sys/status.php` request per message (paced); ids not in [`message_id`] form are
-    /// skipped.
-    async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
-        let mut events = Vec::new();
-        for pmid in ids {
-            let Some((id, phone)) = split_message_id(pmid.as_str()) else {
-                tracing::warn!(provider = PROVIDER, id = %pmid, "not an SMSC message id; skipped");
-                continue;
-            };
-            self.http.poll_turn().await;
-            let form = vec![("phone", phone.to_owned()), ("id", id.to_owned())];
-            let v = self.post("/sys/status.php", form).await?;
-            if let Some(r) = status_report(pmid.as_str(), &v, self.http.stamp.now()) {
-                events.push(self.http.stamp.delivery(r));
-            }
-        }
-        Ok(events)
-    }
 }
 
 /// A report from a `sys/status.php` answer, dated `now` when it carries no time.
@@ -316,59 +347,55 @@ pub fn send_error_kind(code: i64) -> (ErrorKind, Option<Duration>) {
 /// assert_eq!(d.provider_message_id.as_str(), "42:79123456789");
 /// assert_eq!(d.status, DeliveryStatus::Delivered);
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct SmscWebhook {
-    stamp: EventStamp,
-}
+pub type SmscWebhook = UnsignedWebhook<Smsc>;
 
-impl SmscWebhook {
-    fn parse_callback(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
-        let f = shared::callback_fields(request);
-        let get = |k: &str| {
-            shared::field(&f, k)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
+fn parse_callback(
+    stamp: &EventStamp,
+    request: &WebhookRequest<'_>,
+) -> Result<Vec<Event>, WebhookError> {
+    let f = shared::callback_fields(request);
+    let get = |k: &str| {
+        shared::field(&f, k)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let at = get("ts")
+        .or_else(|| get("time"))
+        .and_then(shared::unix_time)
+        .unwrap_or_else(|| stamp.now());
+    if let (Some(id), Some(status)) = (get("id"), get("status")) {
+        let Ok(code) = status.parse::<i64>() else {
+            return Err(WebhookError::malformed(PROVIDER, "status is not a number"));
         };
-        let at = get("ts")
-            .or_else(|| get("time"))
-            .and_then(shared::unix_time)
-            .unwrap_or_else(|| self.stamp.now());
-        if let (Some(id), Some(status)) = (get("id"), get("status")) {
-            let Ok(code) = status.parse::<i64>() else {
-                return Err(WebhookError::malformed(PROVIDER, "status is not a number"));
-            };
-            let err = get("err")
-                .and_then(|e| e.parse::<i64>().ok())
-                .filter(|e| *e != 0);
-            let pmid = message_id(id, get("phone").unwrap_or_default());
-            let mut r = report(&pmid, code, err, at);
-            if let Some(phone) = get("phone") {
-                r = r.recipient(phone);
-            }
-            return Ok(vec![self.stamp.delivery(r)]);
+        let err = get("err")
+            .and_then(|e| e.parse::<i64>().ok())
+            .filter(|e| *e != 0);
+        let pmid = message_id(id, get("phone").unwrap_or_default());
+        let mut r = report(&pmid, code, err, at);
+        if let Some(phone) = get("phone") {
+            r = r.recipient(phone);
         }
-        if let (Some(phone), Some(text)) = (get("phone"), shared::field(&f, "mes")) {
-            let phone = Phone::parse(phone)
-                .map_err(|e| WebhookError::malformed(PROVIDER, format!("sender: {e}")))?;
-            let mut m = InboundMessage::new(
-                ChannelKind::Sms,
-                Address::Phone(phone),
-                Some(text.to_owned()),
-                at,
-            );
-            if let Some(id) = get("id") {
-                m = m.provider_message_id(id);
-            }
-            return Ok(vec![self.stamp.tag(Event::Inbound(m))]);
-        }
-        Err(WebhookError::malformed(
-            PROVIDER,
-            "expected id and status (a report) or phone and mes (an incoming SMS)",
-        ))
+        return Ok(vec![stamp.delivery(r)]);
     }
+    if let (Some(phone), Some(text)) = (get("phone"), shared::field(&f, "mes")) {
+        let phone = Phone::parse(phone)
+            .map_err(|e| WebhookError::malformed(PROVIDER, format!("sender: {e}")))?;
+        let mut m = InboundMessage::new(
+            ChannelKind::Sms,
+            Address::Phone(phone),
+            Some(text.to_owned()),
+            at,
+        );
+        if let Some(id) = get("id") {
+            m = m.provider_message_id(id);
+        }
+        return Ok(vec![stamp.tag(Event::Inbound(m))]);
+    }
+    Err(WebhookError::malformed(
+        PROVIDER,
+        "expected id and status (a report) or phone and mes (an incoming SMS)",
+    ))
 }
-
-unsigned_webhook_handler!(SmscWebhook, PROVIDER);
 
 #[cfg(test)]
 mod tests {

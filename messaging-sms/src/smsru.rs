@@ -15,20 +15,17 @@
 use std::fmt;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use messaging_core::webhook::{WebhookError, WebhookReply, WebhookRequest};
 use messaging_core::{
-    ChannelError, Cost, DeliveryStatus, ErrorKind, Event, OutboundMessage, ProviderMessageId,
-    SendReceipt,
+    ChannelError, Cost, DeliveryReport, DeliveryStatus, ErrorKind, Event, ProviderMessageId,
 };
+use messaging_http::Reply;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::shared::{
-    self, EventStamp, HttpBase, HttpReply, SmsOptions, StatusMeaning, StatusPoller,
-    Transliteration, sms_channel, unsigned_webhook_handler,
-};
+use crate::channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider, UnsignedWebhook};
+use crate::shared::{self, EventStamp, SmsOptions, StatusMeaning, Transliteration};
 
 const PROVIDER: &str = "smsru";
 
@@ -74,21 +71,42 @@ impl SmsRuAuth {
     }
 }
 
-/// An SMS.ru account as a [`Channel`](messaging_core::Channel).
-pub struct SmsRuChannel {
-    http: HttpBase,
+/// SMS.ru as an [`SmsProvider`]: form posts with `json=1`, the credentials in the form,
+/// statuses in batches of [`STATUS_BATCH`], callbacks answered `100`.
+///
+/// ```
+/// use messaging_sms::smsru::{SmsRu, SmsRuAuth};
+/// let p = SmsRu::new(SmsRuAuth::ApiId("API-ID".to_owned().into()));
+/// assert_eq!(format!("{p:?}"), "SmsRu { auth: ApiId([redacted]) }");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SmsRu {
     auth: SmsRuAuth,
 }
 
-sms_channel!(
-    SmsRuChannel,
-    base_url: "Points the channel at another host (a test server)."
-);
+impl SmsRu {
+    /// The provider with these credentials.
+    pub fn new(auth: SmsRuAuth) -> Self {
+        SmsRu { auth }
+    }
 
-impl SmsRuChannel {
-    /// The production API.
-    pub const DEFAULT_BASE_URL: &'static str = "https://sms.ru";
+    /// A form post to `path` with the credentials and `json=1` added.
+    fn post(
+        &self,
+        api: &Endpoint<'_>,
+        path: &str,
+        mut form: Vec<(&'static str, String)>,
+    ) -> reqwest::RequestBuilder {
+        form.extend(self.auth.form());
+        form.push(("json", "1".into()));
+        api.post(path).form(&form)
+    }
+}
 
+/// An SMS.ru account as a [`Channel`](messaging_core::Channel): [`SmsChannel`] over [`SmsRu`].
+pub type SmsRuChannel = SmsChannel<SmsRu>;
+
+impl SmsChannel<SmsRu> {
     /// A channel authenticated by `api_id`.
     pub fn new(opts: SmsOptions, api_id: impl Into<String>) -> Self {
         Self::with_auth(opts, SmsRuAuth::ApiId(SecretString::from(api_id.into())))
@@ -96,34 +114,26 @@ impl SmsRuChannel {
 
     /// A channel with any form of authentication.
     pub fn with_auth(opts: SmsOptions, auth: SmsRuAuth) -> Self {
-        SmsRuChannel {
-            http: HttpBase::new(PROVIDER, opts, Self::DEFAULT_BASE_URL),
-            auth,
-        }
+        SmsChannel::with_provider(opts, SmsRu::new(auth))
     }
+}
 
-    /// A webhook handler for this channel's callbacks (tagged with its channel id, dated by its
-    /// clock).
-    pub fn webhook(&self) -> SmsRuWebhook {
-        SmsRuWebhook {
-            stamp: self.http.stamp.clone(),
-        }
-    }
+impl SmsProvider for SmsRu {
+    const NAME: &'static str = PROVIDER;
+    const DEFAULT_BASE_URL: &'static str = "https://sms.ru";
+    const STATUS_BATCH: usize = STATUS_BATCH;
+    type Webhook = SmsRuWebhook;
 
-    async fn post(
+    fn send_request(
         &self,
-        path: &str,
-        mut form: Vec<(&'static str, String)>,
-    ) -> Result<HttpReply, ChannelError> {
-        form.extend(self.auth.form());
-        form.push(("json", "1".into()));
-        self.http.execute(self.http.post(path).form(&form)).await
-    }
-
-    async fn send_sms(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
-        let opts = &self.http.opts;
-        let p = shared::prepare(opts, message, false)?;
-        let mut form = vec![("to", p.phone.digits().to_owned()), ("msg", p.text.clone())];
+        api: &Endpoint<'_>,
+        sms: &PreparedSms,
+    ) -> Result<reqwest::RequestBuilder, ChannelError> {
+        let opts = api.options();
+        let mut form = vec![
+            ("to", sms.phone.digits().to_owned()),
+            ("msg", sms.text.clone()),
+        ];
         if let Some(s) = &opts.sender {
             form.push(("from", s.clone()));
         }
@@ -133,8 +143,16 @@ impl SmsRuChannel {
         if opts.transliteration == Transliteration::Provider {
             form.push(("translit", "1".into()));
         }
-        let reply = self.post("/sms/send", form).await?;
-        let accepted = parse_send(&reply, p.phone.digits())?;
+        Ok(self.post(api, "/sms/send", form))
+    }
+
+    fn read_send(
+        &self,
+        reply: &Reply,
+        sms: &PreparedSms,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, ChannelError> {
+        let accepted = parse_send(reply, sms.phone.digits())?;
         let id = accepted.sms_id.unwrap_or_else(|| {
             tracing::warn!(
                 provider = PROVIDER,
@@ -142,49 +160,71 @@ impl SmsRuChannel {
             );
             format!(
                 "smsru-noid-{}-{}",
-                p.phone.digits(),
-                self.http.stamp.now().timestamp_millis()
+                sms.phone.digits(),
+                now.timestamp_millis()
             )
         });
-        Ok(self.http.receipt(id, p.segments, accepted.cost))
-    }
-}
-
-#[async_trait]
-impl StatusPoller for SmsRuChannel {
-    async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
-        let mut events = Vec::new();
-        for chunk in ids.chunks(STATUS_BATCH) {
-            self.http.poll_turn().await;
-            let list = chunk
-                .iter()
-                .map(ProviderMessageId::as_str)
-                .collect::<Vec<_>>()
-                .join(",");
-            let reply = self.post("/sms/status", vec![("sms_id", list)]).await?;
-            for report in parse_status(&reply, self.http.stamp.now())? {
-                events.push(self.http.stamp.delivery(report));
-            }
+        let mut a = Accepted::new(id);
+        if let Some(c) = accepted.cost {
+            a = a.cost(c);
         }
-        Ok(events)
+        Ok(a)
+    }
+
+    fn status_request(
+        &self,
+        api: &Endpoint<'_>,
+        ids: &[ProviderMessageId],
+    ) -> Option<reqwest::RequestBuilder> {
+        let list = ids
+            .iter()
+            .map(ProviderMessageId::as_str)
+            .collect::<Vec<_>>()
+            .join(",");
+        Some(self.post(api, "/sms/status", vec![("sms_id", list)]))
+    }
+
+    fn read_status(
+        &self,
+        reply: &Reply,
+        _ids: &[ProviderMessageId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryReport>, ChannelError> {
+        parse_status(reply, now)
+    }
+
+    fn parse_callback(
+        stamp: &EventStamp,
+        request: &WebhookRequest<'_>,
+    ) -> Result<Vec<Event>, WebhookError> {
+        parse_callback(stamp, request)
+    }
+
+    /// SMS.ru retries a callback until it is answered `100`.
+    fn callback_reply() -> WebhookReply {
+        WebhookReply::text("100")
+    }
+
+    fn webhook(&self, stamp: EventStamp) -> SmsRuWebhook {
+        UnsignedWebhook::with_stamp(stamp)
     }
 }
 
 /// What SMS.ru said about one accepted recipient.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Accepted {
+pub(crate) struct SmsRuAccepted {
     pub sms_id: Option<String>,
     pub cost: Option<Cost>,
 }
 
-fn envelope(reply: &HttpReply) -> Result<Value, ChannelError> {
+fn envelope(reply: &Reply) -> Result<Value, ChannelError> {
     match serde_json::from_slice::<Value>(&reply.body) {
         Ok(v) if v.is_object() => Ok(v),
         _ => Err(shared::unreadable(PROVIDER, reply)),
     }
 }
 
-fn top_level_error(v: &Value, reply: &HttpReply) -> Option<ChannelError> {
+fn top_level_error(v: &Value, reply: &Reply) -> Option<ChannelError> {
     let status = v.get("status").and_then(Value::as_str).unwrap_or_default();
     if status.eq_ignore_ascii_case("OK") {
         return None;
@@ -201,7 +241,7 @@ fn top_level_error(v: &Value, reply: &HttpReply) -> Option<ChannelError> {
 }
 
 /// Reads a `sms/send` answer for one recipient (matched by digits, with or without `+`, trimmed).
-pub(crate) fn parse_send(reply: &HttpReply, digits: &str) -> Result<Accepted, ChannelError> {
+pub(crate) fn parse_send(reply: &Reply, digits: &str) -> Result<SmsRuAccepted, ChannelError> {
     let v = envelope(reply)?;
     if let Some(e) = top_level_error(&v, reply) {
         return Err(e);
@@ -234,7 +274,7 @@ pub(crate) fn parse_send(reply: &HttpReply, digits: &str) -> Result<Accepted, Ch
             .unwrap_or_default();
         return Err(code_error(code, text));
     }
-    Ok(Accepted {
+    Ok(SmsRuAccepted {
         sms_id: shared::lenient_string(entry.get("sms_id")),
         cost: shared::lenient_f64(entry.get("cost")).map(|c| Cost::new(c, "RUB")),
     })
@@ -243,9 +283,9 @@ pub(crate) fn parse_send(reply: &HttpReply, digits: &str) -> Result<Accepted, Ch
 /// Reads a `sms/status` answer into delivery reports (without channel id), dated `now` (the
 /// answer carries no time).
 pub(crate) fn parse_status(
-    reply: &HttpReply,
+    reply: &Reply,
     now: DateTime<Utc>,
-) -> Result<Vec<messaging_core::DeliveryReport>, ChannelError> {
+) -> Result<Vec<DeliveryReport>, ChannelError> {
     let v = envelope(reply)?;
     if let Some(e) = top_level_error(&v, reply) {
         return Err(e);
@@ -350,52 +390,47 @@ fn code_error(code: i64, text: &str) -> ChannelError {
 /// assert_eq!(events.len(), 1);
 /// assert_eq!(h.reply().body, "100");
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct SmsRuWebhook {
-    stamp: EventStamp,
-}
+pub type SmsRuWebhook = UnsignedWebhook<SmsRu>;
 
-impl SmsRuWebhook {
-    fn parse_callback(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
-        let fields = shared::callback_fields(request);
-        let data: Vec<&str> = fields
-            .iter()
-            .filter(|(k, _)| k.starts_with("data[") && k.ends_with(']'))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        if data.is_empty() {
-            return Err(WebhookError::malformed(PROVIDER, "no data[N] fields"));
-        }
-        let now = self.stamp.now();
-        let mut out = Vec::new();
-        for value in data {
-            let lines: Vec<&str> = value.lines().map(str::trim).collect();
-            match lines.as_slice() {
-                ["sms_status", id, code, rest @ ..] if !id.is_empty() => {
-                    let at = rest
-                        .first()
-                        .and_then(|t| shared::unix_time(t))
-                        .unwrap_or(now);
-                    let meaning = code.parse::<i64>().ok().and_then(status_meaning);
-                    let report = shared::report_from_code(id, code, meaning, None, at);
-                    out.push(self.stamp.delivery(report));
-                }
-                ["sms_status", ..] => {
-                    tracing::warn!(
-                        provider = PROVIDER,
-                        "sms_status entry without id or code skipped"
-                    );
-                }
-                // callcheck and other event types are not about messages.
-                _ => {}
-            }
-        }
-        Ok(out)
+fn parse_callback(
+    stamp: &EventStamp,
+    request: &WebhookRequest<'_>,
+) -> Result<Vec<Event>, WebhookError> {
+    let fields = shared::callback_fields(request);
+    let data: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k.starts_with("data[") && k.ends_with(']'))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if data.is_empty() {
+        return Err(WebhookError::malformed(PROVIDER, "no data[N] fields"));
     }
+    let now = stamp.now();
+    let mut out = Vec::new();
+    for value in data {
+        let lines: Vec<&str> = value.lines().map(str::trim).collect();
+        match lines.as_slice() {
+            ["sms_status", id, code, rest @ ..] if !id.is_empty() => {
+                let at = rest
+                    .first()
+                    .and_then(|t| shared::unix_time(t))
+                    .unwrap_or(now);
+                let meaning = code.parse::<i64>().ok().and_then(status_meaning);
+                let report = shared::report_from_code(id, code, meaning, None, at);
+                out.push(stamp.delivery(report));
+            }
+            ["sms_status", ..] => {
+                tracing::warn!(
+                    provider = PROVIDER,
+                    "sms_status entry without id or code skipped"
+                );
+            }
+            // callcheck and other event types are not about messages.
+            _ => {}
+        }
+    }
+    Ok(out)
 }
-
-// SMS.ru retries a callback until it is answered `100`.
-unsigned_webhook_handler!(SmsRuWebhook, PROVIDER, reply: WebhookReply::text("100"));
 
 #[cfg(test)]
 mod tests {
@@ -480,18 +515,18 @@ mod tests {
         let body = r#"{"status":"OK","status_code":100,"sms":{
             "79255070602":{"status":"OK","status_code":100,"sms_id":"000000-10000000"},
             "74993221627":{"status":"ERROR","status_code":207,"status_text":"нельзя"}},"balance":4122.56}"#;
-        let ok = parse_send(&HttpReply::for_test(200, body), "79255070602").unwrap();
+        let ok = parse_send(&shared::test_reply(200, body), "79255070602").unwrap();
         assert_eq!(ok.sms_id.as_deref(), Some("000000-10000000"));
-        let e = parse_send(&HttpReply::for_test(200, body), "74993221627").unwrap_err();
+        let e = parse_send(&shared::test_reply(200, body), "74993221627").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unreachable);
         assert_eq!(e.provider_code(), Some("207"));
     }
 
     #[test]
     fn server_errors_and_garbage() {
-        let e = parse_send(&HttpReply::for_test(503, "<html>down</html>"), "7").unwrap_err();
+        let e = parse_send(&shared::test_reply(503, "<html>down</html>"), "7").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Temporary);
-        let e = parse_send(&HttpReply::for_test(200, "100\n000000-1"), "7").unwrap_err();
+        let e = parse_send(&shared::test_reply(200, "100\n000000-1"), "7").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unexpected);
     }
 
@@ -539,7 +574,7 @@ mod tests {
             .parse(&WebhookRequest::post(&headers, body))
             .unwrap();
         assert_eq!(ev[0].at(), later.now());
-        let status = HttpReply::for_test(
+        let status = shared::test_reply(
             200,
             r#"{"status":"OK","status_code":100,"sms":{"000000-1":{"status":"OK","status_code":103}}}"#,
         );

@@ -21,26 +21,25 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use hmac::{Hmac, Mac};
 use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookRequest};
 use messaging_core::{
-    Address, ChannelError, ChannelKind, ChannelSignal, Cost, DeliveryReport, DeliveryStatus,
-    ErrorKind, Event, InboundMessage, OutboundMessage, Phone, ProviderError, ProviderMessageId,
-    SendReceipt, Signal,
+    Address, ChannelError, ChannelId, ChannelKind, ChannelSignal, Clock, Cost, DeliveryReport,
+    DeliveryStatus, ErrorKind, Event, InboundMessage, Phone, ProviderError, ProviderMessageId,
+    Signal,
 };
+use messaging_http::Reply;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
-use crate::shared::{
-    self, BasicAuth, EventStamp, HttpBase, HttpReply, SmsOptions, StatusMeaning, StatusPoller,
-    event_stamp_options, sms_channel,
-};
+use crate::channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider};
+use crate::shared::{self, BasicAuth, EventStamp, SmsOptions, StatusMeaning};
 
 const PROVIDER: &str = "twilio";
 
@@ -69,41 +68,26 @@ pub mod magic {
     pub const TO_NOT_SMS_CAPABLE: &str = "+15005550009";
 }
 
-/// A Twilio account as a [`Channel`](messaging_core::Channel).
-pub struct TwilioChannel {
-    http: HttpBase,
+/// Twilio as an [`SmsProvider`]: form posts to the account's Messages resource with HTTP
+/// Basic (account SID and auth token), one `GET Messages/{Sid}.json` per status, signed
+/// callbacks ([`TwilioWebhook`]).
+///
+/// ```
+/// use messaging_sms::twilio::Twilio;
+/// let p = Twilio::new("AC123", "auth-token");
+/// assert!(!format!("{p:?}").contains("auth-token"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Twilio {
     /// The account SID and auth token (which also signs the webhooks).
     auth: BasicAuth,
 }
 
-sms_channel!(
-    TwilioChannel,
-    base_url: "Points the channel at another host (a test server)."
-);
-
-impl TwilioChannel {
-    /// The production API.
-    pub const DEFAULT_BASE_URL: &'static str = "https://api.twilio.com";
-
-    /// A channel for an account (live or test credentials).
-    pub fn new(
-        opts: SmsOptions,
-        account_sid: impl Into<String>,
-        auth_token: impl Into<String>,
-    ) -> Self {
-        TwilioChannel {
-            http: HttpBase::new(PROVIDER, opts, Self::DEFAULT_BASE_URL),
+impl Twilio {
+    /// The provider for an account (live or test credentials).
+    pub fn new(account_sid: impl Into<String>, auth_token: impl Into<String>) -> Self {
+        Twilio {
             auth: BasicAuth::new(account_sid, auth_token),
-        }
-    }
-
-    /// A webhook handler that checks signatures with this account's auth token (its events
-    /// tagged with this channel's id, dated by its clock).
-    pub fn webhook(&self) -> TwilioWebhook {
-        TwilioWebhook {
-            auth_token: Some(self.auth.password.clone()),
-            url: None,
-            stamp: self.http.stamp.clone(),
         }
     }
 
@@ -118,13 +102,41 @@ impl TwilioChannel {
             .apply(req)
             .header(http::header::ACCEPT, "application/json")
     }
+}
 
-    async fn send_sms(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
-        let opts = &self.http.opts;
-        let p = shared::prepare(opts, message, opts.sandbox)?;
+/// A Twilio account as a [`Channel`](messaging_core::Channel): [`SmsChannel`] over [`Twilio`].
+pub type TwilioChannel = SmsChannel<Twilio>;
+
+impl SmsChannel<Twilio> {
+    /// A channel for an account (live or test credentials).
+    pub fn new(
+        opts: SmsOptions,
+        account_sid: impl Into<String>,
+        auth_token: impl Into<String>,
+    ) -> Self {
+        SmsChannel::with_provider(opts, Twilio::new(account_sid, auth_token))
+    }
+}
+
+impl SmsProvider for Twilio {
+    const NAME: &'static str = PROVIDER;
+    const DEFAULT_BASE_URL: &'static str = "https://api.twilio.com";
+    type Webhook = TwilioWebhook;
+
+    /// In sandbox mode Twilio's magic test numbers are allowed.
+    fn accepts_any_number(&self, options: &SmsOptions) -> bool {
+        options.sandbox
+    }
+
+    fn send_request(
+        &self,
+        api: &Endpoint<'_>,
+        sms: &PreparedSms,
+    ) -> Result<reqwest::RequestBuilder, ChannelError> {
+        let opts = api.options();
         let mut form = vec![
-            ("To", p.phone.as_str().to_owned()),
-            ("Body", p.text.clone()),
+            ("To", sms.phone.as_str().to_owned()),
+            ("Body", sms.text.clone()),
         ];
         match opts.sender.as_deref() {
             Some(s) if s.starts_with("MG") => form.push(("MessagingServiceSid", s.to_owned())),
@@ -138,15 +150,22 @@ impl TwilioChannel {
         if let Some(url) = &opts.callback_url {
             form.push(("StatusCallback", url.clone()));
         }
-        let req = self
-            .authorized(self.http.post(&format!("{}.json", self.messages_path())))
-            .form(&form);
-        let reply = self.http.execute(req).await?;
-        let v = read_resource(&reply)?;
+        Ok(self
+            .authorized(api.post(&format!("{}.json", self.messages_path())))
+            .form(&form))
+    }
+
+    fn read_send(
+        &self,
+        reply: &Reply,
+        _sms: &PreparedSms,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, ChannelError> {
+        let v = read_resource(reply)?;
         let Some(sid) = shared::lenient_string(v.get("sid")) else {
             return Err(ChannelError::unexpected("twilio: answer without a sid"));
         };
-        if let Some(r) = report_from_resource(&v, self.http.stamp.now())
+        if let Some(r) = report_from_resource(&v, now)
             && r.status == DeliveryStatus::Failed
         {
             let e = r.error.unwrap_or(ProviderError {
@@ -160,48 +179,65 @@ impl TwilioChannel {
             )
             .with_provider_code(e.code));
         }
-        let segments = shared::lenient_i64(v.get("num_segments"))
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(p.segments);
-        let cost = shared::lenient_f64(v.get("price")).map(|a| {
-            let unit = v.get("price_unit").and_then(Value::as_str).unwrap_or("USD");
-            Cost::new(a.abs(), unit)
-        });
-        Ok(self.http.receipt(sid, segments, cost))
-    }
-}
-
-#[async_trait]
-impl StatusPoller for TwilioChannel {
-    /// One `GET Messages/{Sid}.json` per message (paced). Test credentials cannot read messages
-    /// (Twilio answers 403).
-    async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
-        let mut events = Vec::new();
-        for pmid in ids {
-            let sid = pmid.as_str();
-            if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
-                tracing::warn!(provider = PROVIDER, id = %pmid, "not a Twilio message sid; skipped");
-                continue;
-            }
-            self.http.poll_turn().await;
-            let path = format!("{}/{sid}.json", self.messages_path());
-            let reply = self
-                .http
-                .execute(self.authorized(self.http.get(&path)))
-                .await?;
-            let v = read_resource(&reply)?;
-            if let Some(r) = report_from_resource(&v, self.http.stamp.now()) {
-                events.push(self.http.stamp.delivery(r));
-            }
+        let mut a = Accepted::new(sid);
+        if let Some(n) =
+            shared::lenient_i64(v.get("num_segments")).and_then(|n| u32::try_from(n).ok())
+        {
+            a = a.segments(n);
         }
-        Ok(events)
+        if let Some(amount) = shared::lenient_f64(v.get("price")) {
+            let unit = v.get("price_unit").and_then(Value::as_str).unwrap_or("USD");
+            a = a.cost(Cost::new(amount.abs(), unit));
+        }
+        Ok(a)
+    }
+
+    /// One `GET Messages/{Sid}.json` per message; ids that are not sids are skipped. Test
+    /// credentials cannot read messages (Twilio answers 403).
+    fn status_request(
+        &self,
+        api: &Endpoint<'_>,
+        ids: &[ProviderMessageId],
+    ) -> Option<reqwest::RequestBuilder> {
+        let sid = ids.first()?.as_str();
+        if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let path = format!("{}/{sid}.json", self.messages_path());
+        Some(self.authorized(api.get(&path)))
+    }
+
+    fn read_status(
+        &self,
+        reply: &Reply,
+        _ids: &[ProviderMessageId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryReport>, ChannelError> {
+        let v = read_resource(reply)?;
+        Ok(report_from_resource(&v, now).into_iter().collect())
+    }
+
+    /// Parses the form without checking the signature ([`TwilioWebhook`] checks it first).
+    fn parse_callback(
+        stamp: &EventStamp,
+        request: &WebhookRequest<'_>,
+    ) -> Result<Vec<Event>, WebhookError> {
+        parse_callback(stamp, request)
+    }
+
+    /// A handler that checks signatures with this account's auth token.
+    fn webhook(&self, stamp: EventStamp) -> TwilioWebhook {
+        TwilioWebhook {
+            auth_token: Some(self.auth.password.clone()),
+            url: None,
+            stamp,
+        }
     }
 }
 
 /// Reads a Message resource, or a typed error from a legacy (`{code, message}`) or RFC 9457
 /// (`{type, title, status, code, detail}`) error body.
-fn read_resource(reply: &HttpReply) -> Result<Value, ChannelError> {
+fn read_resource(reply: &Reply) -> Result<Value, ChannelError> {
     let v = serde_json::from_slice::<Value>(&reply.body).ok();
     if reply.status.is_success() {
         return match v {
@@ -215,7 +251,7 @@ fn read_resource(reply: &HttpReply) -> Result<Value, ChannelError> {
     Err(api_error(reply, &v))
 }
 
-fn api_error(reply: &HttpReply, v: &Value) -> ChannelError {
+fn api_error(reply: &Reply, v: &Value) -> ChannelError {
     let status = reply.status.as_u16();
     let text = v
         .get("message")
@@ -481,7 +517,7 @@ impl fmt::Debug for TwilioWebhook {
         f.debug_struct("TwilioWebhook")
             .field("verifies", &self.auth_token.is_some())
             .field("url", &self.url)
-            .field("channel_id", &self.stamp.channel_id)
+            .field("channel_id", &self.stamp.channel_id())
             .finish()
     }
 }
@@ -509,9 +545,18 @@ impl TwilioWebhook {
         self
     }
 
-    // Twilio's form carries no time: inbound messages, opt-outs and reports without
-    // `RawDlrDoneDate` are dated by the clock.
-    event_stamp_options!();
+    /// Tags events with a channel id.
+    pub fn channel_id(mut self, id: ChannelId) -> Self {
+        self.stamp = self.stamp.with_channel_id(id);
+        self
+    }
+
+    /// Dates events by `clock` (default: the system clock): Twilio's form carries no time, so
+    /// inbound messages, opt-outs and reports without `RawDlrDoneDate` get the clock's.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.stamp = self.stamp.with_clock(clock);
+        self
+    }
 }
 
 /// `RawDlrDoneDate` (`YYMMDDhhmm`, UTC) as a time.
@@ -569,61 +614,48 @@ impl WebhookHandler for TwilioWebhook {
     }
 
     fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
-        let f = shared::form_pairs(request.body);
-        let get = |k: &str| {
-            shared::field(&f, k)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
-        let sid = get("MessageSid").or_else(|| get("SmsSid"));
-        let status = get("MessageStatus").or_else(|| get("SmsStatus"));
-        let (Some(sid), Some(status)) = (sid, status) else {
-            return Err(WebhookError::malformed(
-                PROVIDER,
-                "expected MessageSid and MessageStatus (or SmsSid and SmsStatus)",
-            ));
-        };
-        // The form says nothing of when: the time is the handler's clock.
-        let now = self.stamp.now();
-        if matches!(status, "received" | "receiving") {
-            let from = get("From")
-                .ok_or_else(|| WebhookError::malformed(PROVIDER, "inbound SMS without From"))?;
-            let phone = Phone::parse(from)
-                .map_err(|e| WebhookError::malformed(PROVIDER, format!("From: {e}")))?;
-            let address = Address::Phone(phone);
-            let text = shared::field(&f, "Body").map(str::to_owned);
-            let mut out = vec![
-                self.stamp.tag(Event::Inbound(
-                    InboundMessage::new(ChannelKind::Sms, address.clone(), text, now)
-                        .provider_message_id(sid),
-                )),
-            ];
-            if get("OptOutType").is_some_and(|t| t.eq_ignore_ascii_case("STOP")) {
-                out.push(self.stamp.tag(Event::Signal(ChannelSignal::new(
-                    ChannelKind::Sms,
-                    now,
-                    Signal::OptOut {
-                        from: address.to_string(),
-                        address,
-                        purpose: None,
-                    },
-                ))));
-            }
-            return Ok(out);
-        }
-        let at = get("RawDlrDoneDate").and_then(dlr_done_date).unwrap_or(now);
-        let mut r = report(sid, status, get("ErrorCode"), get("ErrorMessage"), at);
-        if let Some(to) = get("To") {
-            r = r.recipient(to);
-        }
-        let mut out = vec![self.stamp.tag(Event::Delivery(r))];
-        if get("ErrorCode") == Some("21610")
-            && let Some(phone) = get("To").and_then(|t| Phone::parse(t).ok())
-        {
-            let address = Address::Phone(phone);
-            out.push(self.stamp.tag(Event::Signal(ChannelSignal::new(
+        parse_callback(&self.stamp, request)
+    }
+}
+
+/// Reads a (verified) status callback or inbound SMS form.
+fn parse_callback(
+    stamp: &EventStamp,
+    request: &WebhookRequest<'_>,
+) -> Result<Vec<Event>, WebhookError> {
+    let f = shared::form_pairs(request.body);
+    let get = |k: &str| {
+        shared::field(&f, k)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let sid = get("MessageSid").or_else(|| get("SmsSid"));
+    let status = get("MessageStatus").or_else(|| get("SmsStatus"));
+    let (Some(sid), Some(status)) = (sid, status) else {
+        return Err(WebhookError::malformed(
+            PROVIDER,
+            "expected MessageSid and MessageStatus (or SmsSid and SmsStatus)",
+        ));
+    };
+    // The form says nothing of when: the time is the handler's clock.
+    let now = stamp.now();
+    if matches!(status, "received" | "receiving") {
+        let from = get("From")
+            .ok_or_else(|| WebhookError::malformed(PROVIDER, "inbound SMS without From"))?;
+        let phone = Phone::parse(from)
+            .map_err(|e| WebhookError::malformed(PROVIDER, format!("From: {e}")))?;
+        let address = Address::Phone(phone);
+        let text = shared::field(&f, "Body").map(str::to_owned);
+        let mut out = vec![
+            stamp.tag(Event::Inbound(
+                InboundMessage::new(ChannelKind::Sms, address.clone(), text, now)
+                    .provider_message_id(sid),
+            )),
+        ];
+        if get("OptOutType").is_some_and(|t| t.eq_ignore_ascii_case("STOP")) {
+            out.push(stamp.tag(Event::Signal(ChannelSignal::new(
                 ChannelKind::Sms,
-                at,
+                now,
                 Signal::OptOut {
                     from: address.to_string(),
                     address,
@@ -631,8 +663,29 @@ impl WebhookHandler for TwilioWebhook {
                 },
             ))));
         }
-        Ok(out)
+        return Ok(out);
     }
+    let at = get("RawDlrDoneDate").and_then(dlr_done_date).unwrap_or(now);
+    let mut r = report(sid, status, get("ErrorCode"), get("ErrorMessage"), at);
+    if let Some(to) = get("To") {
+        r = r.recipient(to);
+    }
+    let mut out = vec![stamp.tag(Event::Delivery(r))];
+    if get("ErrorCode") == Some("21610")
+        && let Some(phone) = get("To").and_then(|t| Phone::parse(t).ok())
+    {
+        let address = Address::Phone(phone);
+        out.push(stamp.tag(Event::Signal(ChannelSignal::new(
+            ChannelKind::Sms,
+            at,
+            Signal::OptOut {
+                from: address.to_string(),
+                address,
+                purpose: None,
+            },
+        ))));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

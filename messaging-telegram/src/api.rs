@@ -1,40 +1,14 @@
 //! The Bot API transport: one JSON POST per method, the token kept secret.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::ChannelError;
+use messaging_core::{ChannelError, Clock};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::error::ApiError;
-
-/// Why a call failed.
-#[derive(Debug)]
-pub(crate) enum CallError {
-    /// The server answered with an error body (or something that is not a Bot API answer).
-    Api(ApiError),
-    /// The request did not complete. The error carries no URL.
-    Transport(reqwest::Error),
-}
-
-impl CallError {
-    pub(crate) fn into_channel_error(self, method: &str) -> ChannelError {
-        match self {
-            CallError::Api(e) => e.into_channel_error(),
-            CallError::Transport(e) => {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "request failed"
-                };
-                ChannelError::temporary(format!("telegram {method}: {what}: {e}")).with_source(e)
-            }
-        }
-    }
-}
 
 /// The Bot API endpoint of one bot.
 pub(crate) struct BotApi {
@@ -42,6 +16,8 @@ pub(crate) struct BotApi {
     base: String,
     token: SecretString,
     test_env: bool,
+    /// Dates a `Retry-After` given as an HTTP date.
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for BotApi {
@@ -60,12 +36,14 @@ impl BotApi {
         base: String,
         token: SecretString,
         test_env: bool,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         BotApi {
             client,
             base: base.trim_end_matches('/').to_owned(),
             token,
             test_env,
+            clock,
         }
     }
 
@@ -86,45 +64,30 @@ impl BotApi {
         )
     }
 
-    /// Calls `method` with a JSON body; returns `result` on `ok: true`.
+    /// Calls `method` with a JSON body; returns `result` on `ok: true`. Transport failures come
+    /// from the kit, which strips the URL (it holds the token).
     pub(crate) async fn call(
         &self,
         method: &str,
         params: &Value,
         timeout: Duration,
-    ) -> Result<Value, CallError> {
-        let resp = self
+    ) -> Result<Value, ChannelError> {
+        let request = self
             .client
             .post(self.url(method))
             .json(params)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| CallError::Transport(e.without_url()))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| CallError::Transport(e.without_url()))?;
-        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+            .timeout(timeout);
+        let reply =
+            messaging_http::execute(request, &format!("telegram {method}"), &*self.clock).await?;
+        let status = reply.status.as_u16();
+        if let Ok(v) = serde_json::from_slice::<Value>(&reply.body) {
             if v.get("ok").and_then(Value::as_bool) == Some(true) {
                 return Ok(v.get("result").cloned().unwrap_or(Value::Null));
             }
-            return Err(CallError::Api(ApiError::from_body(
-                Some(status),
-                retry_after.as_deref(),
-                &v,
-            )));
+            return Err(
+                ApiError::from_parsed(Some(status), reply.retry_after, &v).into_channel_error()
+            );
         }
-        Err(CallError::Api(ApiError::from_response(
-            status,
-            retry_after.as_deref(),
-            &body,
-        )))
+        Err(ApiError::from_answer(status, reply.retry_after, &reply.body).into_channel_error())
     }
 }

@@ -15,12 +15,18 @@ use messaging_core::{
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::api::{BotApi, CallError};
+use crate::api::BotApi;
 use crate::keyboard::reply_markup;
 use crate::{MAX_CAPTION_UTF16, MAX_TEXT_UTF16};
 
 /// The production Bot API server.
 pub const DEFAULT_BASE_URL: &str = "https://api.telegram.org";
+/// Messages per second per bot unless configured (Telegram's guidance for bulk notices).
+pub const DEFAULT_RATE_LIMIT: u32 = 30;
+/// Messages in one chat unless configured: one per second (Telegram's guidance).
+pub const DEFAULT_CHAT_RATE_LIMIT: Rate = Rate::per_second(1);
+/// The timeout of one request unless configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A limit: at most `count` messages in any window of `per`.
 ///
@@ -47,7 +53,7 @@ pub struct Rate {
 
 impl Rate {
     /// `count` messages per second.
-    pub fn per_second(count: u32) -> Self {
+    pub const fn per_second(count: u32) -> Self {
         Rate {
             count,
             per: Duration::from_secs(1),
@@ -55,7 +61,7 @@ impl Rate {
     }
 
     /// `count` messages per minute (Telegram asks for at most 20 per minute in a group).
-    pub fn per_minute(count: u32) -> Self {
+    pub const fn per_minute(count: u32) -> Self {
         Rate {
             count,
             per: Duration::from_secs(60),
@@ -65,51 +71,6 @@ impl Rate {
     /// The limit the pacer keeps (`None`: no limit).
     fn limit(self) -> Option<Limit> {
         Limit::new(self.count, self.per)
-    }
-}
-
-/// How fast the channel sends. The send waits for its turn rather than failing.
-///
-/// Telegram's published guidance: about 30 messages per second per bot for bulk notices and no
-/// more than one message per second in one chat (20 per minute in a group: use
-/// [`Rate::per_minute`]`(20)` for a bot that writes to groups). Both limits hold in every sliding
-/// window: messages are spaced evenly (see [`Rate`]), and a message's start time satisfies both
-/// at once, so a message held back by its chat's pace does not hold up other chats. The pacing is
-/// in-process and shared by clones of the channel: several instances of one bot share Telegram's
-/// limit, so give each a share, and the 429 `retry_after` still applies.
-///
-/// ```
-/// use messaging_telegram::{Rate, RateLimits};
-/// let default = RateLimits::default();
-/// assert_eq!(default.per_bot, Some(Rate::per_second(30)));
-/// assert_eq!(default.per_chat, Some(Rate::per_second(1)));
-/// let off = RateLimits::unlimited();
-/// assert_eq!(off.per_bot, None);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimits {
-    /// Across all chats; `None` for no limit.
-    pub per_bot: Option<Rate>,
-    /// In one chat; `None` for no limit.
-    pub per_chat: Option<Rate>,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        RateLimits {
-            per_bot: Some(Rate::per_second(30)),
-            per_chat: Some(Rate::per_second(1)),
-        }
-    }
-}
-
-impl RateLimits {
-    /// No pacing at all (tests, or a limiter outside this crate).
-    pub fn unlimited() -> Self {
-        RateLimits {
-            per_bot: None,
-            per_chat: None,
-        }
     }
 }
 
@@ -136,8 +97,9 @@ pub struct TelegramBuilder {
     client: Option<reqwest::Client>,
     base_url: String,
     test_environment: bool,
-    rate_limits: RateLimits,
-    request_timeout: Duration,
+    rate_limit: u32,
+    chat_rate_limit: Option<Rate>,
+    timeout: Duration,
     max_parts: usize,
     part_pause: (Duration, Duration),
     clock: Arc<dyn Clock>,
@@ -150,8 +112,9 @@ impl fmt::Debug for TelegramBuilder {
             .field("token", &"[redacted]")
             .field("base_url", &self.base_url)
             .field("test_environment", &self.test_environment)
-            .field("rate_limits", &self.rate_limits)
-            .field("request_timeout", &self.request_timeout)
+            .field("rate_limit", &self.rate_limit)
+            .field("chat_rate_limit", &self.chat_rate_limit)
+            .field("timeout", &self.timeout)
             .field("max_parts", &self.max_parts)
             .field("part_pause", &self.part_pause)
             .field("clock", &self.clock)
@@ -160,7 +123,8 @@ impl fmt::Debug for TelegramBuilder {
 }
 
 impl TelegramBuilder {
-    /// Uses your own HTTP client (proxies, timeouts, TLS roots). Keep TLS verification on.
+    /// Uses your own HTTP client (proxies, pools, TLS roots) instead of the default one. Keep
+    /// TLS verification on. [`timeout`](Self::timeout) still applies to each request.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -179,15 +143,47 @@ impl TelegramBuilder {
         self
     }
 
-    /// Sets the pacing (default: 30/s per bot, 1/s per chat; see [`RateLimits`]).
-    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
-        self.rate_limits = limits;
+    /// Messages per second through this bot, across all chats (default
+    /// [`DEFAULT_RATE_LIMIT`], Telegram's 30); 0 turns this pacing off.
+    ///
+    /// The send waits for its turn rather than failing. Messages are spaced evenly (see
+    /// [`Rate`]) and a message's start time satisfies this limit and the chat's
+    /// ([`chat_rate_limit`](Self::chat_rate_limit)) at once, so a message held back by its
+    /// chat's pace does not hold up other chats. The pacing is in-process and shared by clones
+    /// of the channel: several instances of one bot share Telegram's limit, so give each a
+    /// share; the 429 `retry_after` still applies.
+    ///
+    /// ```
+    /// use messaging_telegram::TelegramChannel;
+    /// let tg = TelegramChannel::builder("tg", "123456:ABC-DEF").rate_limit(10).build().unwrap();
+    /// assert!(format!("{tg:?}").contains("rate_limit: 10"));
+    /// ```
+    pub fn rate_limit(mut self, n: u32) -> Self {
+        self.rate_limit = n;
         self
     }
 
-    /// Timeout of one send request (default 30 s).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+    /// Messages in one chat (default [`DEFAULT_CHAT_RATE_LIMIT`], one per second; Telegram asks
+    /// for at most 20 per minute in a group: [`Rate::per_minute`]`(20)`); `None` turns this
+    /// pacing off.
+    ///
+    /// ```
+    /// use messaging_telegram::{Rate, TelegramChannel};
+    /// let groups = TelegramChannel::builder("tg", "123456:ABC-DEF")
+    ///     .chat_rate_limit(Some(Rate::per_minute(20)))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = groups;
+    /// ```
+    pub fn chat_rate_limit(mut self, rate: Option<Rate>) -> Self {
+        self.chat_rate_limit = rate;
+        self
+    }
+
+    /// The timeout of one request (default [`DEFAULT_TIMEOUT`]), with your client too; long
+    /// polls wait their own time on top.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -235,23 +231,27 @@ impl TelegramBuilder {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(ConfigError::InvalidBaseUrl(self.base_url));
         }
-        let client = match self.client {
-            Some(c) => c,
-            None => reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| ConfigError::Client(e.without_url().to_string()))?,
-        };
+        // No overall timeout on the default client: each call sets its own (long polls wait).
+        let client = messaging_http::ClientConfig::new()
+            .client(self.client)
+            .map_err(|e| ConfigError::Client(e.to_string()))?;
         Ok(TelegramChannel {
             inner: Arc::new(Inner {
                 id: self.id,
-                api: BotApi::new(client, self.base_url, self.token, self.test_environment),
-                pace: KeyedPacer::new(
-                    self.rate_limits.per_bot.and_then(Rate::limit),
-                    self.rate_limits.per_chat.and_then(Rate::limit),
+                api: BotApi::new(
+                    client,
+                    self.base_url,
+                    self.token,
+                    self.test_environment,
+                    self.clock.clone(),
                 ),
-                rate_limits: self.rate_limits,
-                request_timeout: self.request_timeout,
+                pace: KeyedPacer::new(
+                    Rate::per_second(self.rate_limit).limit(),
+                    self.chat_rate_limit.and_then(Rate::limit),
+                ),
+                rate_limit: self.rate_limit,
+                chat_rate_limit: self.chat_rate_limit,
+                timeout: self.timeout,
                 max_parts: self.max_parts,
                 split: SplitConfig::for_kind(ChannelKind::Telegram)
                     .max(MAX_TEXT_UTF16)
@@ -274,8 +274,9 @@ struct Inner {
     id: ChannelId,
     api: BotApi,
     pace: KeyedPacer<i64>,
-    rate_limits: RateLimits,
-    request_timeout: Duration,
+    rate_limit: u32,
+    chat_rate_limit: Option<Rate>,
+    timeout: Duration,
     max_parts: usize,
     split: SplitConfig,
     /// Dates what Telegram sends without a time.
@@ -308,7 +309,8 @@ impl fmt::Debug for TelegramChannel {
         f.debug_struct("TelegramChannel")
             .field("id", &self.inner.id)
             .field("api", &self.inner.api)
-            .field("rate_limits", &self.inner.rate_limits)
+            .field("rate_limit", &self.inner.rate_limit)
+            .field("chat_rate_limit", &self.inner.chat_rate_limit)
             .field("max_parts", &self.inner.max_parts)
             .finish()
     }
@@ -432,10 +434,12 @@ impl TelegramChannel {
     /// Starts configuring a bot: its channel id (`"tg"`) and its token from @BotFather.
     ///
     /// ```
-    /// use messaging_telegram::{RateLimits, TelegramChannel};
+    /// use std::time::Duration;
+    /// use messaging_telegram::TelegramChannel;
     /// let tg = TelegramChannel::builder("tg", "123456:ABC-DEF")
     ///     .test_environment(true)
-    ///     .rate_limits(RateLimits::default())
+    ///     .rate_limit(30)
+    ///     .timeout(Duration::from_secs(10))
     ///     .build()
     ///     .unwrap();
     /// assert!(!format!("{tg:?}").contains("ABC-DEF"));
@@ -451,8 +455,9 @@ impl TelegramChannel {
             client: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
             test_environment: false,
-            rate_limits: RateLimits::default(),
-            request_timeout: Duration::from_secs(30),
+            rate_limit: DEFAULT_RATE_LIMIT,
+            chat_rate_limit: Some(DEFAULT_CHAT_RATE_LIMIT),
+            timeout: DEFAULT_TIMEOUT,
             max_parts: 10,
             part_pause: (Duration::ZERO, Duration::ZERO),
             clock: Arc::new(SystemClock),
@@ -477,11 +482,7 @@ impl TelegramChannel {
         params: &Value,
         timeout: Duration,
     ) -> Result<Value, ChannelError> {
-        self.inner
-            .api
-            .call(method, params, timeout)
-            .await
-            .map_err(|e| e.into_channel_error(method))
+        self.inner.api.call(method, params, timeout).await
     }
 
     /// The clock that dates what Telegram sends without a time.
@@ -489,20 +490,9 @@ impl TelegramChannel {
         &*self.inner.clock
     }
 
-    pub(crate) async fn call_raw(
-        &self,
-        method: &str,
-        params: &Value,
-        timeout: Duration,
-    ) -> Result<Value, CallError> {
-        self.inner.api.call(method, params, timeout).await
-    }
-
     /// `getMe`: checks the token and tells the bot's username (for deep links).
     pub async fn get_me(&self) -> Result<User, ChannelError> {
-        let r = self
-            .call("getMe", &json!({}), self.inner.request_timeout)
-            .await?;
+        let r = self.call("getMe", &json!({}), self.inner.timeout).await?;
         let id = r
             .get("id")
             .and_then(Value::as_i64)
@@ -525,14 +515,14 @@ impl TelegramChannel {
         if let Some(s) = secret {
             params["secret_token"] = json!(s);
         }
-        self.call("setWebhook", &params, self.inner.request_timeout)
+        self.call("setWebhook", &params, self.inner.timeout)
             .await
             .map(|_| ())
     }
 
     /// `deleteWebhook` (long polling does not work while a webhook is set).
     pub async fn delete_webhook(&self) -> Result<(), ChannelError> {
-        self.call("deleteWebhook", &json!({}), self.inner.request_timeout)
+        self.call("deleteWebhook", &json!({}), self.inner.timeout)
             .await
             .map(|_| ())
     }
@@ -548,7 +538,7 @@ impl TelegramChannel {
         if let Some(t) = text {
             params["text"] = json!(t);
         }
-        self.call("answerCallbackQuery", &params, self.inner.request_timeout)
+        self.call("answerCallbackQuery", &params, self.inner.timeout)
             .await
             .map(|_| ())
     }
@@ -604,13 +594,12 @@ impl Channel for TelegramChannel {
             let answer = self
                 .inner
                 .api
-                .call(req.method, &req.body, self.inner.request_timeout)
+                .call(req.method, &req.body, self.inner.timeout)
                 .await;
             drop(permit);
             let result = match answer {
                 Ok(r) => r,
-                Err(e) => {
-                    let err = e.into_channel_error(req.method);
+                Err(err) => {
                     if i > 0 {
                         tracing::warn!(
                             channel = %self.inner.id,
@@ -784,7 +773,8 @@ mod tests {
             }
         }
         let unlimited = TelegramChannel::builder("tg", "1:A")
-            .rate_limits(RateLimits::unlimited())
+            .rate_limit(0)
+            .chat_rate_limit(None)
             .build()
             .expect("build");
         assert_eq!(unlimited.inner.pace.limits(), (None, None));

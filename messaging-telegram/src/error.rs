@@ -75,7 +75,9 @@ pub struct ApiError {
     pub http_status: Option<u16>,
     /// The server's `description`, unchanged (or a note saying the body was not a Bot API answer).
     pub description: String,
-    /// Seconds to wait: `parameters.retry_after`, else the `Retry-After` header.
+    /// Seconds to wait: `parameters.retry_after`, else the `Retry-After` header, else the
+    /// description's `retry after N`; never more than
+    /// [`messaging_http::MAX_RETRY_AFTER`] (an hour).
     pub retry_after: Option<u64>,
     /// `parameters.migrate_to_chat_id`: the supergroup a group became.
     pub migrate_to_chat_id: Option<i64>,
@@ -126,12 +128,24 @@ fn code_from_description(desc: &str) -> Option<i64> {
     .map(|&(_, c)| c)
 }
 
-fn retry_after_from_description(desc: &str) -> Option<u64> {
+fn retry_after_from_description(desc: &str) -> Option<Duration> {
     let lower = desc.to_ascii_lowercase();
     let idx = lower.find("retry after")?;
     let rest = lower.get(idx + "retry after".len()..)?.trim_start();
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    // Digits only, so no date: the time is never read.
+    messaging_http::parse_retry_after(&digits, DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// The `Retry-After` header of an answer, read by the kit (bounded; a date relative to the
+/// system clock).
+fn header_wait(header: Option<&str>) -> Option<Duration> {
+    header.and_then(|h| {
+        messaging_http::parse_retry_after(
+            h,
+            messaging_core::Clock::now(&messaging_core::SystemClock),
+        )
+    })
 }
 
 fn classify(code: Option<i64>, description: &str) -> ApiErrorReason {
@@ -179,9 +193,18 @@ impl ApiError {
     /// Reads an error from an HTTP answer: its status, its `Retry-After` header (if any) and its
     /// raw body. Never fails: a body that is not a Bot API answer becomes an error that says so.
     pub fn from_response(http_status: u16, retry_after_header: Option<&str>, body: &[u8]) -> Self {
+        Self::from_answer(http_status, header_wait(retry_after_header), body)
+    }
+
+    /// [`from_response`](Self::from_response) with the header already read.
+    pub(crate) fn from_answer(
+        http_status: u16,
+        header_wait: Option<Duration>,
+        body: &[u8],
+    ) -> Self {
         let status = (http_status != 0).then_some(http_status);
         match serde_json::from_slice::<Value>(body) {
-            Ok(v @ Value::Object(_)) => Self::from_body(status, retry_after_header, &v),
+            Ok(v @ Value::Object(_)) => Self::from_parsed(status, header_wait, &v),
             _ => {
                 let code = status.filter(|s| !(200..300).contains(s)).map(i64::from);
                 let description = match status {
@@ -191,7 +214,7 @@ impl ApiError {
                 ApiError {
                     code,
                     http_status: status,
-                    retry_after: retry_after_header.and_then(|h| h.trim().parse().ok()),
+                    retry_after: header_wait.map(|d| d.as_secs()),
                     migrate_to_chat_id: None,
                     reason: classify(code, ""),
                     description,
@@ -204,6 +227,15 @@ impl ApiError {
     pub fn from_body(
         http_status: Option<u16>,
         retry_after_header: Option<&str>,
+        body: &Value,
+    ) -> Self {
+        Self::from_parsed(http_status, header_wait(retry_after_header), body)
+    }
+
+    /// [`from_body`](Self::from_body) with the header already read.
+    pub(crate) fn from_parsed(
+        http_status: Option<u16>,
+        header_wait: Option<Duration>,
         body: &Value,
     ) -> Self {
         let description = body
@@ -220,15 +252,16 @@ impl ApiError {
             .or_else(|| code_from_description(&description));
         let params = body.get("parameters");
         let retry_after = int_of(params.and_then(|p| p.get("retry_after")))
-            .and_then(|n| u64::try_from(n).ok())
-            .or_else(|| retry_after_header.and_then(|h| h.trim().parse().ok()))
+            .and_then(messaging_http::retry_after_secs)
+            .or(header_wait)
             .or_else(|| {
                 if code == Some(429) {
                     retry_after_from_description(&description)
                 } else {
                     None
                 }
-            });
+            })
+            .map(|d| d.as_secs());
         let migrate_to_chat_id = int_of(params.and_then(|p| p.get("migrate_to_chat_id")));
         let mut reason = classify(code, &description);
         if migrate_to_chat_id.is_some() && matches!(reason, ApiErrorReason::BadRequest) {
@@ -292,7 +325,8 @@ impl ApiError {
             .unwrap_or_else(|| "unknown".to_owned());
         let mut e = ChannelError::new(self.kind(), message).with_provider_code(code);
         if let Some(s) = self.retry_after {
-            e = e.with_retry_after(Duration::from_secs(s));
+            // Bounded again: the field is public and may have been set by hand.
+            e = e.with_retry_after(Duration::from_secs(s).min(messaging_http::MAX_RETRY_AFTER));
         }
         e.with_source(self)
     }
@@ -605,5 +639,31 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::Unreachable);
         assert!(is_blocked(&e));
+    }
+
+    #[test]
+    fn absurd_waits_are_cut_to_the_kits_bound() {
+        let hour = Some(messaging_http::MAX_RETRY_AFTER);
+        let e = map(
+            429,
+            None,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests","parameters":{"retry_after":9999999999999}}"#,
+        );
+        assert_eq!(e.retry_after(), hour);
+        let e = map(429, Some("99999999999999999999999"), "not json");
+        assert_eq!(e.retry_after(), hour);
+        let e = map(
+            429,
+            None,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 99999999999999999999"}"#,
+        );
+        assert_eq!(e.retry_after(), hour);
+        // A negative wait is no wait; the header then counts.
+        let e = map(
+            429,
+            Some("3"),
+            r#"{"ok":false,"error_code":429,"description":"x","parameters":{"retry_after":-5}}"#,
+        );
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
     }
 }

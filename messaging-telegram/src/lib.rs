@@ -7,7 +7,7 @@
 //! | piece | what it is |
 //! |---|---|
 //! | [`TelegramChannel`] | `sendMessage` (split past 4096 UTF-16 units), inline and reply keyboards, link previews, photos and documents, paced per bot and per chat |
-//! | [`RateLimits`] / [`Rate`] | the pacing: 30 messages/s per bot and 1/s per chat by default, evenly spaced, never over either limit in a sliding window |
+//! | [`TelegramBuilder::rate_limit`] / [`TelegramBuilder::chat_rate_limit`] / [`Rate`] | the pacing: 30 messages/s per bot and 1/s per chat by default, evenly spaced, never over either limit in a sliding window |
 //! | [`TelegramWebhook`] | a [`WebhookHandler`](messaging_core::webhook::WebhookHandler): `X-Telegram-Bot-Api-Secret-Token` checked in constant time |
 //! | [`LongPoller`] / [`OffsetStore`] | `getUpdates` with a stored offset, committed only after a batch was handed over |
 //! | [`parse_update`] | one Telegram `Update` to events: text, `/start` payload, shared contact, button press, block / unblock |
@@ -49,6 +49,13 @@
 //! Telegram numbers messages per chat, so provider message ids are written `"<chat_id>:<message_id>"`
 //! both in [`SendReceipt`](messaging_core::SendReceipt)s and in inbound messages (`provider_message_id`, `reply_to`).
 //!
+//! ## Idempotency
+//!
+//! `sendMessage` (and the other send methods) take **no idempotency key or client-side message
+//! id**: the Bot API documents none, and the `message_id` is assigned by Telegram in the answer.
+//! A retry after a timeout whose request did reach Telegram sends the message twice; only the
+//! synchronous `ok: true` answer proves acceptance.
+//!
 //! ## The bot token
 //!
 //! The token is part of every Bot API URL. It is held in a [`secrecy::SecretString`], never
@@ -67,7 +74,8 @@ mod update;
 mod webhook;
 
 pub use channel::{
-    ConfigError, DEFAULT_BASE_URL, Rate, RateLimits, TelegramBuilder, TelegramChannel, User,
+    ConfigError, DEFAULT_BASE_URL, DEFAULT_CHAT_RATE_LIMIT, DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT,
+    Rate, TelegramBuilder, TelegramChannel, User,
 };
 pub use error::{ApiError, ApiErrorReason, api_error, blocked_signal, is_blocked, migrated_to};
 pub use identity::{

@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use messaging_core::{ChannelError, ErrorKind, Event};
 use serde_json::json;
 
-use crate::api::CallError;
 use crate::channel::TelegramChannel;
 use crate::update::parse_updates_response_with_clock;
 
@@ -252,9 +251,9 @@ impl<S: OffsetStore> LongPoller<S> {
         let timeout = self.config.timeout + Duration::from_secs(10);
         let result = self
             .channel
-            .call_raw("getUpdates", &params, timeout)
+            .call("getUpdates", &params, timeout)
             .await
-            .map_err(|e: CallError| PollError::Api(e.into_channel_error("getUpdates")))?;
+            .map_err(PollError::Api)?;
         let wrapped = json!({ "ok": true, "result": result });
         let (last, events) = parse_updates_response_with_clock(&wrapped, self.channel.clock())
             .map_err(|e| PollError::Malformed(e.to_string()))?;

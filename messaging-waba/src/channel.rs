@@ -33,7 +33,9 @@ pub const CLOUD_API_BASE_URL: &str = "https://graph.facebook.com/";
 /// 360dialog's Cloud API proxy.
 pub const DIALOG360_BASE_URL: &str = "https://waba-v2.360dialog.io/";
 /// Messages per second per business number unless configured (Meta's default throughput).
-pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 80;
+pub const DEFAULT_RATE_LIMIT: u32 = 80;
+/// The timeout of one request unless configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The pair rate unless configured: one message per 6 seconds to the same person.
 pub const DEFAULT_PAIR_INTERVAL: Duration = Duration::from_secs(6);
 
@@ -75,7 +77,8 @@ pub struct WabaBuilder {
     client: Option<reqwest::Client>,
     windows: Option<Arc<dyn WindowStore>>,
     clock: Arc<dyn Clock>,
-    messages_per_second: u32,
+    rate_limit: u32,
+    timeout: Duration,
     pair_interval: Duration,
     tier: TierTracker,
     templates: TemplateRegistry,
@@ -92,6 +95,8 @@ impl fmt::Debug for WabaBuilder {
             .field("token", &"[redacted]")
             .field("base_url", &self.base_url)
             .field("api_version", &self.api_version)
+            .field("rate_limit", &self.rate_limit)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +112,8 @@ impl WabaBuilder {
         self.api_version = v.into();
         self
     }
-    /// Uses your HTTP client (proxies, timeouts, TLS roots).
+    /// Uses your HTTP client (proxies, pools, TLS roots) instead of the default one. Keep TLS
+    /// verification on. [`timeout`](Self::timeout) still applies to each request.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -122,8 +128,9 @@ impl WabaBuilder {
         self.clock = clock;
         self
     }
-    /// Messages per second through this number (default [`DEFAULT_MESSAGES_PER_SECOND`], Meta's
-    /// 80; set what Meta granted the number, up to 1,000).
+    /// Messages per second through this number (default [`DEFAULT_RATE_LIMIT`], Meta's 80; set
+    /// what Meta granted the number, up to 1,000); 0 turns the pacing off (a limiter outside
+    /// this crate).
     ///
     /// The channel keeps Meta's count of any sliding second at `n` or less: it spaces messages
     /// evenly, `1/n` s apart plus a 3 % margin for network jitter, with no opening burst, and
@@ -135,14 +142,28 @@ impl WabaBuilder {
     /// ```
     /// use messaging_waba::WabaChannel;
     /// let wa = WabaChannel::cloud_api("wa", "106540352242922", "token")
-    ///     .messages_per_second(200)
+    ///     .rate_limit(200)
     ///     .build()
     ///     .unwrap();
-    /// # let _ = wa;
-    /// assert!(WabaChannel::cloud_api("wa", "1", "t").messages_per_second(0).build().is_err());
+    /// assert!(format!("{wa:?}").contains("message_interval: Some(5.15ms)"));
+    /// let unpaced = WabaChannel::cloud_api("wa", "1", "t").rate_limit(0).build().unwrap();
+    /// assert!(format!("{unpaced:?}").contains("message_interval: None"));
     /// ```
-    pub fn messages_per_second(mut self, n: u32) -> Self {
-        self.messages_per_second = n;
+    pub fn rate_limit(mut self, n: u32) -> Self {
+        self.rate_limit = n;
+        self
+    }
+    /// The timeout of one request (default [`DEFAULT_TIMEOUT`]), with your client too. A request
+    /// that times out is [`ErrorKind::Temporary`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use messaging_waba::WabaChannel;
+    /// let wa = WabaChannel::dialog360("wa", "key").timeout(Duration::from_secs(5)).build().unwrap();
+    /// # let _ = wa;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
     /// Least time between two messages to one person (default 6 s; zero turns it off).
@@ -194,9 +215,6 @@ impl WabaBuilder {
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(ConfigError::BaseUrl(base_str.to_owned()));
         }
-        let rate = NonZeroU32::new(self.messages_per_second).ok_or(ConfigError::Invalid(
-            "messages per second must be at least 1",
-        ))?;
         if let Provider::CloudApi { phone_number_id } = &self.provider
             && phone_number_id.trim().is_empty()
         {
@@ -205,14 +223,10 @@ impl WabaBuilder {
         if self.api_version.trim().is_empty() || self.api_version.contains('/') {
             return Err(ConfigError::Invalid("API version must look like v24.0"));
         }
-        let client = match self.client {
-            Some(c) => c,
-            None => reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| ConfigError::Client(e.without_url().to_string()))?,
-        };
+        let client = messaging_http::ClientConfig::new()
+            .timeout(self.timeout)
+            .client(self.client)
+            .map_err(|e| ConfigError::Client(e.to_string()))?;
         let messages_url = match &self.provider {
             Provider::CloudApi { phone_number_id } => join(
                 &base,
@@ -237,7 +251,8 @@ impl WabaBuilder {
                 .windows
                 .unwrap_or_else(|| Arc::new(MemoryWindowStore::new())),
             clock: self.clock,
-            limiter: Pacer::per_second(rate),
+            limiter: NonZeroU32::new(self.rate_limit).map(Pacer::per_second),
+            timeout: self.timeout,
             pair: PairLimiter::new(self.pair_interval),
             tier: self.tier,
             templates: self.templates,
@@ -299,7 +314,9 @@ pub struct WabaChannel {
     client: reqwest::Client,
     windows: Arc<dyn WindowStore>,
     clock: Arc<dyn Clock>,
-    limiter: Pacer,
+    /// `None`: no pacing.
+    limiter: Option<Pacer>,
+    timeout: Duration,
     pair: PairLimiter,
     tier: TierTracker,
     templates: TemplateRegistry,
@@ -315,7 +332,10 @@ impl fmt::Debug for WabaChannel {
             .field("provider", &self.provider)
             .field("token", &"[redacted]")
             .field("messages_url", &self.messages_url.as_str())
-            .field("message_interval", &self.limiter.interval())
+            .field(
+                "message_interval",
+                &self.limiter.as_ref().map(Pacer::interval),
+            )
             .field("pair_interval", &self.pair.interval())
             .field("tier", &self.tier)
             .field("templates", &self.templates)
@@ -370,7 +390,8 @@ impl WabaChannel {
             client: None,
             windows: None,
             clock: Arc::new(SystemClock),
-            messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            timeout: DEFAULT_TIMEOUT,
             pair_interval: DEFAULT_PAIR_INTERVAL,
             tier: TierTracker::new(),
             templates: TemplateRegistry::new(),
@@ -557,19 +578,17 @@ impl WabaChannel {
     }
 
     async fn execute(&self, req: reqwest::RequestBuilder) -> Result<Value, ChannelError> {
-        let resp = self.authorize(req)?.send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = resp.bytes().await.map_err(transport_error)?;
+        let req = self.authorize(req)?.timeout(self.timeout);
+        let reply = messaging_http::execute(req, "WhatsApp", &*self.clock).await?;
+        let status = reply.status;
         if !status.is_success() {
-            return Err(error_from_response(status.as_u16(), retry_after, &body));
+            return Err(error_from_response(
+                status.as_u16(),
+                reply.retry_after,
+                &reply.body,
+            ));
         }
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_slice(&reply.body).map_err(|e| {
             ChannelError::unexpected(format!("HTTP {status} with an unreadable body: {e}"))
         })
     }
@@ -581,7 +600,10 @@ impl WabaChannel {
     /// Posts one message; the wamid on success.
     async fn post_message(&self, body: &Value) -> Result<String, ChannelError> {
         // Held until the answer is read: its time bounds when Meta counted the message.
-        let permit = self.limiter.acquire().await;
+        let permit = match &self.limiter {
+            Some(limiter) => Some(limiter.acquire().await),
+            None => None,
+        };
         let v = self
             .execute(self.client.post(self.messages_url.clone()).json(body))
             .await;
@@ -782,18 +804,6 @@ impl WabaChannel {
     }
 }
 
-fn transport_error(e: reqwest::Error) -> ChannelError {
-    let e = e.without_url();
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "transport error"
-    };
-    ChannelError::temporary(format!("WhatsApp request {what}: {e}")).with_source(e)
-}
-
 #[async_trait]
 impl Channel for WabaChannel {
     fn id(&self) -> &ChannelId {
@@ -882,12 +892,14 @@ mod tests {
                 .build(),
             Err(ConfigError::BaseUrl(_))
         ));
-        assert!(matches!(
+        assert!(
             WabaChannel::cloud_api("wa", "1", "t")
-                .messages_per_second(0)
-                .build(),
-            Err(ConfigError::Invalid(_))
-        ));
+                .rate_limit(0)
+                .build()
+                .unwrap()
+                .limiter
+                .is_none()
+        );
         assert!(matches!(
             WabaChannel::cloud_api("wa", " ", "t").build(),
             Err(ConfigError::Invalid(_))
@@ -903,11 +915,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_per_number_pace_never_exceeds_the_rate_in_a_sliding_second() {
         let ch = WabaChannel::cloud_api("wa", "1055", "tok")
-            .messages_per_second(20)
+            .rate_limit(20)
             .build()
             .unwrap();
+        let limiter = ch.limiter.as_ref().unwrap();
         assert_eq!(
-            ch.limiter.interval(),
+            limiter.interval(),
             Duration::from_secs(1) * (1000 + messaging_core::pace::MARGIN_PERMILLE) / 1000 / 20
         );
         let ch = Arc::new(ch);
@@ -917,7 +930,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let mut starts = Vec::new();
                 for _ in 0..3 {
-                    drop(ch.limiter.acquire().await);
+                    drop(ch.limiter.as_ref().unwrap().acquire().await);
                     starts.push(tokio::time::Instant::now());
                 }
                 starts

@@ -454,11 +454,13 @@ pub fn error_from_response(
         return g.to_channel_error(retry_after);
     }
     let message = format!("HTTP {status} without a WhatsApp error body");
-    match status {
-        429 => ChannelError::rate_limited(message, retry_after.or(Some(Duration::from_secs(1)))),
-        401 | 403 => ChannelError::channel_down(message),
-        500..=599 | 408 => ChannelError::temporary(message),
-        _ => ChannelError::unexpected(message),
+    let kind = http::StatusCode::from_u16(status)
+        .map_or(ErrorKind::Unexpected, messaging_http::status_kind);
+    match kind {
+        ErrorKind::RateLimited => {
+            ChannelError::rate_limited(message, retry_after.or(Some(Duration::from_secs(1))))
+        }
+        kind => ChannelError::new(kind, message),
     }
 }
 

@@ -58,6 +58,15 @@
 //!   [`Signal::Tier`](messaging_core::Signal::Tier)), not enforced: a sender governor decides.
 //! - Tokens and secrets are [`secrecy::SecretString`]s; `Debug` never prints them; the auth header
 //!   is marked sensitive and transport errors are stripped of their URL.
+//!
+//! ## Idempotency
+//!
+//! The Cloud API's `POST /messages` (and 360dialog's proxy of it) has **no idempotency key**:
+//! none is documented, and third-party notes confirm the absence. A retry after a timeout whose
+//! request did reach Meta sends the message twice. What the send does carry is a client-side
+//! correlation id: the notification id goes in `biz_opaque_callback_data` (up to 512
+//! characters), which Meta echoes in every status webhook for that message. It lets reports be
+//! matched and duplicates be counted; it does not stop Meta from delivering a second copy.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -71,8 +80,8 @@ pub mod throughput;
 pub mod webhook;
 
 pub use channel::{
-    CLOUD_API_BASE_URL, ConfigError, DEFAULT_API_VERSION, DEFAULT_MESSAGES_PER_SECOND,
-    DEFAULT_PAIR_INTERVAL, DIALOG360_BASE_URL, Provider, WabaBuilder, WabaChannel,
+    CLOUD_API_BASE_URL, ConfigError, DEFAULT_API_VERSION, DEFAULT_PAIR_INTERVAL,
+    DEFAULT_RATE_LIMIT, DEFAULT_TIMEOUT, DIALOG360_BASE_URL, Provider, WabaBuilder, WabaChannel,
 };
 pub use cost::{PriceTable, PricingCategory};
 pub use error::GraphError;

@@ -2,7 +2,7 @@
 //!
 //! | limit | Meta's rule | here |
 //! |---|---|---|
-//! | per number | 80 messages per second by default (error 130429) | a pacer in front of every message request ([`WabaBuilder::messages_per_second`](crate::WabaBuilder::messages_per_second)): evenly spaced, never more than the rate in any sliding second; the send waits |
+//! | per number | 80 messages per second by default (error 130429) | a pacer in front of every message request ([`WabaBuilder::rate_limit`](crate::WabaBuilder::rate_limit)): evenly spaced, never more than the rate in any sliding second; the send waits |
 //! | pair | about one message per 6 seconds to the same person (error 131056) | [`PairLimiter`]: a send sooner fails with `RateLimited` and the wait, before any request |
 //! | messaging-limit tier | 250 / 2,000 / 10,000 / 100,000 / unlimited unique people per moving 24 hours, per business portfolio, outside the customer service window | [`TierTracker`]: the tier from webhooks, the count from sends; exposed, not enforced |
 

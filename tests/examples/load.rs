@@ -10,10 +10,10 @@
 //!
 //! | channel | adapter | allowed rate (the fake enforces it in a sliding second) | adapter setting |
 //! |---|---|---|---|
-//! | WhatsApp | `WabaChannel` (Cloud API) | 80 msg/s per number | `messages_per_second(80)` (the default) |
-//! | Telegram | `TelegramChannel` | 30 msg/s per bot, 1 msg/s per chat, 100 chats | `rate_limits(RateLimits::default())` |
-//! | Max | `MaxBot` | 30 requests/s (Max's documented limit) | `requests_per_second(30)` (the default) |
-//! | SMS | `SmsRuChannel` | 30 requests/s (a configured value: SMS.ru documents none) | `SmsOptions::max_requests_per_second(30)` |
+//! | WhatsApp | `WabaChannel` (Cloud API) | 80 msg/s per number | `rate_limit(80)` (the default) |
+//! | Telegram | `TelegramChannel` | 30 msg/s per bot, 1 msg/s per chat, 100 chats | `rate_limit(30)`, `chat_rate_limit(Some(Rate::per_second(1)))` (the defaults) |
+//! | Max | `MaxBot` | 30 requests/s (Max's documented limit) | `rate_limit(30)` (the default) |
+//! | SMS | `SmsRuChannel` | 30 requests/s (a configured value: SMS.ru documents none) | `SmsOptions::rate_limit(30)` |
 //!
 //! The adapters space requests evenly, `1/rate` apart plus a 3 % margin for jitter, with no
 //! opening burst, and hold each request's turn until its answer is read, so that a request that
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use messaging::max::MaxBot;
 use messaging::sms::SmsOptions;
 use messaging::sms::smsru::SmsRuChannel;
-use messaging::telegram::{RateLimits, TelegramChannel};
+use messaging::telegram::{Rate, TelegramChannel};
 use messaging::waba::WabaChannel;
 use messaging::{Address, Channel, ChannelExt, ErrorKind, Phone};
 use messaging_tests::max::FakeMax;
@@ -179,7 +179,7 @@ async fn main() {
     graph.set_rate_limit(Some(wa_rate));
     let wa = WabaChannel::cloud_api("wa", "1065000000000001", TOKEN)
         .base_url(graph.base_url())
-        .messages_per_second(wa_rate)
+        .rate_limit(wa_rate)
         // Every message goes to a different person, and the load test sends free text.
         .enforce_window(false)
         .build()
@@ -190,7 +190,8 @@ async fn main() {
     telegram.rate_limit(Some(FakeRateLimits::default()));
     let tg = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(telegram.url())
-        .rate_limits(RateLimits::default())
+        .rate_limit(30)
+        .chat_rate_limit(Some(Rate::per_second(1)))
         .build()
         .expect("Telegram channel");
 
@@ -199,7 +200,7 @@ async fn main() {
     max.set_rate_limit(Some(max_rate));
     let mx = MaxBot::builder(FakeMax::TOKEN)
         .base_url(max.url())
-        .requests_per_second(max_rate)
+        .rate_limit(max_rate)
         .build()
         .expect("Max bot");
 
@@ -207,7 +208,7 @@ async fn main() {
     let sms = FakeSms::start().await;
     sms.rate_limit(Provider::SmsRu, sms_rate as usize, Duration::from_secs(1));
     let sm = SmsRuChannel::new(
-        SmsOptions::new("sms").max_requests_per_second(sms_rate),
+        SmsOptions::new("sms").rate_limit(sms_rate),
         FakeSms::SMSRU_API_ID,
     )
     .base_url(sms.url());

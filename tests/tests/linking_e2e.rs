@@ -13,7 +13,7 @@ use messaging::identity::{
 use messaging::inbox::{Direction, Inbox, InboxMessage, ThreadId};
 use messaging::router::WebhookRouter;
 use messaging::store::MemoryStore;
-use messaging::telegram::{RateLimits, TelegramChannel, TelegramWebhook};
+use messaging::telegram::{TelegramChannel, TelegramWebhook};
 use messaging::waba::WabaWebhook;
 use messaging::webhook::hmac_sha256_hex;
 use messaging::{Address, ChannelKind, Clock, ContactId, Content, ManualClock, Phone};
@@ -49,7 +49,8 @@ impl Clinic {
         let tg = Arc::new(
             TelegramChannel::builder("tg", FakeTelegram::TOKEN)
                 .base_url(fake.url())
-                .rate_limits(RateLimits::unlimited())
+                .rate_limit(0)
+                .chat_rate_limit(None)
                 .build()
                 .unwrap(),
         );

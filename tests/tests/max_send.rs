@@ -249,6 +249,20 @@ async fn errors_over_the_wire_map_to_kinds() {
 }
 
 #[tokio::test]
+async fn an_absurd_retry_after_is_cut_to_an_hour() {
+    let fake = FakeMax::start().await;
+    let bot = bot(&fake);
+    fake.fail_next(
+        "POST /messages",
+        Failure::TooManyRequests(Some(9_999_999_999_999)),
+    );
+    let e = bot.send_text(Address::MaxUser(1), "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    // The kit's bound (`messaging_http::MAX_RETRY_AFTER`): an hour.
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)));
+}
+
+#[tokio::test]
 async fn conformance_error_bodies_over_the_wire() {
     let files: Vec<_> = conformance_files(env!("CARGO_MANIFEST_DIR"), "max", "json")
         .into_iter()
@@ -345,7 +359,7 @@ async fn default_rate_limit_is_30_per_second() {
     let unpaced = MaxBot::builder(FakeMax::TOKEN)
         .base_url(fake.url())
         .timeout(Duration::from_secs(5))
-        .requests_per_second(0)
+        .rate_limit(0)
         .build()
         .unwrap();
     let started = std::time::Instant::now();
@@ -395,6 +409,23 @@ async fn timeouts_are_temporary() {
 }
 
 #[tokio::test]
+async fn the_timeout_applies_to_a_user_supplied_client_too() {
+    let fake = FakeMax::start().await;
+    fake.fail_next("POST /messages", Failure::Delay(Duration::from_secs(3)));
+    let bot = MaxBot::builder(FakeMax::TOKEN)
+        .base_url(fake.url())
+        .client(reqwest::Client::new())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = bot.send_text(Address::MaxUser(1), "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Temporary);
+    assert_eq!(e.provider_code(), Some("network"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
 async fn user_supplied_client_is_used() {
     let fake = FakeMax::start().await;
     let client = reqwest::Client::builder()
@@ -403,7 +434,7 @@ async fn user_supplied_client_is_used() {
         .unwrap();
     let bot = MaxBot::builder(FakeMax::TOKEN)
         .base_url(fake.url())
-        .http_client(client)
+        .client(client)
         .build()
         .unwrap();
     bot.send_text(Address::MaxUser(1), "x").await.unwrap();

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use messaging::telegram::{
-    LongPoller, MemoryOffsetStore, OffsetStore, PollConfig, PollError, RateLimits, TelegramChannel,
+    LongPoller, MemoryOffsetStore, OffsetStore, PollConfig, PollError, TelegramChannel,
 };
 use messaging::{ErrorKind, Event, Signal};
 use messaging_tests::telegram::{Failure, FakeTelegram};
@@ -13,7 +13,8 @@ use serde_json::json;
 fn channel(fake: &FakeTelegram) -> TelegramChannel {
     TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(fake.url())
-        .rate_limits(RateLimits::unlimited())
+        .rate_limit(0)
+        .chat_rate_limit(None)
         .build()
         .expect("build")
 }
@@ -150,7 +151,8 @@ async fn polled_button_presses_are_dated_by_the_channels_clock() {
     let clock = ManualClock::at_unix(1_700_000_000);
     let tg = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(fake.url())
-        .rate_limits(RateLimits::unlimited())
+        .rate_limit(0)
+        .chat_rate_limit(None)
         .clock(Arc::new(clock.clone()))
         .build()
         .expect("build");

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use messaging::telegram::{
-    Rate, RateLimits, TelegramChannel, blocked_signal, is_blocked, migrated_to, share_phone_prompt,
+    Rate, TelegramChannel, blocked_signal, is_blocked, migrated_to, share_phone_prompt,
 };
 use messaging::{
     Address, Attachment, AttachmentKind, Button, Channel, ChannelError, ChannelExt, Content,
@@ -15,8 +15,9 @@ use messaging_tests::telegram::{BOT_USERNAME, Failure, FakeRateLimits, FakeTeleg
 fn channel(fake: &FakeTelegram) -> TelegramChannel {
     TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(fake.url())
-        .rate_limits(RateLimits::unlimited())
-        .request_timeout(Duration::from_secs(5))
+        .rate_limit(0)
+        .chat_rate_limit(None)
+        .timeout(Duration::from_secs(5))
         .build()
         .expect("build")
 }
@@ -160,7 +161,8 @@ async fn test_environment_uses_the_test_path() {
     let tg = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(format!("{}/", fake.url()))
         .test_environment(true)
-        .rate_limits(RateLimits::unlimited())
+        .rate_limit(0)
+        .chat_rate_limit(None)
         .build()
         .expect("build");
     assert!(tg.is_test_environment());
@@ -196,6 +198,9 @@ async fn error_mapping_over_the_wire() {
         Case { failure: Failure::TooManyRequests(17), kind: ErrorKind::RateLimited, code: "429", blocked: false, retry_after: Some(17) },
         // Only the header tells the wait.
         Case { failure: Failure::Raw { status: 429, body: r#"{"ok":false,"error_code":429,"description":"Too Many Requests"}"#.into(), retry_after_header: Some("9".into()) }, kind: ErrorKind::RateLimited, code: "429", blocked: false, retry_after: Some(9) },
+        // Absurd waits, in the body or as a far-off date, are cut to the kit's hour.
+        Case { failure: Failure::TooManyRequests(9_999_999_999_999), kind: ErrorKind::RateLimited, code: "429", blocked: false, retry_after: Some(3600) },
+        Case { failure: Failure::Raw { status: 429, body: "Too Many Requests".into(), retry_after_header: Some("Fri, 31 Dec 9999 23:59:59 GMT".into()) }, kind: ErrorKind::RateLimited, code: "429", blocked: false, retry_after: Some(3600) },
         Case { failure: Failure::Unauthorized, kind: ErrorKind::ChannelDown, code: "401", blocked: false, retry_after: None },
         Case { failure: Failure::ServerError(500), kind: ErrorKind::Temporary, code: "500", blocked: false, retry_after: None },
         Case { failure: Failure::ServerError(503), kind: ErrorKind::Temporary, code: "503", blocked: false, retry_after: None },
@@ -300,13 +305,11 @@ async fn pacing_per_chat_avoids_429s() {
     // With pacing at the fake's limit, every message goes through, spread out in time.
     let paced = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(fake.url())
-        .rate_limits(RateLimits {
-            per_bot: None,
-            per_chat: Some(Rate {
-                count: 1,
-                per: Duration::from_millis(350),
-            }),
-        })
+        .rate_limit(0)
+        .chat_rate_limit(Some(Rate {
+            count: 1,
+            per: Duration::from_millis(350),
+        }))
         .build()
         .expect("build");
     let start = Instant::now();
@@ -346,13 +349,8 @@ async fn pacing_per_bot_avoids_429s() {
     }));
     let paced = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(fake.url())
-        .rate_limits(RateLimits {
-            per_bot: Some(Rate {
-                count: 4,
-                per: Duration::from_secs(1),
-            }),
-            per_chat: None,
-        })
+        .rate_limit(4)
+        .chat_rate_limit(None)
         .build()
         .expect("build");
     let start = Instant::now();
@@ -388,7 +386,8 @@ async fn a_receipt_without_a_date_is_dated_by_the_clock() {
     let clock = ManualClock::at_unix(1_700_000_000);
     let tg = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(fake.url())
-        .rate_limits(RateLimits::unlimited())
+        .rate_limit(0)
+        .chat_rate_limit(None)
         .clock(Arc::new(clock.clone()))
         .build()
         .expect("build");

@@ -3,7 +3,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use messaging::telegram::{LongPoller, MemoryOffsetStore, RateLimits, TelegramChannel};
+use messaging::telegram::{LongPoller, MemoryOffsetStore, TelegramChannel};
 use messaging::{Address, ChannelError, ChannelExt, ErrorKind};
 use messaging_tests::telegram::{Failure, FakeTelegram};
 
@@ -23,8 +23,9 @@ fn all_output(e: &ChannelError) -> String {
 fn channel(base: &str) -> TelegramChannel {
     TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(base)
-        .rate_limits(RateLimits::unlimited())
-        .request_timeout(Duration::from_millis(300))
+        .rate_limit(0)
+        .chat_rate_limit(None)
+        .timeout(Duration::from_millis(300))
         .build()
         .expect("build")
 }

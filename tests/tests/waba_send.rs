@@ -455,6 +455,13 @@ async fn every_error_code_over_the_wire_maps_by_code() {
         .await
         .expect_err("rate limited");
     assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    // An absurd one is cut to the kit's hour, so `now + wait` cannot overflow in the engine.
+    fake.script(Scripted::error(130429).retry_after(9_999_999_999_999));
+    let e = ch
+        .send(&msg(Content::text("x")))
+        .await
+        .expect_err("rate limited");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)));
     // A non-JSON 502 is temporary.
     fake.script(Scripted::raw(502, json!("Bad Gateway")));
     let e = ch.send(&msg(Content::text("x"))).await.expect_err("502");
@@ -485,7 +492,7 @@ async fn the_per_number_limiter_keeps_under_the_servers_limit() {
     let c = clock();
     let ch = cloud(&fake, &c)
         .enforce_window(false)
-        .messages_per_second(5)
+        .rate_limit(5)
         .build()
         .expect("channel");
     let started = std::time::Instant::now();
@@ -731,4 +738,34 @@ async fn tokens_never_leak() {
         !shown.contains(secret) && !shown.contains("127.0.0.1:9"),
         "{shown}"
     );
+}
+
+#[tokio::test]
+async fn the_timeout_applies_to_each_request() {
+    // A server that takes the connection and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            open.push(conn);
+        }
+    });
+    let ch = WabaChannel::cloud_api("wa-test", PHONE_ID, TOKEN)
+        .base_url(format!("http://{addr}/"))
+        .enforce_window(false)
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("channel");
+    let started = std::time::Instant::now();
+    let e = ch
+        .send(&msg(Content::text("x")))
+        .await
+        .expect_err("times out");
+    assert_eq!(e.kind(), ErrorKind::Temporary);
+    assert!(e.message().contains("timed out"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    hold.abort();
 }

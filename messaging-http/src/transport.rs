@@ -1,0 +1,350 @@
+//! One request, start to end: send it, read the whole answer and its `Retry-After`, and turn a
+//! transport failure into a [`ChannelError`] that carries no URL.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use messaging_core::{ChannelError, Clock, ErrorKind};
+
+/// An HTTP answer, read in full. What it means is the adapter's business: a 4xx with a JSON body
+/// is often the provider's error, which only the adapter can read.
+///
+/// `Debug` shows the body's length, not the body.
+///
+/// ```
+/// use messaging_http::Reply;
+/// let r = Reply::new(http::StatusCode::OK, r#"{"ok":true}"#);
+/// assert!(r.status.is_success());
+/// assert_eq!(r.retry_after, None);
+/// assert_eq!(&r.body[..], br#"{"ok":true}"#);
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: http::StatusCode,
+    /// The `Retry-After` header, bounded ([`retry_after`](crate::retry_after)).
+    pub retry_after: Option<Duration>,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// An answer with this status and body and no `Retry-After` (adapters' parser tests).
+    pub fn new(status: http::StatusCode, body: impl Into<Bytes>) -> Self {
+        Reply {
+            status,
+            retry_after: None,
+            body: body.into(),
+        }
+    }
+
+    /// The same answer with this `Retry-After`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let r = messaging_http::Reply::new(http::StatusCode::TOO_MANY_REQUESTS, "")
+    ///     .with_retry_after(Some(Duration::from_secs(3)));
+    /// assert_eq!(r.retry_after, Some(Duration::from_secs(3)));
+    /// ```
+    pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("retry_after", &self.retry_after)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Sends `request` and reads the whole answer, whatever its status. `Retry-After` is read with
+/// [`retry_after`](crate::retry_after), dates relative to `clock`. A failure to send or to read
+/// the answer is [`transport_error`]`(context, …)`.
+///
+/// Timeouts are the request's own: set them on `request` (`RequestBuilder::timeout`) or on the
+/// client.
+///
+/// ```no_run
+/// use messaging_core::SystemClock;
+/// # async fn run() -> Result<(), messaging_core::ChannelError> {
+/// let client = messaging_http::ClientConfig::new().build()?;
+/// let reply = messaging_http::execute(client.get("https://example.com/"), "example", &SystemClock).await?;
+/// println!("HTTP {}, {} bytes", reply.status, reply.body.len());
+/// # Ok(()) }
+/// ```
+pub async fn execute(
+    request: reqwest::RequestBuilder,
+    context: &str,
+    clock: &dyn Clock,
+) -> Result<Reply, ChannelError> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| transport_error(context, e))?;
+    let status = resp.status();
+    let retry_after = crate::retry_after(resp.headers(), clock.now());
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error(context, e))?;
+    Ok(Reply {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// A `reqwest` failure as a [`ChannelError`] whose message is `"{context}: {what happened}"`.
+///
+/// The URL is stripped first (Telegram's holds the bot token, SMS.ru's query may hold the API
+/// id), and the message never includes a request body; the stripped error is kept as the
+/// source. The kind says what the engine should do:
+///
+/// | failure | kind | message |
+/// |---|---|---|
+/// | timeout (connecting or waiting for the answer) | [`ErrorKind::Temporary`] | `request timed out` |
+/// | refused or failed connection, TLS handshake | [`ErrorKind::Temporary`] | `could not connect` |
+/// | connection dropped while reading the body | [`ErrorKind::Temporary`] | `connection dropped while reading the answer` |
+/// | the request could not be built (bad URL or header value from the configuration) | [`ErrorKind::ChannelDown`] | `could not build the request` |
+/// | a redirect loop | [`ErrorKind::Unexpected`] | `too many redirects` |
+/// | anything else on the way | [`ErrorKind::Temporary`] | `request failed (connection dropped?)` |
+///
+/// ```no_run
+/// use messaging_core::ErrorKind;
+/// # async fn run() {
+/// let client = reqwest::Client::new();
+/// let e = client.get("http://127.0.0.1:9/bot123:SECRET/getMe").send().await.unwrap_err();
+/// let e = messaging_http::transport_error("telegram getMe", e);
+/// assert_eq!(e.kind(), ErrorKind::Temporary);
+/// assert!(!format!("{e} {e:?}").contains("SECRET"));
+/// # }
+/// ```
+pub fn transport_error(context: &str, error: reqwest::Error) -> ChannelError {
+    let error = error.without_url();
+    let (kind, what) = if error.is_timeout() {
+        (ErrorKind::Temporary, "request timed out")
+    } else if error.is_connect() {
+        (ErrorKind::Temporary, "could not connect")
+    } else if error.is_body() || error.is_decode() {
+        (
+            ErrorKind::Temporary,
+            "connection dropped while reading the answer",
+        )
+    } else if error.is_builder() {
+        // Every request of this channel would fail the same way: a configuration error.
+        (ErrorKind::ChannelDown, "could not build the request")
+    } else if error.is_redirect() {
+        (ErrorKind::Unexpected, "too many redirects")
+    } else {
+        (ErrorKind::Temporary, "request failed (connection dropped?)")
+    };
+    ChannelError::new(kind, format!("{context}: {what}")).with_source(error)
+}
+
+/// What an HTTP error status says when the body says nothing better: 429 rate limited, 401 and
+/// 403 the channel's credentials or account (channel down), 408 and 5xx a passing failure,
+/// anything else not understood.
+///
+/// Providers whose statuses mean something else (Max answers 403 when the person blocked the bot)
+/// map their own.
+///
+/// ```
+/// use messaging_core::ErrorKind;
+/// use messaging_http::status_kind;
+/// assert_eq!(status_kind(http::StatusCode::TOO_MANY_REQUESTS), ErrorKind::RateLimited);
+/// assert_eq!(status_kind(http::StatusCode::UNAUTHORIZED), ErrorKind::ChannelDown);
+/// assert_eq!(status_kind(http::StatusCode::BAD_GATEWAY), ErrorKind::Temporary);
+/// assert_eq!(status_kind(http::StatusCode::BAD_REQUEST), ErrorKind::Unexpected);
+/// ```
+pub fn status_kind(status: http::StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        429 => ErrorKind::RateLimited,
+        401 | 403 => ErrorKind::ChannelDown,
+        408 | 500..=599 => ErrorKind::Temporary,
+        _ => ErrorKind::Unexpected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messaging_core::ManualClock;
+    use std::error::Error as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const SECRET: &str = "123456:SECRET-token";
+
+    /// Everything an error shows: `Display`, `Debug` and each source in the chain.
+    fn everything(e: &ChannelError) -> String {
+        let mut out = format!("{e} {e:?}");
+        let mut src = e.source();
+        while let Some(s) = src {
+            out.push_str(&format!(" {s} {s:?}"));
+            src = s.source();
+        }
+        out
+    }
+
+    /// No token or path anywhere in the chain (a connect error's source may name the socket
+    /// address, which is no secret), and no address in what the error itself prints.
+    fn assert_clean(e: &ChannelError) {
+        let all = everything(e);
+        assert!(!all.contains("SECRET"), "{all}");
+        assert!(!all.contains("/bot"), "{all}");
+        let own = format!("{e} {e:?}");
+        assert!(!own.contains("127.0.0.1"), "{own}");
+    }
+
+    /// A server that answers every connection with `answer` (raw HTTP) after `delay`, then
+    /// closes it.
+    async fn server(answer: &'static str, delay: Duration) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let _ = s.write_all(answer.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        format!("http://{addr}/bot{SECRET}/sendMessage")
+    }
+
+    #[test]
+    fn status_kinds() {
+        for (code, kind) in [
+            (429, ErrorKind::RateLimited),
+            (401, ErrorKind::ChannelDown),
+            (403, ErrorKind::ChannelDown),
+            (408, ErrorKind::Temporary),
+            (500, ErrorKind::Temporary),
+            (599, ErrorKind::Temporary),
+            (400, ErrorKind::Unexpected),
+            (404, ErrorKind::Unexpected),
+            (200, ErrorKind::Unexpected),
+        ] {
+            assert_eq!(
+                status_kind(http::StatusCode::from_u16(code).unwrap()),
+                kind,
+                "{code}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_temporary_and_holds_no_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let e = reqwest::Client::new()
+            .get(format!("http://{addr}/bot{SECRET}/getMe"))
+            .send()
+            .await
+            .unwrap_err();
+        let e = transport_error("telegram getMe", e);
+        assert_eq!(e.kind(), ErrorKind::Temporary);
+        assert_eq!(e.message(), "telegram getMe: could not connect");
+        assert!(e.source().is_some());
+        assert_clean(&e);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_is_temporary_and_says_so() {
+        let url = server("HTTP/1.1 200 OK\r\n\r\n", Duration::from_secs(5)).await;
+        let e = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_millis(100))
+            .send()
+            .await
+            .unwrap_err();
+        let e = transport_error("smsru", e);
+        assert_eq!(e.kind(), ErrorKind::Temporary);
+        assert_eq!(e.message(), "smsru: request timed out");
+        assert_clean(&e);
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_temporary() {
+        let url = server(
+            "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly a few bytes",
+            Duration::ZERO,
+        )
+        .await;
+        let e = execute(
+            reqwest::Client::new().get(url),
+            "max",
+            &ManualClock::at_unix(0),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Temporary);
+        assert_eq!(
+            e.message(),
+            "max: connection dropped while reading the answer"
+        );
+        assert_clean(&e);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_a_configuration_error() {
+        let e = reqwest::Client::new()
+            .get(format!("http://[::1/bot{SECRET}"))
+            .send()
+            .await
+            .unwrap_err();
+        let e = transport_error("waba", e);
+        assert_eq!(e.kind(), ErrorKind::ChannelDown);
+        assert_eq!(e.message(), "waba: could not build the request");
+        assert!(!everything(&e).contains("SECRET"), "{}", everything(&e));
+    }
+
+    #[tokio::test]
+    async fn execute_reads_any_status_its_body_and_a_bounded_retry_after() {
+        let url = server(
+            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 99999999999\r\ncontent-length: 11\r\n\r\n{\"ok\":false",
+            Duration::ZERO,
+        )
+        .await;
+        let r = execute(
+            reqwest::Client::new().post(url),
+            "tg",
+            &ManualClock::at_unix(0),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.retry_after, Some(crate::MAX_RETRY_AFTER));
+        assert_eq!(&r.body[..], b"{\"ok\":false");
+        assert_eq!(
+            format!("{r:?}"),
+            "Reply { status: 429, retry_after: Some(3600s), body_len: 11 }"
+        );
+    }
+
+    #[tokio::test]
+    async fn execute_dates_retry_after_by_the_clock() {
+        let url = server(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: Thu, 01 Jan 1970 00:02:00 GMT\r\ncontent-length: 0\r\n\r\n",
+            Duration::ZERO,
+        )
+        .await;
+        let clock = ManualClock::at_unix(60);
+        let r = execute(reqwest::Client::new().get(url), "x", &clock)
+            .await
+            .unwrap();
+        assert_eq!(r.status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.retry_after, Some(Duration::from_secs(60)));
+    }
+}
