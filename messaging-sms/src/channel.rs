@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookReply, WebhookRequest};
 use messaging_core::{
     Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock, Cost, DeliveryReport,
-    Event, OutboundMessage, Phone, ProviderMessageId, SendReceipt,
+    Event, OutboundMessage, ProviderMessageId, SendReceipt,
 };
 use messaging_http::Reply;
 
-use crate::shared::{self, EventStamp, Pacer, SmsOptions, StatusPoller};
+use crate::shared::{self, EventStamp, Pacer, PreparedSms, SmsOptions, StatusPoller};
 
 /// How one SMS provider speaks: its send and status requests, how it answers them, and its
 /// delivery callbacks. [`SmsChannel`] does everything else the same way for every provider:
@@ -138,19 +138,6 @@ pub trait SmsProvider: fmt::Debug + Send + Sync + Sized + 'static {
 
     /// The callback handler for a channel, tagged and dated by `stamp`.
     fn webhook(&self, stamp: EventStamp) -> Self::Webhook;
-}
-
-/// A checked outbound SMS: a mobile number, the text as it will be sent (after
-/// transliteration), and its segment count.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PreparedSms {
-    /// The recipient.
-    pub phone: Phone,
-    /// The text to send.
-    pub text: String,
-    /// Its segment count by the core's SMS encoding.
-    pub segments: u32,
 }
 
 /// What a provider said about an accepted message.

@@ -120,8 +120,9 @@ pub mod smsru;
 #[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
 pub mod twilio;
 
-pub use channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider, UnsignedWebhook};
+pub use channel::{Accepted, Endpoint, SmsChannel, SmsProvider, UnsignedWebhook};
 pub use messaging_http::Reply;
+pub use shared::PreparedSms;
 pub use shared::{
     DEFAULT_MAX_SEGMENTS, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, EventStamp, SmsOptions,
     StatusMeaning, StatusPoller, Transliteration,

@@ -17,8 +17,6 @@ use messaging_core::{
 use messaging_http::Reply;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::channel::PreparedSms;
-
 /// The default request timeout: short, so that a provider outage moves the cascade on quickly.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default maximum number of segments one message may take.
@@ -664,6 +662,19 @@ pub(crate) fn lenient_string(v: Option<&serde_json::Value>) -> Option<String> {
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// A checked outbound SMS: a mobile number, the text as it will be sent (after
+/// transliteration), and its segment count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PreparedSms {
+    /// The recipient.
+    pub phone: messaging_core::Phone,
+    /// The text to send.
+    pub text: String,
+    /// Its segment count by the core's SMS encoding.
+    pub segments: u32,
 }
 
 #[cfg(test)]

@@ -24,7 +24,8 @@ use messaging_core::{
 use messaging_http::Reply;
 use serde_json::{Value, json};
 
-use crate::channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider, UnsignedWebhook};
+use crate::channel::{Accepted, Endpoint, SmsChannel, SmsProvider, UnsignedWebhook};
+use crate::shared::PreparedSms;
 use crate::shared::{self, BasicAuth, EventStamp, SmsOptions, StatusMeaning};
 
 const PROVIDER: &str = "smsaero";

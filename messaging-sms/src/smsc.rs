@@ -32,7 +32,8 @@ use messaging_http::Reply;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider, UnsignedWebhook};
+use crate::channel::{Accepted, Endpoint, SmsChannel, SmsProvider, UnsignedWebhook};
+use crate::shared::PreparedSms;
 use crate::shared::{self, EventStamp, SmsOptions, StatusMeaning, Transliteration};
 
 const PROVIDER: &str = "smsc";

@@ -38,7 +38,8 @@ use serde_json::Value;
 use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
-use crate::channel::{Accepted, Endpoint, PreparedSms, SmsChannel, SmsProvider};
+use crate::channel::{Accepted, Endpoint, SmsChannel, SmsProvider};
+use crate::shared::PreparedSms;
 use crate::shared::{self, BasicAuth, EventStamp, SmsOptions, StatusMeaning};
 
 const PROVIDER: &str = "twilio";
