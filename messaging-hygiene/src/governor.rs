@@ -53,7 +53,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use messaging_core::consent::{DEFAULT_START_WORDS, DEFAULT_STOP_WORDS};
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
-use messaging_core::{Address, ChannelId, Purpose};
+use messaging_core::{Address, ChannelId, Purpose, StoreError};
 use messaging_core::{Event, InboundMessage, Signal};
 
 /// The warm-up ramp of a newly connected number.
@@ -119,11 +119,6 @@ impl Default for GovernorConfig {
     }
 }
 
-/// A counter store failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("sender counters unavailable: {0}")]
-pub struct CounterError(pub String);
-
 /// One accepted send, as the governor records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendRecord {
@@ -162,56 +157,53 @@ pub struct WindowCounts {
 #[async_trait]
 pub trait SenderCounters: Send + Sync + fmt::Debug + 'static {
     /// Records an accepted send.
-    async fn record_send(&self, send: &SendRecord) -> Result<(), CounterError>;
+    async fn record_send(&self, send: &SendRecord) -> Result<(), StoreError>;
     /// Counts of `channel`'s sends at or after `since`.
     async fn window(
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<WindowCounts, CounterError>;
+    ) -> Result<WindowCounts, StoreError>;
     /// Whether `channel` ever wrote to the person, or the person ever wrote to us.
-    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, CounterError>;
+    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, StoreError>;
     /// Whether `channel` wrote to the person at or after `since`.
     async fn sent_since(
         &self,
         channel: &ChannelId,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<bool, CounterError>;
+    ) -> Result<bool, StoreError>;
     /// Times of marketing sends to the person (any channel) at or after `since`.
     async fn marketing_since(
         &self,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, CounterError>;
+    ) -> Result<Vec<DateTime<Utc>>, StoreError>;
     /// Records a message from a person (`sender` is its address key) on `channel`.
     async fn record_inbound(
         &self,
         channel: &ChannelId,
         sender: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError>;
+    ) -> Result<(), StoreError>;
     /// Inbound messages on `channel` at or after `since`.
     async fn replies_since(
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<u64, CounterError>;
+    ) -> Result<u64, StoreError>;
     /// Adds (`true`) or removes (`false`) a key on the opt-out list.
-    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), CounterError>;
+    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError>;
     /// Whether any of the person's keys is on the opt-out list.
-    async fn opted_out(&self, person: &[String]) -> Result<bool, CounterError>;
+    async fn opted_out(&self, person: &[String]) -> Result<bool, StoreError>;
     /// When the channel's number was connected (start of its warm-up), if registered.
-    async fn connected_at(
-        &self,
-        channel: &ChannelId,
-    ) -> Result<Option<DateTime<Utc>>, CounterError>;
+    async fn connected_at(&self, channel: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Registers when the channel's number was connected.
     async fn set_connected_at(
         &self,
         channel: &ChannelId,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError>;
+    ) -> Result<(), StoreError>;
 }
 
 #[derive(Clone, Debug)]
@@ -265,7 +257,7 @@ fn insert_sorted<T>(v: &mut Vec<T>, item: T, at: impl Fn(&T) -> DateTime<Utc>) {
 
 #[async_trait]
 impl SenderCounters for MemoryCounters {
-    async fn record_send(&self, send: &SendRecord) -> Result<(), CounterError> {
+    async fn record_send(&self, send: &SendRecord) -> Result<(), StoreError> {
         let mut m = self.lock();
         let horizon = send.at - Self::RETENTION;
         let list = m.sends.entry(send.channel_id.clone()).or_default();
@@ -304,7 +296,7 @@ impl SenderCounters for MemoryCounters {
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<WindowCounts, CounterError> {
+    ) -> Result<WindowCounts, StoreError> {
         let m = self.lock();
         let Some(list) = m.sends.get(channel) else {
             return Ok(WindowCounts::default());
@@ -320,7 +312,7 @@ impl SenderCounters for MemoryCounters {
         })
     }
 
-    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, CounterError> {
+    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, StoreError> {
         let m = self.lock();
         let contacted = m.contacted.get(channel);
         Ok(person
@@ -333,7 +325,7 @@ impl SenderCounters for MemoryCounters {
         channel: &ChannelId,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<bool, CounterError> {
+    ) -> Result<bool, StoreError> {
         let m = self.lock();
         Ok(person.iter().any(|k| {
             m.last_sent
@@ -346,7 +338,7 @@ impl SenderCounters for MemoryCounters {
         &self,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, CounterError> {
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         let m = self.lock();
         let mut out: Vec<DateTime<Utc>> = person
             .iter()
@@ -364,7 +356,7 @@ impl SenderCounters for MemoryCounters {
         channel: &ChannelId,
         sender: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    ) -> Result<(), StoreError> {
         let mut m = self.lock();
         m.wrote_to_us.insert(sender.to_owned());
         let list = m.replies.entry(channel.clone()).or_default();
@@ -378,14 +370,14 @@ impl SenderCounters for MemoryCounters {
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<u64, CounterError> {
+    ) -> Result<u64, StoreError> {
         let m = self.lock();
         Ok(m.replies
             .get(channel)
             .map_or(0, |l| (l.len() - l.partition_point(|t| *t < since)) as u64))
     }
 
-    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), CounterError> {
+    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError> {
         let mut m = self.lock();
         if opted_out {
             m.opted_out.insert(key.to_owned());
@@ -395,15 +387,12 @@ impl SenderCounters for MemoryCounters {
         Ok(())
     }
 
-    async fn opted_out(&self, person: &[String]) -> Result<bool, CounterError> {
+    async fn opted_out(&self, person: &[String]) -> Result<bool, StoreError> {
         let m = self.lock();
         Ok(person.iter().any(|k| m.opted_out.contains(k)))
     }
 
-    async fn connected_at(
-        &self,
-        channel: &ChannelId,
-    ) -> Result<Option<DateTime<Utc>>, CounterError> {
+    async fn connected_at(&self, channel: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.lock().connected.get(channel).copied())
     }
 
@@ -411,7 +400,7 @@ impl SenderCounters for MemoryCounters {
         &self,
         channel: &ChannelId,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    ) -> Result<(), StoreError> {
         self.lock().connected.insert(channel.clone(), at);
         Ok(())
     }
@@ -486,11 +475,7 @@ impl<C: SenderCounters> Governor<C> {
 
     /// Registers a newly connected number: its warm-up starts on the calendar day of `at`.
     /// Channels never registered are treated as warm.
-    pub async fn connect(
-        &self,
-        channel: &ChannelId,
-        at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    pub async fn connect(&self, channel: &ChannelId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.counters.set_connected_at(channel, at).await
     }
 
@@ -517,12 +502,12 @@ impl<C: SenderCounters> Governor<C> {
     }
 
     /// Puts a person's address key on the opt-out list (an operator's request, a form).
-    pub async fn opt_out(&self, address: &Address) -> Result<(), CounterError> {
+    pub async fn opt_out(&self, address: &Address) -> Result<(), StoreError> {
         self.counters.set_opted_out(&address.key(), true).await
     }
 
     /// Takes an address key off the opt-out list.
-    pub async fn opt_in(&self, address: &Address) -> Result<(), CounterError> {
+    pub async fn opt_in(&self, address: &Address) -> Result<(), StoreError> {
         self.counters.set_opted_out(&address.key(), false).await
     }
 
@@ -530,10 +515,7 @@ impl<C: SenderCounters> Governor<C> {
     ///
     /// Replies count for the message's `channel_id` (webhook handlers set it), else for a
     /// channel named after its kind (`"whatsapp"`).
-    pub async fn observe_inbound(
-        &self,
-        msg: &InboundMessage,
-    ) -> Result<InboundEffect, CounterError> {
+    pub async fn observe_inbound(&self, msg: &InboundMessage) -> Result<InboundEffect, StoreError> {
         let key = msg.address.key();
         self.counters
             .record_inbound(&inbound_channel(msg), &key, msg.at)
@@ -555,7 +537,7 @@ impl<C: SenderCounters> Governor<C> {
 
     /// Feeds any event: inbound messages ([`Governor::observe_inbound`]), opt-out signals and
     /// messaging-limit tier changes. Other events are ignored.
-    pub async fn observe_event(&self, event: &Event) -> Result<(), CounterError> {
+    pub async fn observe_event(&self, event: &Event) -> Result<(), StoreError> {
         match event {
             Event::Inbound(m) => self.observe_inbound(m).await.map(|_| ()),
             Event::Signal(s) => match &s.signal {
@@ -577,7 +559,7 @@ impl<C: SenderCounters> Governor<C> {
         &self,
         channel: &ChannelId,
         now: DateTime<Utc>,
-    ) -> Result<ReplyRatio, CounterError> {
+    ) -> Result<ReplyRatio, StoreError> {
         let since = now - Duration::days(7);
         let outbound = self.counters.window(channel, since).await?.sends;
         let replies = self.counters.replies_since(channel, since).await?;
@@ -612,7 +594,7 @@ impl<C: SenderCounters> Governor<C> {
         (now.with_timezone(&tz).date_naive() - connected.with_timezone(&tz).date_naive()).num_days()
     }
 
-    async fn decide(&self, ctx: &SendContext<'_>) -> Result<GateDecision, CounterError> {
+    async fn decide(&self, ctx: &SendContext<'_>) -> Result<GateDecision, StoreError> {
         let person = person_keys(ctx);
         if self.counters.opted_out(&person).await? {
             return Ok(GateDecision::Deny {
@@ -1181,64 +1163,60 @@ mod tests {
 
     #[async_trait]
     impl SenderCounters for Broken {
-        async fn record_send(&self, _: &SendRecord) -> Result<(), CounterError> {
-            Err(CounterError("down".into()))
+        async fn record_send(&self, _: &SendRecord) -> Result<(), StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn window(
             &self,
             _: &ChannelId,
             _: DateTime<Utc>,
-        ) -> Result<WindowCounts, CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<WindowCounts, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
-        async fn known(&self, _: &ChannelId, _: &[String]) -> Result<bool, CounterError> {
-            Err(CounterError("down".into()))
+        async fn known(&self, _: &ChannelId, _: &[String]) -> Result<bool, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn sent_since(
             &self,
             _: &ChannelId,
             _: &[String],
             _: DateTime<Utc>,
-        ) -> Result<bool, CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<bool, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn marketing_since(
             &self,
             _: &[String],
             _: DateTime<Utc>,
-        ) -> Result<Vec<DateTime<Utc>>, CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn record_inbound(
             &self,
             _: &ChannelId,
             _: &str,
             _: DateTime<Utc>,
-        ) -> Result<(), CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<(), StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
-        async fn replies_since(
-            &self,
-            _: &ChannelId,
-            _: DateTime<Utc>,
-        ) -> Result<u64, CounterError> {
-            Err(CounterError("down".into()))
+        async fn replies_since(&self, _: &ChannelId, _: DateTime<Utc>) -> Result<u64, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
-        async fn set_opted_out(&self, _: &str, _: bool) -> Result<(), CounterError> {
-            Err(CounterError("down".into()))
+        async fn set_opted_out(&self, _: &str, _: bool) -> Result<(), StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
-        async fn opted_out(&self, _: &[String]) -> Result<bool, CounterError> {
-            Err(CounterError("down".into()))
+        async fn opted_out(&self, _: &[String]) -> Result<bool, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
-        async fn connected_at(&self, _: &ChannelId) -> Result<Option<DateTime<Utc>>, CounterError> {
-            Err(CounterError("down".into()))
+        async fn connected_at(&self, _: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn set_connected_at(
             &self,
             _: &ChannelId,
             _: DateTime<Utc>,
-        ) -> Result<(), CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<(), StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
     }
 
