@@ -212,27 +212,6 @@ impl SenderCounters for PostgresStore {
         }
     }
 
-    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError> {
-        let t = self.t("gov_opt_out");
-        let sql = if opted_out {
-            format!("INSERT INTO {t} (key) VALUES ($1) ON CONFLICT DO NOTHING")
-        } else {
-            format!("DELETE FROM {t} WHERE key = $1")
-        };
-        self.query(&sql, &[&key], "changing the opt-out list")
-            .await
-            .map(|_| ())
-    }
-
-    async fn opted_out(&self, person: &[String]) -> Result<bool, StoreError> {
-        let sql = format!(
-            "SELECT 1 FROM {} WHERE key = ANY($1) LIMIT 1",
-            self.t("gov_opt_out")
-        );
-        self.exists(&sql, &[&person], "reading the opt-out list")
-            .await
-    }
-
     async fn connected_at(&self, channel: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError> {
         let sql = format!(
             "SELECT at_ns FROM {} WHERE channel = $1",

@@ -208,38 +208,6 @@ impl SenderCounters for SqliteStore {
         Ok(count(n))
     }
 
-    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        self.run(move |c| {
-            if opted_out {
-                c.prepare_cached("INSERT OR IGNORE INTO gov_opt_out (key) VALUES (?1)")?
-                    .execute([&key])?;
-            } else {
-                c.prepare_cached("DELETE FROM gov_opt_out WHERE key = ?1")?
-                    .execute([&key])?;
-            }
-            Ok(Ok(()))
-        })
-        .await
-    }
-
-    async fn opted_out(&self, person: &[String]) -> Result<bool, StoreError> {
-        let person = person.to_vec();
-        self.read(move |c| {
-            let e = sql_err("reading the opt-out list");
-            let mut q = c
-                .prepare_cached("SELECT 1 FROM gov_opt_out WHERE key = ?1")
-                .map_err(&e)?;
-            for k in &person {
-                if q.exists([k]).map_err(&e)? {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        })
-        .await
-    }
-
     async fn connected_at(&self, channel: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError> {
         let channel = channel.as_str().to_owned();
         let at = self
