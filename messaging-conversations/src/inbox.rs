@@ -11,12 +11,16 @@
 //! 4. runs the [`Linker`] for Telegram and Max senders (prompt, shared contact, deep link);
 //! 5. resolves the sender: by the identity link of its address, else (WhatsApp, SMS) by phone
 //!    through the identity store and the [`ContactDirectory`];
-//! 6. acts on stop words (`СТОП`, `STOP`, `ОТПИСАТЬСЯ`, `UNSUBSCRIBE`, ...): the [`OptOutList`]
-//!    records the opt-out (the sender governor, as a sink, records its own);
+//! 6. acts on stop and start words (`СТОП`, `STOP`, `ОТПИСАТЬСЯ`, `UNSUBSCRIBE`, ...; `СТАРТ`):
+//!    records the opt-out or opt-in in the [`OptOutStore`] under the sender's address keys and,
+//!    once resolved, their contact key, so that it holds for every channel of the person. Give
+//!    the sender governor the same store: its gate then stops sends the inbox's record forbids
+//!    (see [`messaging_core::consent`]);
 //! 7. stores it in its thread and publishes it to [`Inbox::subscribe`]rs.
 //!
 //! Channel signals update identity links (a block marks the link inactive, an unblock
-//! re-activates it) and go to the sinks, like delivery reports.
+//! re-activates it), provider opt-out signals are recorded in the [`OptOutStore`], and all go to
+//! the sinks, like delivery reports.
 //! Sink, linker and opt-out failures are logged and do not stop the message from
 //! reaching the inbox; store failures are returned.
 
@@ -31,11 +35,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::identity::{ContactDirectory, IdentityStore, Link, LinkOutcome, Linker, Provenance};
+
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod conformance;
 use messaging_core::ChannelError;
 use messaging_core::Content;
 use messaging_core::Phone;
 use messaging_core::StoreError;
-use messaging_core::consent::{DEFAULT_STOP_WORDS, is_stop_word};
+use messaging_core::consent::{
+    DEFAULT_START_WORDS, DEFAULT_STOP_WORDS, OptOutStore, address_keys, contact_key, is_stop_word,
+};
 use messaging_core::sink::{EventSink, SinkError, Sinks};
 use messaging_core::window::{WHATSAPP_WINDOW, WindowStore, whatsapp_window_key};
 use messaging_core::{Address, ChannelId, ChannelKind, ContactId, ProviderMessageId, Purpose};
@@ -137,20 +147,22 @@ pub struct InboxMessage {
 
 /// Messages per thread.
 ///
-/// Object safe; plain data in and out so a SQL backend can implement it.
+/// Object safe; plain data in and out so a SQL backend can implement it. Implementations must
+/// behave like [`MemoryInboxStore`]; `conformance` (feature `testkit`) checks that.
 #[async_trait]
 pub trait InboxStore: Send + Sync + fmt::Debug + 'static {
     /// Appends a message to its thread.
     async fn append(&self, message: &InboxMessage) -> Result<(), StoreError>;
 
-    /// The messages of a thread, oldest first.
+    /// The messages of a thread, oldest first (equal times in the order they were appended).
     async fn thread(&self, thread: &ThreadId) -> Result<Vec<InboxMessage>, StoreError>;
 
-    /// Every thread, most recently active first.
+    /// Every thread, most recently active first (equal times by thread id, descending).
     async fn threads(&self) -> Result<Vec<ThreadId>, StoreError>;
 
-    /// Moves every message of `from` into `to`, setting their contact (a sender was just
-    /// linked: their earlier messages join the contact's thread). Returns how many moved.
+    /// Moves every message of `from` into `to`, setting their thread and contact (a sender was
+    /// just linked: their earlier messages join the contact's thread), after `to`'s messages of
+    /// equal time. Returns how many moved; concurrent calls move each message once.
     async fn rethread(
         &self,
         from: &ThreadId,
@@ -233,63 +245,11 @@ impl InboxStore for MemoryInboxStore {
     }
 }
 
-/// Where opt-outs from stop words are recorded (the hygiene governor keeps its own list too).
-#[async_trait]
-pub trait OptOutList: Send + Sync + fmt::Debug + 'static {
-    /// Records that the person at `address` (and `contact`, when resolved) opted out.
-    async fn opt_out(
-        &self,
-        address: &Address,
-        contact: Option<&ContactId>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Whether the address or the contact opted out.
-    async fn is_opted_out(
-        &self,
-        address: &Address,
-        contact: Option<&ContactId>,
-    ) -> Result<bool, StoreError>;
-}
-
-/// Opt-outs in process memory, by address key and contact id.
-#[derive(Debug, Default)]
-pub struct MemoryOptOutList {
-    keys: Mutex<HashMap<String, DateTime<Utc>>>,
-}
-
-impl MemoryOptOutList {
-    /// An empty list.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait]
-impl OptOutList for MemoryOptOutList {
-    async fn opt_out(
-        &self,
-        address: &Address,
-        contact: Option<&ContactId>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.insert(address.key(), at);
-        if let Some(c) = contact {
-            keys.insert(format!("contact:{c}"), at);
-        }
-        Ok(())
-    }
-
-    async fn is_opted_out(
-        &self,
-        address: &Address,
-        contact: Option<&ContactId>,
-    ) -> Result<bool, StoreError> {
-        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(keys.contains_key(&address.key())
-            || contact.is_some_and(|c| keys.contains_key(&format!("contact:{c}"))))
-    }
+/// The keys a statement of `address` (and its resolved `contact`) is recorded under.
+fn consent_keys(address: &Address, contact: Option<&ContactId>) -> Vec<String> {
+    let mut keys = address_keys(address);
+    keys.extend(contact.map(contact_key));
+    keys
 }
 
 /// A bounded set of recently seen keys: the oldest is forgotten past the capacity.
@@ -383,8 +343,9 @@ pub struct InboxBuilder {
     sinks: Sinks,
     linker: Option<Arc<Linker>>,
     channels: Vec<DynChannel>,
-    opt_outs: Option<Arc<dyn OptOutList>>,
+    opt_outs: Option<Arc<dyn OptOutStore>>,
     stop_words: Vec<String>,
+    start_words: Vec<String>,
     dedupe_capacity: usize,
     stream_capacity: usize,
 }
@@ -445,9 +406,11 @@ impl InboxBuilder {
         self.channels.push(channel);
         self
     }
-    /// Records stop-word opt-outs here.
-    pub fn opt_out_list(mut self, list: Arc<dyn OptOutList>) -> Self {
-        self.opt_outs = Some(list);
+    /// Records stop-word opt-outs, start-word opt-ins and provider opt-out signals here: the
+    /// family's one opt-out record, which the sender governor and the engine's gates read
+    /// (default: none, the words are only flagged on the message).
+    pub fn opt_out_store(mut self, store: Arc<dyn OptOutStore>) -> Self {
+        self.opt_outs = Some(store);
         self
     }
     /// Replaces the stop words (default [`DEFAULT_STOP_WORDS`]).
@@ -457,6 +420,15 @@ impl InboxBuilder {
         S: Into<String>,
     {
         self.stop_words = words.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Replaces the words that undo an opt-out (default [`DEFAULT_START_WORDS`]).
+    pub fn start_words<I, S>(mut self, words: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.start_words = words.into_iter().map(Into::into).collect();
         self
     }
     /// How many (channel, provider message id) pairs are remembered to drop repeats
@@ -492,6 +464,7 @@ impl InboxBuilder {
                 channels: self.channels,
                 opt_outs: self.opt_outs,
                 stop_words: self.stop_words,
+                start_words: self.start_words,
                 seen: Mutex::new(RecentSet::new(self.dedupe_capacity)),
                 stream,
                 seq: AtomicU64::new(0),
@@ -543,8 +516,9 @@ struct Inner {
     sinks: Sinks,
     linker: Option<Arc<Linker>>,
     channels: Vec<DynChannel>,
-    opt_outs: Option<Arc<dyn OptOutList>>,
+    opt_outs: Option<Arc<dyn OptOutStore>>,
     stop_words: Vec<String>,
+    start_words: Vec<String>,
     seen: Mutex<RecentSet>,
     stream: broadcast::Sender<InboxMessage>,
     seq: AtomicU64,
@@ -578,6 +552,10 @@ impl Inbox {
             channels: Vec::new(),
             opt_outs: None,
             stop_words: DEFAULT_STOP_WORDS.iter().map(|s| (*s).to_owned()).collect(),
+            start_words: DEFAULT_START_WORDS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             dedupe_capacity: 100_000,
             stream_capacity: 1024,
         }
@@ -623,11 +601,17 @@ impl Inbox {
                         _ => {}
                     }
                 }
-                if let (Signal::OptOut { address, .. }, Some(list)) =
-                    (&s.signal, &self.inner.opt_outs)
+                if let (
+                    Signal::OptOut {
+                        address, purpose, ..
+                    },
+                    Some(store),
+                ) = (&s.signal, &self.inner.opt_outs)
                 {
                     let contact = self.resolve_quietly(address).await;
-                    list.opt_out(address, contact.as_ref(), s.at).await?;
+                    store
+                        .opt_out(&consent_keys(address, contact.as_ref()), *purpose, s.at)
+                        .await?;
                 }
                 Ok(None)
             }
@@ -739,15 +723,26 @@ impl Inbox {
         Ok(msg)
     }
 
+    /// Records a stop or start word; returns whether it was a stop word.
     async fn opt_out(&self, m: &InboundMessage, contact: Option<&ContactId>) -> bool {
         let inner = &self.inner;
-        let text = m.text.as_deref().or(m.button_payload.as_deref());
-        let stop = text.is_some_and(|t| is_stop_word(t, &inner.stop_words));
-        if stop
-            && let Some(list) = &inner.opt_outs
-            && let Err(e) = list.opt_out(&m.address, contact, m.at).await
+        let Some(text) = m.text.as_deref().or(m.button_payload.as_deref()) else {
+            return false;
+        };
+        let stop = is_stop_word(text, &inner.stop_words);
+        let start = !stop && is_stop_word(text, &inner.start_words);
+        if let Some(store) = &inner.opt_outs
+            && (stop || start)
         {
-            tracing::warn!(error = %e, "could not record an opt-out");
+            let keys = consent_keys(&m.address, contact);
+            let recorded = if stop {
+                store.opt_out(&keys, None, m.at).await
+            } else {
+                store.opt_in(&keys, None, m.at).await
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, stop, "could not record an opt-out or opt-in");
+            }
         }
         stop
     }

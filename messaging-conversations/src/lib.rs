@@ -9,6 +9,7 @@
 //! | [`identity`] | verified linking of Telegram/Max chats to contacts: shared contacts and signed deep links |
 //! | [`inbox`] | one stream of inbound messages from every channel, threaded per contact |
 //! | `router` (feature `axum`) | an axum router that mounts every provider's webhook endpoint |
+//! | `identity::conformance`, `inbox::conformance` (feature `testkit`) | the behaviour suites every identity, used-token and inbox store runs |
 //!
 //! Most users depend on the `messaging` facade crate instead.
 #![forbid(unsafe_code)]

@@ -12,11 +12,13 @@ use messaging_cascade::*;
 use messaging_conversations::identity::*;
 use messaging_conversations::inbox::*;
 use messaging_core::StoreError;
+use messaging_core::consent::{MemoryOptOutStore, OptOutStore, contact_key};
+use messaging_core::gate::{GateDecision, SendContext, SendGate};
 use messaging_core::sink::EventSink;
 use messaging_core::testkit::StubChannel;
 use messaging_core::window::WindowStore;
 use messaging_core::*;
-use messaging_hygiene::governor::{Governor, GovernorConfig, SenderCounters};
+use messaging_hygiene::governor::{Governor, GovernorConfig};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
@@ -32,7 +34,7 @@ struct World {
     clock: ManualClock,
     identity: Arc<MemoryIdentityStore>,
     windows: Arc<MemoryStore>,
-    opt_outs: Arc<MemoryOptOutList>,
+    opt_outs: Arc<MemoryOptOutStore>,
     wa: Arc<StubChannel>,
     wa_bulk: Arc<StubChannel>,
     tg: Arc<StubChannel>,
@@ -58,7 +60,7 @@ impl World {
         let directory = Arc::new(MemoryDirectory::new());
         directory.insert("patient-7", "Анна", phone(PATIENT_PHONE));
         let windows = Arc::new(MemoryStore::new());
-        let opt_outs = Arc::new(MemoryOptOutList::new());
+        let opt_outs = Arc::new(MemoryOptOutStore::new());
         let engine = Engine::builder()
             .clock(clock.clone())
             .channel(wa.clone())
@@ -78,7 +80,7 @@ impl World {
             .linker(Arc::new(linker))
             .window_store(windows.clone())
             .sink(engine.clone())
-            .opt_out_list(opt_outs.clone())
+            .opt_out_store(opt_outs.clone())
             .channel(wa.clone())
             .channel(wa_bulk.clone())
             .channel(tg.clone())
@@ -424,7 +426,7 @@ async fn stop_words_opt_the_person_out() {
         assert!(m.opt_out, "{text}");
         assert!(
             w.opt_outs
-                .is_opted_out(&Address::Telegram(100 + i as i64), None)
+                .is_opted_out(&[Address::Telegram(100 + i as i64).key()], Purpose::Service)
                 .await
                 .unwrap(),
             "{text}"
@@ -434,7 +436,7 @@ async fn stop_words_opt_the_person_out() {
     assert!(!m.opt_out);
     assert!(
         !w.opt_outs
-            .is_opted_out(&Address::Telegram(200), None)
+            .is_opted_out(&[Address::Telegram(200).key()], Purpose::Service)
             .await
             .unwrap()
     );
@@ -444,7 +446,13 @@ async fn stop_words_opt_the_person_out() {
     assert!(m.opt_out);
     assert!(
         w.opt_outs
-            .is_opted_out(&Address::Telegram(999), Some(&ContactId::new("patient-7")))
+            .is_opted_out(
+                &[
+                    "tg:999".to_owned(),
+                    contact_key(&ContactId::new("patient-7"))
+                ],
+                Purpose::Service
+            )
             .await
             .unwrap()
     );
@@ -459,13 +467,157 @@ async fn the_governor_as_a_sink_sees_inbound_messages_and_its_stop_words_count()
     assert!(!m.opt_out, "the inbox has no stop words here");
     assert!(
         governor
-            .counters()
-            .opted_out(&[Address::Telegram(42).key()])
+            .opt_outs()
+            .is_opted_out(&[Address::Telegram(42).key()], Purpose::Service)
             .await
             .unwrap()
     );
     let m = w.take(w.tg_msg(43, "hello", "43:1")).await;
     assert!(!m.opt_out);
+}
+
+/// Whether the governor lets a service SMS to the patient go now.
+async fn governor_says(governor: &Governor, w: &World) -> GateDecision {
+    let patient = Recipient::with_phone("patient-7", PATIENT_PHONE).unwrap();
+    let address = patient.address_for(ChannelKind::Sms).unwrap();
+    let (id, channel) = (NotificationId::from("n-1"), ChannelId::new("sms"));
+    let ctx = SendContext::new(
+        w.clock.now(),
+        &id,
+        &channel,
+        ChannelKind::Sms,
+        &patient,
+        &address,
+    );
+    governor.check(&ctx).await
+}
+
+#[tokio::test]
+async fn an_opt_out_recorded_by_the_inbox_is_seen_by_the_governors_gate() {
+    let shared = Arc::new(MemoryOptOutStore::new());
+    // The governor is not a sink here: what it sees, it read from the inbox's record.
+    let governor = Governor::new(GovernorConfig::default()).with_opt_outs(shared.clone());
+    let w = World::build(|b| b.opt_out_store(shared.clone()));
+    w.identity
+        .link(&Link::new(
+            Address::Telegram(42),
+            "patient-7",
+            Provenance::SharedContact,
+            t0(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(governor_says(&governor, &w).await, GateDecision::Allow);
+
+    // "СТОП" in Telegram from the linked patient stops an SMS to their phone: by contact.
+    w.advance(60);
+    assert!(w.take(w.tg_msg(42, "СТОП", "42:1")).await.opt_out);
+    let d = governor_says(&governor, &w).await;
+    assert!(
+        matches!(&d, GateDecision::Deny { reason } if reason.contains("opted out")),
+        "{d:?}"
+    );
+
+    // "Старт" lifts it on every channel.
+    w.advance(60);
+    assert!(!w.take(w.tg_msg(42, "Старт", "42:2")).await.opt_out);
+    assert_eq!(governor_says(&governor, &w).await, GateDecision::Allow);
+}
+
+#[tokio::test]
+async fn a_whatsapp_stop_from_an_unresolved_number_stops_sms_to_that_phone() {
+    let shared = Arc::new(MemoryOptOutStore::new());
+    let governor = Governor::new(GovernorConfig::default()).with_opt_outs(shared.clone());
+    // No directory entry and no link: the sender stays unresolved, known by WhatsApp id only.
+    let w = World::build(|b| b.opt_out_store(shared.clone()));
+    let mut m = w.wa_msg("wa", "Отписаться", "wamid.s");
+    m.address = Address::WhatsApp("79990001122".into());
+    assert_eq!(w.take(m).await.contact, None);
+    let other = Recipient::with_phone("p-2", "+79990001122").unwrap();
+    let address = other.address_for(ChannelKind::Sms).unwrap();
+    let (id, channel) = (NotificationId::from("n-2"), ChannelId::new("sms"));
+    let ctx = SendContext::new(
+        w.clock.now(),
+        &id,
+        &channel,
+        ChannelKind::Sms,
+        &other,
+        &address,
+    );
+    assert!(matches!(
+        governor.check(&ctx).await,
+        GateDecision::Deny { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_provider_marketing_stop_recorded_by_the_inbox_stops_marketing_only() {
+    let w = World::new();
+    let signal = ChannelSignal::new(
+        ChannelKind::WhatsApp,
+        t0(),
+        Signal::OptOut {
+            from: "79123456789".into(),
+            address: Address::WhatsApp("79123456789".into()),
+            purpose: Some(Purpose::Marketing),
+        },
+    );
+    w.inbox.handle_event(&Event::Signal(signal)).await.unwrap();
+    let keys = [Address::Phone(phone(PATIENT_PHONE)).key()];
+    assert!(
+        w.opt_outs
+            .is_opted_out(&keys, Purpose::Marketing)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !w.opt_outs
+            .is_opted_out(&keys, Purpose::Service)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_engine_skips_a_person_the_inbox_opted_out_through_the_governor_gate() {
+    let shared = Arc::new(MemoryOptOutStore::new());
+    let governor = Arc::new(Governor::new(GovernorConfig::default()).with_opt_outs(shared.clone()));
+    let w = World::build(|b| b.opt_out_store(shared.clone()));
+    w.take(w.wa_msg("wa", "СТОП", "wamid.stop")).await;
+    let sms = Arc::new(StubChannel::new("sms-2", ChannelKind::Sms).with_clock(w.clock.clone()));
+    let engine = Engine::builder()
+        .clock(w.clock.clone())
+        .channel(sms.clone())
+        .policy(CascadePolicy::new("sms-only", vec![Step::new("sms-2")]))
+        .gate(governor)
+        .build()
+        .unwrap();
+    engine
+        .submit(
+            Notification::new(
+                "n-stop",
+                Recipient::with_phone("patient-7", PATIENT_PHONE).unwrap(),
+                Content::text("Приём завтра в 10:00"),
+            )
+            .policy("sms-only"),
+        )
+        .await
+        .unwrap();
+    engine.tick().await.unwrap();
+    assert!(
+        sms.sent().is_empty(),
+        "nothing goes to a person who said СТОП"
+    );
+    let st = engine.status(&"n-stop".into()).await.unwrap().unwrap();
+    assert!(
+        st.history.iter().any(|h| matches!(
+            &h.kind,
+            engine::HistoryKind::Skipped { reason: engine::SkipReason::Refused(r), .. }
+                if r.contains("opted out")
+        )),
+        "{:?}",
+        st.history
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@
 //! | [`sink`] | [`EventSink`](sink::EventSink): the one trait every consumer of events implements |
 //! | [`gate`] | [`SendGate`](gate::SendGate): checks plugged in before every send (the sender governor) |
 //! | [`window`] | the WhatsApp 24-hour window: its length, its key, where it is kept |
-//! | [`consent`] | stop words ("СТОП", "unsubscribe") |
+//! | [`consent`] | stop words ("СТОП", "unsubscribe") and [`OptOutStore`](consent::OptOutStore), the one opt-out record the inbox, the governor and the engine read |
 //! | [`StoreError`] | the one error every storage trait returns |
 //! | [`pace`] | client-side pacing under a provider's rate limit (overall and per key) |
 //! | [`text`] | SMS encoding and segments, splitting, transliteration, links, length limits |

@@ -15,14 +15,20 @@
 //! Held-back sends get [`GateDecision::Defer`] with the time the cap resets (the engine waits,
 //! never drops). A person who opted out gets [`GateDecision::Deny`]. The governor also watches the
 //! **reply ratio** (warns below 30 replies per 100 outbound over 7 days, see
-//! [`Governor::reply_ratio`]) and keeps the **opt-out list**, fed by inbound stop words (`СТОП`,
-//! `STOP`, `ОТПИСАТЬСЯ`, ...) through [`Governor::observe_inbound`], which also counts replies.
+//! [`Governor::reply_ratio`]) and records inbound stop and start words (`СТОП`, `STOP`,
+//! `ОТПИСАТЬСЯ`, ..., `СТАРТ`) through [`Governor::observe_inbound`], which also counts replies.
+//!
+//! Opt-outs live in the family's one opt-out record, an [`OptOutStore`]
+//! ([`Governor::with_opt_outs`]; in memory by default). Give the inbox the same store: a "СТОП"
+//! the inbox recorded, under the person's contact as well as the address it came from, then
+//! stops the governor's sends on every channel (see [`messaging_core::consent`]).
 //!
 //! Days are calendar days in [`GovernorConfig::day_zone`] (UTC by default); time always comes from
 //! the caller ([`SendContext::now`], event times), never from the system clock.
 //!
 //! Counters live behind [`SenderCounters`] so that a durable store can keep them across restarts
-//! and share them between instances; [`MemoryCounters`] is the in-memory implementation.
+//! and share them between instances; [`MemoryCounters`] is the in-memory implementation, and
+//! `conformance` (feature `testkit`) checks that others answer alike.
 //! The check and the record are two calls, so concurrent sends may overshoot a cap by the number
 //! of sends in flight.
 //!
@@ -46,15 +52,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
-use messaging_core::consent::{DEFAULT_START_WORDS, DEFAULT_STOP_WORDS};
+use messaging_core::consent::{
+    DEFAULT_START_WORDS, DEFAULT_STOP_WORDS, MemoryOptOutStore, OptOutStore, address_keys,
+};
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
-use messaging_core::{Address, ChannelId, Purpose};
+use messaging_core::{Address, ChannelId, Purpose, StoreError};
 use messaging_core::{Event, InboundMessage, Signal};
+
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod conformance;
 
 /// The warm-up ramp of a newly connected number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,11 +131,6 @@ impl Default for GovernorConfig {
     }
 }
 
-/// A counter store failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("sender counters unavailable: {0}")]
-pub struct CounterError(pub String);
-
 /// One accepted send, as the governor records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendRecord {
@@ -155,63 +162,57 @@ pub struct WindowCounts {
 }
 
 /// Where the governor keeps its counters. Implement it over a durable store so that caps hold
-/// across restarts and instances; every method is one small query.
+/// across restarts and instances; every method is one small query. Implementations must answer
+/// like [`MemoryCounters`]; `conformance` (feature `testkit`) checks that.
 ///
 /// Person lookups take every key of the person (`contact:..`, `phone:..`, `wa:..`, `tg:..`) and
 /// match if any key matches, so a person is recognized whichever channel reached them.
 #[async_trait]
 pub trait SenderCounters: Send + Sync + fmt::Debug + 'static {
     /// Records an accepted send.
-    async fn record_send(&self, send: &SendRecord) -> Result<(), CounterError>;
+    async fn record_send(&self, send: &SendRecord) -> Result<(), StoreError>;
     /// Counts of `channel`'s sends at or after `since`.
     async fn window(
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<WindowCounts, CounterError>;
+    ) -> Result<WindowCounts, StoreError>;
     /// Whether `channel` ever wrote to the person, or the person ever wrote to us.
-    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, CounterError>;
+    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, StoreError>;
     /// Whether `channel` wrote to the person at or after `since`.
     async fn sent_since(
         &self,
         channel: &ChannelId,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<bool, CounterError>;
+    ) -> Result<bool, StoreError>;
     /// Times of marketing sends to the person (any channel) at or after `since`.
     async fn marketing_since(
         &self,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, CounterError>;
+    ) -> Result<Vec<DateTime<Utc>>, StoreError>;
     /// Records a message from a person (`sender` is its address key) on `channel`.
     async fn record_inbound(
         &self,
         channel: &ChannelId,
         sender: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError>;
+    ) -> Result<(), StoreError>;
     /// Inbound messages on `channel` at or after `since`.
     async fn replies_since(
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<u64, CounterError>;
-    /// Adds (`true`) or removes (`false`) a key on the opt-out list.
-    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), CounterError>;
-    /// Whether any of the person's keys is on the opt-out list.
-    async fn opted_out(&self, person: &[String]) -> Result<bool, CounterError>;
+    ) -> Result<u64, StoreError>;
     /// When the channel's number was connected (start of its warm-up), if registered.
-    async fn connected_at(
-        &self,
-        channel: &ChannelId,
-    ) -> Result<Option<DateTime<Utc>>, CounterError>;
+    async fn connected_at(&self, channel: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Registers when the channel's number was connected.
     async fn set_connected_at(
         &self,
         channel: &ChannelId,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError>;
+    ) -> Result<(), StoreError>;
 }
 
 #[derive(Clone, Debug)]
@@ -229,7 +230,6 @@ struct Memory {
     wrote_to_us: HashSet<String>,
     marketing: HashMap<String, Vec<DateTime<Utc>>>,
     replies: HashMap<ChannelId, Vec<DateTime<Utc>>>,
-    opted_out: HashSet<String>,
     connected: HashMap<ChannelId, DateTime<Utc>>,
 }
 
@@ -265,7 +265,7 @@ fn insert_sorted<T>(v: &mut Vec<T>, item: T, at: impl Fn(&T) -> DateTime<Utc>) {
 
 #[async_trait]
 impl SenderCounters for MemoryCounters {
-    async fn record_send(&self, send: &SendRecord) -> Result<(), CounterError> {
+    async fn record_send(&self, send: &SendRecord) -> Result<(), StoreError> {
         let mut m = self.lock();
         let horizon = send.at - Self::RETENTION;
         let list = m.sends.entry(send.channel_id.clone()).or_default();
@@ -304,7 +304,7 @@ impl SenderCounters for MemoryCounters {
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<WindowCounts, CounterError> {
+    ) -> Result<WindowCounts, StoreError> {
         let m = self.lock();
         let Some(list) = m.sends.get(channel) else {
             return Ok(WindowCounts::default());
@@ -320,7 +320,7 @@ impl SenderCounters for MemoryCounters {
         })
     }
 
-    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, CounterError> {
+    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, StoreError> {
         let m = self.lock();
         let contacted = m.contacted.get(channel);
         Ok(person
@@ -333,7 +333,7 @@ impl SenderCounters for MemoryCounters {
         channel: &ChannelId,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<bool, CounterError> {
+    ) -> Result<bool, StoreError> {
         let m = self.lock();
         Ok(person.iter().any(|k| {
             m.last_sent
@@ -346,7 +346,7 @@ impl SenderCounters for MemoryCounters {
         &self,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, CounterError> {
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         let m = self.lock();
         let mut out: Vec<DateTime<Utc>> = person
             .iter()
@@ -364,7 +364,7 @@ impl SenderCounters for MemoryCounters {
         channel: &ChannelId,
         sender: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    ) -> Result<(), StoreError> {
         let mut m = self.lock();
         m.wrote_to_us.insert(sender.to_owned());
         let list = m.replies.entry(channel.clone()).or_default();
@@ -378,32 +378,14 @@ impl SenderCounters for MemoryCounters {
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<u64, CounterError> {
+    ) -> Result<u64, StoreError> {
         let m = self.lock();
         Ok(m.replies
             .get(channel)
             .map_or(0, |l| (l.len() - l.partition_point(|t| *t < since)) as u64))
     }
 
-    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), CounterError> {
-        let mut m = self.lock();
-        if opted_out {
-            m.opted_out.insert(key.to_owned());
-        } else {
-            m.opted_out.remove(key);
-        }
-        Ok(())
-    }
-
-    async fn opted_out(&self, person: &[String]) -> Result<bool, CounterError> {
-        let m = self.lock();
-        Ok(person.iter().any(|k| m.opted_out.contains(k)))
-    }
-
-    async fn connected_at(
-        &self,
-        channel: &ChannelId,
-    ) -> Result<Option<DateTime<Utc>>, CounterError> {
+    async fn connected_at(&self, channel: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.lock().connected.get(channel).copied())
     }
 
@@ -411,7 +393,7 @@ impl SenderCounters for MemoryCounters {
         &self,
         channel: &ChannelId,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    ) -> Result<(), StoreError> {
         self.lock().connected.insert(channel.clone(), at);
         Ok(())
     }
@@ -422,9 +404,9 @@ impl SenderCounters for MemoryCounters {
 pub enum InboundEffect {
     /// Counted as a reply.
     Reply,
-    /// A stop word: the person is now on the opt-out list (also counted as a reply).
+    /// A stop word: the person is now opted out (also counted as a reply).
     OptedOut,
-    /// A start word: the person is off the opt-out list (also counted as a reply).
+    /// A start word: the person opted back in (also counted as a reply).
     OptedIn,
 }
 
@@ -447,6 +429,7 @@ pub struct ReplyRatio {
 pub struct Governor<C: SenderCounters = MemoryCounters> {
     config: GovernorConfig,
     counters: C,
+    opt_outs: Arc<dyn OptOutStore>,
     unique_limits: Mutex<HashMap<ChannelId, u64>>,
 }
 
@@ -465,13 +448,36 @@ fn inbound_channel(msg: &InboundMessage) -> ChannelId {
 }
 
 impl<C: SenderCounters> Governor<C> {
-    /// A governor over the given counters.
+    /// A governor over the given counters, with an in-memory opt-out record of its own (share
+    /// one with the inbox through [`with_opt_outs`](Self::with_opt_outs)).
     pub fn with_counters(config: GovernorConfig, counters: C) -> Self {
         Governor {
             config,
             counters,
+            opt_outs: Arc::new(MemoryOptOutStore::new()),
             unique_limits: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reads and records opt-outs in `store`: the record the inbox writes too.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use messaging_core::consent::MemoryOptOutStore;
+    /// use messaging_hygiene::governor::{Governor, GovernorConfig};
+    /// let opt_outs = Arc::new(MemoryOptOutStore::new()); // or a SqliteStore / PostgresStore
+    /// let governor = Governor::new(GovernorConfig::default()).with_opt_outs(opt_outs.clone());
+    /// // Inbox::builder().opt_out_store(opt_outs)
+    /// # let _ = governor;
+    /// ```
+    pub fn with_opt_outs(mut self, store: Arc<dyn OptOutStore>) -> Self {
+        self.opt_outs = store;
+        self
+    }
+
+    /// The opt-out record it reads and writes.
+    pub fn opt_outs(&self) -> &Arc<dyn OptOutStore> {
+        &self.opt_outs
     }
 
     /// The settings.
@@ -486,11 +492,7 @@ impl<C: SenderCounters> Governor<C> {
 
     /// Registers a newly connected number: its warm-up starts on the calendar day of `at`.
     /// Channels never registered are treated as warm.
-    pub async fn connect(
-        &self,
-        channel: &ChannelId,
-        at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    pub async fn connect(&self, channel: &ChannelId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.counters.set_connected_at(channel, at).await
     }
 
@@ -516,24 +518,25 @@ impl<C: SenderCounters> Governor<C> {
             .copied()
     }
 
-    /// Puts a person's address key on the opt-out list (an operator's request, a form).
-    pub async fn opt_out(&self, address: &Address) -> Result<(), CounterError> {
-        self.counters.set_opted_out(&address.key(), true).await
+    /// Records that the person at `address` opted out of everything at `at` (an operator's
+    /// request, a form). For a contact, use [`opt_outs`](Self::opt_outs) with
+    /// [`contact_key`](messaging_core::consent::contact_key).
+    pub async fn opt_out(&self, address: &Address, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.opt_outs
+            .opt_out(&address_keys(address), None, at)
+            .await
     }
 
-    /// Takes an address key off the opt-out list.
-    pub async fn opt_in(&self, address: &Address) -> Result<(), CounterError> {
-        self.counters.set_opted_out(&address.key(), false).await
+    /// Records that the person at `address` opted back in at `at`.
+    pub async fn opt_in(&self, address: &Address, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.opt_outs.opt_in(&address_keys(address), None, at).await
     }
 
     /// Counts an inbound message as a reply, and acts on stop and start words.
     ///
     /// Replies count for the message's `channel_id` (webhook handlers set it), else for a
     /// channel named after its kind (`"whatsapp"`).
-    pub async fn observe_inbound(
-        &self,
-        msg: &InboundMessage,
-    ) -> Result<InboundEffect, CounterError> {
+    pub async fn observe_inbound(&self, msg: &InboundMessage) -> Result<InboundEffect, StoreError> {
         let key = msg.address.key();
         self.counters
             .record_inbound(&inbound_channel(msg), &key, msg.at)
@@ -543,23 +546,30 @@ impl<C: SenderCounters> Governor<C> {
             return Ok(InboundEffect::Reply);
         };
         if matches_word(text, &self.config.stop_words) {
-            self.counters.set_opted_out(&key, true).await?;
+            self.opt_out(&msg.address, msg.at).await?;
             Ok(InboundEffect::OptedOut)
         } else if matches_word(text, &self.config.start_words) {
-            self.counters.set_opted_out(&key, false).await?;
+            self.opt_in(&msg.address, msg.at).await?;
             Ok(InboundEffect::OptedIn)
         } else {
             Ok(InboundEffect::Reply)
         }
     }
 
-    /// Feeds any event: inbound messages ([`Governor::observe_inbound`]), opt-out signals and
+    /// Feeds any event: inbound messages ([`Governor::observe_inbound`]), opt-out signals (of
+    /// the purpose they name, WhatsApp's marketing stop only stops marketing) and
     /// messaging-limit tier changes. Other events are ignored.
-    pub async fn observe_event(&self, event: &Event) -> Result<(), CounterError> {
+    pub async fn observe_event(&self, event: &Event) -> Result<(), StoreError> {
         match event {
             Event::Inbound(m) => self.observe_inbound(m).await.map(|_| ()),
             Event::Signal(s) => match &s.signal {
-                Signal::OptOut { address, .. } => self.opt_out(address).await,
+                Signal::OptOut {
+                    address, purpose, ..
+                } => {
+                    self.opt_outs
+                        .opt_out(&address_keys(address), *purpose, s.at)
+                        .await
+                }
                 Signal::Tier { limit, .. } => {
                     if let Some(id) = &s.channel_id {
                         self.set_daily_unique_limit(id, *limit);
@@ -577,7 +587,7 @@ impl<C: SenderCounters> Governor<C> {
         &self,
         channel: &ChannelId,
         now: DateTime<Utc>,
-    ) -> Result<ReplyRatio, CounterError> {
+    ) -> Result<ReplyRatio, StoreError> {
         let since = now - Duration::days(7);
         let outbound = self.counters.window(channel, since).await?.sends;
         let replies = self.counters.replies_since(channel, since).await?;
@@ -612,13 +622,15 @@ impl<C: SenderCounters> Governor<C> {
         (now.with_timezone(&tz).date_naive() - connected.with_timezone(&tz).date_naive()).num_days()
     }
 
-    async fn decide(&self, ctx: &SendContext<'_>) -> Result<GateDecision, CounterError> {
-        let person = person_keys(ctx);
-        if self.counters.opted_out(&person).await? {
+    async fn decide(&self, ctx: &SendContext<'_>) -> Result<GateDecision, StoreError> {
+        // The opt-out record matches every key of the person (a WhatsApp id's phone too).
+        let everyone = messaging_core::consent::person_keys(ctx.recipient, ctx.address);
+        if self.opt_outs.is_opted_out(&everyone, ctx.purpose).await? {
             return Ok(GateDecision::Deny {
                 reason: "the person opted out".into(),
             });
         }
+        let person = person_keys(ctx);
         let now = ctx.now;
         if ctx.purpose == Purpose::Marketing {
             let week = self
@@ -1081,9 +1093,70 @@ mod tests {
             try_send(&g, &other, t(2, 10), Purpose::Service).await,
             GateDecision::Deny { .. }
         ));
-        g.opt_in(&other.address).await.unwrap();
+        g.opt_in(&other.address, t(2, 10)).await.unwrap();
         assert_eq!(
             try_send(&g, &other, t(2, 10), Purpose::Service).await,
+            GateDecision::Allow
+        );
+    }
+
+    #[tokio::test]
+    async fn a_marketing_stop_stops_marketing_only() {
+        let g = Governor::new(no_new_cap());
+        let s = send("wa", 1);
+        let ev = Event::Signal(messaging_core::ChannelSignal::new(
+            ChannelKind::WhatsApp,
+            t(2, 9),
+            Signal::OptOut {
+                from: s.address.to_string(),
+                address: s.address.clone(),
+                purpose: Some(Purpose::Marketing),
+            },
+        ));
+        g.observe_event(&ev).await.unwrap();
+        assert!(matches!(
+            try_send(&g, &s, t(2, 10), Purpose::Marketing).await,
+            GateDecision::Deny { .. }
+        ));
+        assert_eq!(
+            try_send(&g, &s, t(2, 10), Purpose::Service).await,
+            GateDecision::Allow
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_opt_outs_recorded_by_others_in_the_shared_record() {
+        use messaging_core::consent::{MemoryOptOutStore, OptOutStore, contact_key};
+        let shared = Arc::new(MemoryOptOutStore::new());
+        let g = Governor::new(no_new_cap()).with_opt_outs(shared.clone());
+        let s = send("wa", 1);
+        assert_eq!(
+            try_send(&g, &s, t(2, 10), Purpose::Service).await,
+            GateDecision::Allow
+        );
+        // The inbox heard "СТОП" from the person's Telegram chat and knew the contact.
+        let contact = s.recipient.contact_id.clone().unwrap();
+        shared
+            .opt_out(&["tg:77".to_owned(), contact_key(&contact)], None, t(2, 11))
+            .await
+            .unwrap();
+        assert!(matches!(
+            try_send(&g, &s, t(2, 12), Purpose::Service).await,
+            GateDecision::Deny { .. }
+        ));
+        // A "СТАРТ" heard by the governor itself on WhatsApp lifts it.
+        let start = InboundMessage::new(
+            ChannelKind::WhatsApp,
+            s.address.clone(),
+            Some("Старт".into()),
+            t(2, 13),
+        );
+        assert_eq!(
+            g.observe_inbound(&start).await.unwrap(),
+            InboundEffect::OptedIn
+        );
+        assert_eq!(
+            try_send(&g, &s, t(2, 14), Purpose::Service).await,
             GateDecision::Allow
         );
     }
@@ -1181,64 +1254,54 @@ mod tests {
 
     #[async_trait]
     impl SenderCounters for Broken {
-        async fn record_send(&self, _: &SendRecord) -> Result<(), CounterError> {
-            Err(CounterError("down".into()))
+        async fn record_send(&self, _: &SendRecord) -> Result<(), StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn window(
             &self,
             _: &ChannelId,
             _: DateTime<Utc>,
-        ) -> Result<WindowCounts, CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<WindowCounts, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
-        async fn known(&self, _: &ChannelId, _: &[String]) -> Result<bool, CounterError> {
-            Err(CounterError("down".into()))
+        async fn known(&self, _: &ChannelId, _: &[String]) -> Result<bool, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn sent_since(
             &self,
             _: &ChannelId,
             _: &[String],
             _: DateTime<Utc>,
-        ) -> Result<bool, CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<bool, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn marketing_since(
             &self,
             _: &[String],
             _: DateTime<Utc>,
-        ) -> Result<Vec<DateTime<Utc>>, CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn record_inbound(
             &self,
             _: &ChannelId,
             _: &str,
             _: DateTime<Utc>,
-        ) -> Result<(), CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<(), StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
-        async fn replies_since(
-            &self,
-            _: &ChannelId,
-            _: DateTime<Utc>,
-        ) -> Result<u64, CounterError> {
-            Err(CounterError("down".into()))
+        async fn replies_since(&self, _: &ChannelId, _: DateTime<Utc>) -> Result<u64, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
-        async fn set_opted_out(&self, _: &str, _: bool) -> Result<(), CounterError> {
-            Err(CounterError("down".into()))
-        }
-        async fn opted_out(&self, _: &[String]) -> Result<bool, CounterError> {
-            Err(CounterError("down".into()))
-        }
-        async fn connected_at(&self, _: &ChannelId) -> Result<Option<DateTime<Utc>>, CounterError> {
-            Err(CounterError("down".into()))
+        async fn connected_at(&self, _: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
         async fn set_connected_at(
             &self,
             _: &ChannelId,
             _: DateTime<Utc>,
-        ) -> Result<(), CounterError> {
-            Err(CounterError("down".into()))
+        ) -> Result<(), StoreError> {
+            Err(StoreError::Backend("down".into()))
         }
     }
 

@@ -10,7 +10,7 @@
 //! | [`lint`] | rules over a rendered message in its context; stable rule ids, spans and fix hints |
 //! | [`template`] | named placeholders (a missing value is an error) and spintax per recipient |
 //! | [`links`] | link finding as a spam filter sees it; the URL shortener list (from `messaging-core`) |
-//! | [`governor`] | warm-up, daily and frequency caps, reply ratio, opt-outs: a [`SendGate`](messaging_core::gate::SendGate) |
+//! | [`governor`] | warm-up, daily and frequency caps, reply ratio, opt-outs (read from the shared [`OptOutStore`](messaging_core::consent::OptOutStore)): a [`SendGate`](messaging_core::gate::SendGate); `governor::conformance` (feature `testkit`) checks `SenderCounters` implementations |
 //!
 //! ```
 //! use messaging_core::{ChannelKind, Purpose};

@@ -7,7 +7,7 @@ use messaging_cascade::engine::CascadeRecord;
 use messaging_conversations::identity::Link;
 use messaging_conversations::inbox::InboxMessage;
 use messaging_core::StoreError;
-use messaging_core::{Address, NotificationId};
+use messaging_core::{Address, NotificationId, Purpose};
 
 /// Unix nanoseconds: the exact key the in-memory store orders timers by. Covers 1677..2262.
 pub(crate) fn to_ns(t: DateTime<Utc>, what: &str) -> Result<i64, StoreError> {
@@ -16,6 +16,19 @@ pub(crate) fn to_ns(t: DateTime<Utc>, what: &str) -> Result<i64, StoreError> {
             "{what} {t} is outside the range a store can index (years 1677 to 2262)"
         ))
     })
+}
+
+/// The `purpose` column of `opt_outs`: `''` for every purpose, else the purpose's name.
+pub(crate) fn purpose_scope(purpose: Option<Purpose>) -> String {
+    purpose.map_or_else(String::new, |p| p.as_str().to_owned())
+}
+
+/// Keys without repeats, in a stable order.
+pub(crate) fn dedup_keys(keys: &[String]) -> Vec<String> {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// The inverse of [`to_ns`].

@@ -16,13 +16,15 @@
 //! conformance suite (`messaging_cascade::store::conformance`). The SQL stores also keep identity
 //! links and used deep-link tokens:
 //! [`IdentityStore`](messaging_conversations::identity::IdentityStore) and
-//! [`UsedTokenStore`](messaging_conversations::identity::UsedTokenStore), with the behaviour of
-//! `MemoryIdentityStore` (checked by `tests/identity.rs` against all three), and the sender
-//! governor's [`SenderCounters`](messaging_hygiene::SenderCounters), answering like
-//! `MemoryCounters` (checked by `tests/counters.rs`) but across restarts and instances.
-//! Both keep inbox threads ([`InboxStore`](messaging_conversations::inbox::InboxStore), checked against
-//! `MemoryInboxStore` by `tests/inbox.rs`), so every instance behind a load balancer sees the
-//! same conversations.
+//! [`UsedTokenStore`](messaging_conversations::identity::UsedTokenStore), the sender
+//! governor's [`SenderCounters`](messaging_hygiene::SenderCounters) (caps across restarts and
+//! instances), inbox threads ([`InboxStore`](messaging_conversations::inbox::InboxStore), so every
+//! instance behind a load balancer sees the same conversations) and the one opt-out record
+//! ([`OptOutStore`](messaging_core::consent::OptOutStore), written by the inbox, read by the
+//! governor). Each trait's conformance suite (`identity::conformance`, `inbox::conformance`,
+//! `governor::conformance`, `consent::conformance`, feature `testkit` of the defining crate) runs
+//! against both SQL stores in this crate's tests, as it runs against the in-memory reference in
+//! its own crate.
 //!
 //! Finished cascades stay until you purge them:
 //! [`CascadeStore::purge_finished`](messaging_cascade::store::CascadeStore::purge_finished), or
@@ -41,8 +43,9 @@
 //! | `links` (migration 2) | one per linked address | `IdentityStore`; indexed by contact and by phone digits |
 //! | `used_tokens` (migration 2) | one per used deep-link token id | `UsedTokenStore::mark_token_used` (insert-if-absent, atomic) |
 //! | `gov_sends`, `gov_replies`, `gov_marketing` (migration 3) | one per send / inbound / marketing send, kept 8 days | `SenderCounters` windows |
-//! | `gov_contacted`, `gov_wrote_to_us`, `gov_opt_out`, `gov_connected` (migration 3) | one per (channel, person key) / key / channel | `SenderCounters` lookups |
+//! | `gov_contacted`, `gov_wrote_to_us`, `gov_connected` (migration 3) | one per (channel, person key) / key / channel | `SenderCounters` lookups |
 //! | `inbox` (SQLite migration 4, PostgreSQL 4) | one per inbox message, as JSON | `InboxStore`, ordered by time then arrival |
+//! | `opt_outs` (SQLite migration 6, PostgreSQL 5) | one per (key, purpose or `''` for all): opted out or back in, and when | `OptOutStore`; replaced migration 3's `gov_opt_out`, whose keys became opt-outs at the Unix epoch |
 //!
 //! Times are Unix nanoseconds in `BIGINT` columns (years 1677 to 2262), so timers order exactly
 //! as in the in-memory store. Each `update` is one transaction: the record, its timer (clearing
@@ -83,6 +86,8 @@ mod common;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 #[cfg(feature = "postgres")]
+mod postgres_consent;
+#[cfg(feature = "postgres")]
 mod postgres_counters;
 #[cfg(feature = "postgres")]
 mod postgres_identity;
@@ -91,6 +96,8 @@ mod postgres_inbox;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_consent;
 #[cfg(feature = "sqlite")]
 mod sqlite_counters;
 #[cfg(feature = "sqlite")]

@@ -22,7 +22,7 @@ use tokio_postgres::types::ToSql;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const POSTGRES_SCHEMA_VERSION: i32 = 4;
+pub const POSTGRES_SCHEMA_VERSION: i32 = 5;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (
@@ -121,6 +121,23 @@ CREATE TABLE {s}.inbox (
     message TEXT NOT NULL
 );
 CREATE INDEX inbox_thread ON {s}.inbox (thread, at_ns, seq);
+"#,
+    ),
+    (
+        5,
+        // The one opt-out record (`OptOutStore`) replaces the governor's own list; its keys
+        // become opt-outs of every purpose said at the Unix epoch, before anything said since.
+        r#"
+CREATE TABLE {s}.opt_outs (
+    key       TEXT NOT NULL,
+    purpose   TEXT NOT NULL,
+    opted_out BOOLEAN NOT NULL,
+    at_ns     BIGINT NOT NULL,
+    PRIMARY KEY (key, purpose)
+);
+INSERT INTO {s}.opt_outs (key, purpose, opted_out, at_ns)
+    SELECT key, '', true, 0 FROM {s}.gov_opt_out;
+DROP TABLE {s}.gov_opt_out;
 "#,
     ),
 ];

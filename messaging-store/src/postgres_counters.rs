@@ -5,19 +5,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use messaging_core::StoreError;
 use messaging_core::{ChannelId, Purpose};
-use messaging_hygiene::governor::{CounterError, SendRecord, WindowCounts};
+use messaging_hygiene::governor::{SendRecord, WindowCounts};
 use messaging_hygiene::{MemoryCounters, SenderCounters};
 
 use crate::common::{from_ns, to_ns};
 use crate::postgres::{PostgresStore, col, pg_err};
-
-fn ce(e: StoreError) -> CounterError {
-    CounterError(e.to_string())
-}
-
-fn ns(t: DateTime<Utc>, what: &str) -> Result<i64, CounterError> {
-    to_ns(t, what).map_err(ce)
-}
 
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -29,21 +21,21 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         context: &'static str,
-    ) -> Result<bool, CounterError> {
-        let rows = self.query(sql, params, context).await.map_err(ce)?;
+    ) -> Result<bool, StoreError> {
+        let rows = self.query(sql, params, context).await?;
         Ok(!rows.is_empty())
     }
 }
 
 #[async_trait]
 impl SenderCounters for PostgresStore {
-    async fn record_send(&self, send: &SendRecord) -> Result<(), CounterError> {
+    async fn record_send(&self, send: &SendRecord) -> Result<(), StoreError> {
         let channel = send.channel_id.as_str();
-        let at = ns(send.at, "send time")?;
-        let horizon = ns(send.at - MemoryCounters::RETENTION, "send time")?;
+        let at = to_ns(send.at, "send time")?;
+        let horizon = to_ns(send.at - MemoryCounters::RETENTION, "send time")?;
         let e = pg_err("recording a send");
-        let mut c = self.client().await.map_err(ce)?;
-        let tx = c.transaction().await.map_err(&e).map_err(ce)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(&e)?;
         let (sends, contacted, marketing) = (
             self.t("gov_sends"),
             self.t("gov_contacted"),
@@ -54,8 +46,7 @@ impl SenderCounters for PostgresStore {
             &[&channel, &horizon],
         )
         .await
-        .map_err(&e)
-        .map_err(ce)?;
+        .map_err(&e)?;
         tx.execute(
             &format!(
                 "INSERT INTO {sends} (channel, at_ns, address, new_recipient) VALUES ($1, $2, $3, $4)"
@@ -63,8 +54,7 @@ impl SenderCounters for PostgresStore {
             &[&channel, &at, &send.address, &send.new_recipient],
         )
         .await
-        .map_err(&e)
-        .map_err(ce)?;
+        .map_err(&e)?;
         tx.execute(
             &format!(
                 "INSERT INTO {contacted} (channel, key, last_sent_ns)
@@ -75,8 +65,7 @@ impl SenderCounters for PostgresStore {
             &[&channel, &send.person, &at],
         )
         .await
-        .map_err(&e)
-        .map_err(ce)?;
+        .map_err(&e)?;
         if send.purpose == Purpose::Marketing
             && let Some(k) = send.person.first()
         {
@@ -85,24 +74,22 @@ impl SenderCounters for PostgresStore {
                 &[k, &horizon],
             )
             .await
-            .map_err(&e)
-            .map_err(ce)?;
+            .map_err(&e)?;
             tx.execute(
                 &format!("INSERT INTO {marketing} (key, at_ns) VALUES ($1, $2)"),
                 &[k, &at],
             )
             .await
-            .map_err(&e)
-            .map_err(ce)?;
+            .map_err(&e)?;
         }
-        tx.commit().await.map_err(&e).map_err(ce)
+        tx.commit().await.map_err(&e)
     }
 
     async fn window(
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<WindowCounts, CounterError> {
+    ) -> Result<WindowCounts, StoreError> {
         let sql = format!(
             "SELECT count(*), count(*) FILTER (WHERE new_recipient), count(DISTINCT address),
                     min(at_ns)
@@ -111,21 +98,20 @@ impl SenderCounters for PostgresStore {
         );
         let ctx = "reading send counts";
         let rows = self
-            .query(&sql, &[&channel.as_str(), &ns(since, "since")?], ctx)
-            .await
-            .map_err(ce)?;
+            .query(&sql, &[&channel.as_str(), &to_ns(since, "since")?], ctx)
+            .await?;
         let Some(r) = rows.first() else {
             return Ok(WindowCounts::default());
         };
         Ok(WindowCounts {
-            sends: count(col(r, 0, ctx).map_err(ce)?),
-            new_recipients: count(col(r, 1, ctx).map_err(ce)?),
-            unique_recipients: count(col(r, 2, ctx).map_err(ce)?),
-            earliest: col::<Option<i64>>(r, 3, ctx).map_err(ce)?.map(from_ns),
+            sends: count(col(r, 0, ctx)?),
+            new_recipients: count(col(r, 1, ctx)?),
+            unique_recipients: count(col(r, 2, ctx)?),
+            earliest: col::<Option<i64>>(r, 3, ctx)?.map(from_ns),
         })
     }
 
-    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, CounterError> {
+    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, StoreError> {
         let sql = format!(
             "SELECT 1 FROM {} WHERE key = ANY($2)
              UNION ALL SELECT 1 FROM {} WHERE channel = $1 AND key = ANY($2) LIMIT 1",
@@ -141,14 +127,14 @@ impl SenderCounters for PostgresStore {
         channel: &ChannelId,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<bool, CounterError> {
+    ) -> Result<bool, StoreError> {
         let sql = format!(
             "SELECT 1 FROM {} WHERE channel = $1 AND key = ANY($2) AND last_sent_ns >= $3 LIMIT 1",
             self.t("gov_contacted")
         );
         self.exists(
             &sql,
-            &[&channel.as_str(), &person, &ns(since, "since")?],
+            &[&channel.as_str(), &person, &to_ns(since, "since")?],
             "reading last sends",
         )
         .await
@@ -158,17 +144,16 @@ impl SenderCounters for PostgresStore {
         &self,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, CounterError> {
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         let sql = format!(
             "SELECT at_ns FROM {} WHERE key = ANY($1) AND at_ns >= $2 ORDER BY at_ns",
             self.t("gov_marketing")
         );
         let ctx = "reading marketing sends";
-        self.query(&sql, &[&person, &ns(since, "since")?], ctx)
-            .await
-            .map_err(ce)?
+        self.query(&sql, &[&person, &to_ns(since, "since")?], ctx)
+            .await?
             .iter()
-            .map(|r| col::<i64>(r, 0, ctx).map(from_ns).map_err(ce))
+            .map(|r| col::<i64>(r, 0, ctx).map(from_ns))
             .collect()
     }
 
@@ -177,12 +162,12 @@ impl SenderCounters for PostgresStore {
         channel: &ChannelId,
         sender: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
-        let horizon = ns(at - MemoryCounters::RETENTION, "inbound time")?;
-        let at = ns(at, "inbound time")?;
+    ) -> Result<(), StoreError> {
+        let horizon = to_ns(at - MemoryCounters::RETENTION, "inbound time")?;
+        let at = to_ns(at, "inbound time")?;
         let e = pg_err("recording an inbound message");
-        let mut c = self.client().await.map_err(ce)?;
-        let tx = c.transaction().await.map_err(&e).map_err(ce)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(&e)?;
         let replies = self.t("gov_replies");
         tx.execute(
             &format!(
@@ -192,82 +177,50 @@ impl SenderCounters for PostgresStore {
             &[&sender],
         )
         .await
-        .map_err(&e)
-        .map_err(ce)?;
+        .map_err(&e)?;
         tx.execute(
             &format!("DELETE FROM {replies} WHERE channel = $1 AND at_ns < $2"),
             &[&channel.as_str(), &horizon],
         )
         .await
-        .map_err(&e)
-        .map_err(ce)?;
+        .map_err(&e)?;
         tx.execute(
             &format!("INSERT INTO {replies} (channel, at_ns) VALUES ($1, $2)"),
             &[&channel.as_str(), &at],
         )
         .await
-        .map_err(&e)
-        .map_err(ce)?;
-        tx.commit().await.map_err(&e).map_err(ce)
+        .map_err(&e)?;
+        tx.commit().await.map_err(&e)
     }
 
     async fn replies_since(
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<u64, CounterError> {
+    ) -> Result<u64, StoreError> {
         let sql = format!(
             "SELECT count(*) FROM {} WHERE channel = $1 AND at_ns >= $2",
             self.t("gov_replies")
         );
         let ctx = "counting replies";
         let rows = self
-            .query(&sql, &[&channel.as_str(), &ns(since, "since")?], ctx)
-            .await
-            .map_err(ce)?;
+            .query(&sql, &[&channel.as_str(), &to_ns(since, "since")?], ctx)
+            .await?;
         match rows.first() {
-            Some(r) => Ok(count(col(r, 0, ctx).map_err(ce)?)),
+            Some(r) => Ok(count(col(r, 0, ctx)?)),
             None => Ok(0),
         }
     }
 
-    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), CounterError> {
-        let t = self.t("gov_opt_out");
-        let sql = if opted_out {
-            format!("INSERT INTO {t} (key) VALUES ($1) ON CONFLICT DO NOTHING")
-        } else {
-            format!("DELETE FROM {t} WHERE key = $1")
-        };
-        self.query(&sql, &[&key], "changing the opt-out list")
-            .await
-            .map(|_| ())
-            .map_err(ce)
-    }
-
-    async fn opted_out(&self, person: &[String]) -> Result<bool, CounterError> {
-        let sql = format!(
-            "SELECT 1 FROM {} WHERE key = ANY($1) LIMIT 1",
-            self.t("gov_opt_out")
-        );
-        self.exists(&sql, &[&person], "reading the opt-out list")
-            .await
-    }
-
-    async fn connected_at(
-        &self,
-        channel: &ChannelId,
-    ) -> Result<Option<DateTime<Utc>>, CounterError> {
+    async fn connected_at(&self, channel: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError> {
         let sql = format!(
             "SELECT at_ns FROM {} WHERE channel = $1",
             self.t("gov_connected")
         );
         let ctx = "reading connected_at";
-        let rows = self
-            .query(&sql, &[&channel.as_str()], ctx)
-            .await
-            .map_err(ce)?;
+        let rows = self.query(&sql, &[&channel.as_str()], ctx).await?;
         rows.first()
-            .map(|r| col::<i64>(r, 0, ctx).map(from_ns).map_err(ce))
+            .map(|r| col::<i64>(r, 0, ctx).map(from_ns))
             .transpose()
     }
 
@@ -275,7 +228,7 @@ impl SenderCounters for PostgresStore {
         &self,
         channel: &ChannelId,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    ) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO {} (channel, at_ns) VALUES ($1, $2)
              ON CONFLICT (channel) DO UPDATE SET at_ns = excluded.at_ns",
@@ -283,11 +236,10 @@ impl SenderCounters for PostgresStore {
         );
         self.query(
             &sql,
-            &[&channel.as_str(), &ns(at, "connected_at")?],
+            &[&channel.as_str(), &to_ns(at, "connected_at")?],
             "storing connected_at",
         )
         .await
         .map(|_| ())
-        .map_err(ce)
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const SQLITE_SCHEMA_VERSION: u32 = 5;
+pub const SQLITE_SCHEMA_VERSION: u32 = 6;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (
@@ -127,6 +127,22 @@ CREATE INDEX inbox_thread ON inbox (thread, at_ns, seq);
 ALTER TABLE cascades ADD COLUMN ended_ns INTEGER;
 UPDATE cascades SET ended_ns = unixepoch() * 1000000000 WHERE finished = 1;
 CREATE INDEX cascades_ended ON cascades (ended_ns) WHERE ended_ns IS NOT NULL;
+",
+    ),
+    (
+        6,
+        // The one opt-out record (`OptOutStore`) replaces the governor's own list; its keys
+        // become opt-outs of every purpose said at the Unix epoch, before anything said since.
+        "
+CREATE TABLE opt_outs (
+    key       TEXT NOT NULL,
+    purpose   TEXT NOT NULL,
+    opted_out INTEGER NOT NULL,
+    at_ns     INTEGER NOT NULL,
+    PRIMARY KEY (key, purpose)
+) WITHOUT ROWID;
+INSERT INTO opt_outs (key, purpose, opted_out, at_ns) SELECT key, '', 1, 0 FROM gov_opt_out;
+DROP TABLE gov_opt_out;
 ",
     ),
 ];

@@ -5,20 +5,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use messaging_core::StoreError;
 use messaging_core::{ChannelId, Purpose};
-use messaging_hygiene::governor::{CounterError, SendRecord, WindowCounts};
+use messaging_hygiene::governor::{SendRecord, WindowCounts};
 use messaging_hygiene::{MemoryCounters, SenderCounters};
 use rusqlite::{OptionalExtension, params};
 
 use crate::common::{from_ns, to_ns};
 use crate::sqlite::{SqliteStore, sql_err};
-
-fn ce(e: StoreError) -> CounterError {
-    CounterError(e.to_string())
-}
-
-fn ns(t: DateTime<Utc>, what: &str) -> Result<i64, CounterError> {
-    to_ns(t, what).map_err(ce)
-}
 
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -26,12 +18,12 @@ fn count(n: i64) -> u64 {
 
 #[async_trait]
 impl SenderCounters for SqliteStore {
-    async fn record_send(&self, send: &SendRecord) -> Result<(), CounterError> {
+    async fn record_send(&self, send: &SendRecord) -> Result<(), StoreError> {
         let channel = send.channel_id.as_str().to_owned();
         let address = send.address.clone();
         let person = send.person.clone();
-        let at = ns(send.at, "send time")?;
-        let horizon = ns(send.at - MemoryCounters::RETENTION, "send time")?;
+        let at = to_ns(send.at, "send time")?;
+        let horizon = to_ns(send.at - MemoryCounters::RETENTION, "send time")?;
         let marketing = send.purpose == Purpose::Marketing;
         let new_recipient = send.new_recipient;
         self.run(move |c| {
@@ -59,16 +51,15 @@ impl SenderCounters for SqliteStore {
             Ok(Ok(()))
         })
         .await
-        .map_err(ce)
     }
 
     async fn window(
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<WindowCounts, CounterError> {
+    ) -> Result<WindowCounts, StoreError> {
         let channel = channel.as_str().to_owned();
-        let since = ns(since, "since")?;
+        let since = to_ns(since, "since")?;
         let (sends, new, unique, earliest) = self
             .read(move |c| {
                 c.prepare_cached(
@@ -88,8 +79,7 @@ impl SenderCounters for SqliteStore {
                 })
                 .map_err(sql_err("reading send counts"))
             })
-            .await
-            .map_err(ce)?;
+            .await?;
         Ok(WindowCounts {
             sends: count(sends),
             new_recipients: count(new),
@@ -98,7 +88,7 @@ impl SenderCounters for SqliteStore {
         })
     }
 
-    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, CounterError> {
+    async fn known(&self, channel: &ChannelId, person: &[String]) -> Result<bool, StoreError> {
         let channel = channel.as_str().to_owned();
         let person = person.to_vec();
         self.read(move |c| {
@@ -117,7 +107,6 @@ impl SenderCounters for SqliteStore {
             Ok(false)
         })
         .await
-        .map_err(ce)
     }
 
     async fn sent_since(
@@ -125,10 +114,10 @@ impl SenderCounters for SqliteStore {
         channel: &ChannelId,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<bool, CounterError> {
+    ) -> Result<bool, StoreError> {
         let channel = channel.as_str().to_owned();
         let person = person.to_vec();
-        let since = ns(since, "since")?;
+        let since = to_ns(since, "since")?;
         self.read(move |c| {
             let e = sql_err("reading last sends");
             let mut q = c
@@ -145,16 +134,15 @@ impl SenderCounters for SqliteStore {
             Ok(false)
         })
         .await
-        .map_err(ce)
     }
 
     async fn marketing_since(
         &self,
         person: &[String],
         since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>, CounterError> {
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         let person = person.to_vec();
-        let since = ns(since, "since")?;
+        let since = to_ns(since, "since")?;
         let mut out: Vec<DateTime<Utc>> = self
             .read(move |c| {
                 let e = sql_err("reading marketing sends");
@@ -174,8 +162,7 @@ impl SenderCounters for SqliteStore {
                 }
                 Ok(out)
             })
-            .await
-            .map_err(ce)?;
+            .await?;
         out.sort();
         Ok(out)
     }
@@ -185,11 +172,11 @@ impl SenderCounters for SqliteStore {
         channel: &ChannelId,
         sender: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    ) -> Result<(), StoreError> {
         let channel = channel.as_str().to_owned();
         let sender = sender.to_owned();
-        let horizon = ns(at - MemoryCounters::RETENTION, "inbound time")?;
-        let at = ns(at, "inbound time")?;
+        let horizon = to_ns(at - MemoryCounters::RETENTION, "inbound time")?;
+        let at = to_ns(at, "inbound time")?;
         self.run(move |c| {
             c.prepare_cached("INSERT OR IGNORE INTO gov_wrote_to_us (key) VALUES (?1)")?
                 .execute([&sender])?;
@@ -200,16 +187,15 @@ impl SenderCounters for SqliteStore {
             Ok(Ok(()))
         })
         .await
-        .map_err(ce)
     }
 
     async fn replies_since(
         &self,
         channel: &ChannelId,
         since: DateTime<Utc>,
-    ) -> Result<u64, CounterError> {
+    ) -> Result<u64, StoreError> {
         let channel = channel.as_str().to_owned();
-        let since = ns(since, "since")?;
+        let since = to_ns(since, "since")?;
         let n = self
             .read(move |c| {
                 c.prepare_cached(
@@ -218,49 +204,11 @@ impl SenderCounters for SqliteStore {
                 .and_then(|mut s| s.query_row(params![channel, since], |r| r.get::<_, i64>(0)))
                 .map_err(sql_err("counting replies"))
             })
-            .await
-            .map_err(ce)?;
+            .await?;
         Ok(count(n))
     }
 
-    async fn set_opted_out(&self, key: &str, opted_out: bool) -> Result<(), CounterError> {
-        let key = key.to_owned();
-        self.run(move |c| {
-            if opted_out {
-                c.prepare_cached("INSERT OR IGNORE INTO gov_opt_out (key) VALUES (?1)")?
-                    .execute([&key])?;
-            } else {
-                c.prepare_cached("DELETE FROM gov_opt_out WHERE key = ?1")?
-                    .execute([&key])?;
-            }
-            Ok(Ok(()))
-        })
-        .await
-        .map_err(ce)
-    }
-
-    async fn opted_out(&self, person: &[String]) -> Result<bool, CounterError> {
-        let person = person.to_vec();
-        self.read(move |c| {
-            let e = sql_err("reading the opt-out list");
-            let mut q = c
-                .prepare_cached("SELECT 1 FROM gov_opt_out WHERE key = ?1")
-                .map_err(&e)?;
-            for k in &person {
-                if q.exists([k]).map_err(&e)? {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        })
-        .await
-        .map_err(ce)
-    }
-
-    async fn connected_at(
-        &self,
-        channel: &ChannelId,
-    ) -> Result<Option<DateTime<Utc>>, CounterError> {
+    async fn connected_at(&self, channel: &ChannelId) -> Result<Option<DateTime<Utc>>, StoreError> {
         let channel = channel.as_str().to_owned();
         let at = self
             .read(move |c| {
@@ -268,8 +216,7 @@ impl SenderCounters for SqliteStore {
                     .and_then(|mut s| s.query_row([&channel], |r| r.get::<_, i64>(0)).optional())
                     .map_err(sql_err("reading connected_at"))
             })
-            .await
-            .map_err(ce)?;
+            .await?;
         Ok(at.map(from_ns))
     }
 
@@ -277,9 +224,9 @@ impl SenderCounters for SqliteStore {
         &self,
         channel: &ChannelId,
         at: DateTime<Utc>,
-    ) -> Result<(), CounterError> {
+    ) -> Result<(), StoreError> {
         let channel = channel.as_str().to_owned();
-        let at = ns(at, "connected_at")?;
+        let at = to_ns(at, "connected_at")?;
         self.run(move |c| {
             c.prepare_cached(
                 "INSERT INTO gov_connected (channel, at_ns) VALUES (?1, ?2)
@@ -289,6 +236,5 @@ impl SenderCounters for SqliteStore {
             Ok(Ok(()))
         })
         .await
-        .map_err(ce)
     }
 }

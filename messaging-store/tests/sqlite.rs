@@ -82,7 +82,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
         .await
         .expect("open again while open");
     let latest = messaging_store::sqlite::SQLITE_SCHEMA_VERSION;
-    assert_eq!(latest, 5);
+    assert_eq!(latest, 6);
     assert_eq!(a.schema_version().await.expect("version"), latest);
     assert_eq!(b.schema_version().await.expect("version"), latest);
     drop((a, b));
@@ -91,7 +91,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
     let rows: i64 = c
         .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
         .expect("count");
-    assert_eq!(rows, 5, "each migration recorded once");
+    assert_eq!(rows, 6, "each migration recorded once");
     c.execute(
         "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)",
         [],
@@ -120,7 +120,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
     c.execute_batch(
         "DROP TABLE links; DROP TABLE used_tokens; DELETE FROM schema_version WHERE version >= 2;
          DROP TABLE gov_sends; DROP TABLE gov_contacted; DROP TABLE gov_wrote_to_us;
-         DROP TABLE gov_marketing; DROP TABLE gov_replies; DROP TABLE gov_opt_out;
+         DROP TABLE gov_marketing; DROP TABLE gov_replies; DROP TABLE opt_outs;
          DROP TABLE gov_connected; DROP TABLE inbox;
          DROP INDEX cascades_ended; ALTER TABLE cascades DROP COLUMN ended_ns;",
     )
@@ -168,6 +168,8 @@ async fn cascades_that_ended_before_version_5_are_kept_for_the_full_retention() 
     let c = rusqlite::Connection::open(&path).expect("raw open");
     c.execute_batch(
         "DROP INDEX cascades_ended; ALTER TABLE cascades DROP COLUMN ended_ns;
+         DROP TABLE opt_outs;
+         CREATE TABLE gov_opt_out (key TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
          DELETE FROM schema_version WHERE version >= 5;",
     )
     .expect("downgrade to v4");

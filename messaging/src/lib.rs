@@ -118,13 +118,41 @@ pub use messaging_max as max;
 pub use messaging_sms as sms;
 
 /// Test doubles and conformance suites from every crate of the family.
+///
+/// Every trait you may implement has a suite of public async checks that take your
+/// implementation and panic, naming the behaviour, where it differs from the reference:
+///
+/// | suite | trait | reference |
+/// |---|---|---|
+/// | [`channel_suite`](testkit::channel_suite) | [`Channel`], against your fake provider server | the adapters of the family |
+/// | [`cascade_store`](testkit::cascade_store) | [`CascadeStore`](crate::store::CascadeStore) + [`WindowStore`](crate::window::WindowStore) | [`MemoryStore`](crate::store::MemoryStore) |
+/// | [`identity_store`](testkit::identity_store) | [`IdentityStore`](crate::identity::IdentityStore), [`UsedTokenStore`](crate::identity::UsedTokenStore) | [`MemoryIdentityStore`](crate::identity::MemoryIdentityStore) |
+/// | [`inbox_store`](testkit::inbox_store) | [`InboxStore`](crate::inbox::InboxStore) | [`MemoryInboxStore`](crate::inbox::MemoryInboxStore) |
+/// | [`sender_counters`](testkit::sender_counters) | [`SenderCounters`](crate::hygiene::SenderCounters) | [`MemoryCounters`](crate::hygiene::MemoryCounters) |
+/// | [`opt_out_store`](testkit::opt_out_store) | [`OptOutStore`](crate::consent::OptOutStore) | [`MemoryOptOutStore`](crate::consent::MemoryOptOutStore) |
+///
+/// ```
+/// use messaging::consent::MemoryOptOutStore;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// messaging::testkit::opt_out_store::run_all(|| async { MemoryOptOutStore::new() }).await;
+/// # });
+/// ```
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit {
     /// The cascade store conformance suite.
     pub use messaging_cascade::store::conformance as cascade_store;
     pub use messaging_cascade::testkit::*;
+    /// The identity and used-token store conformance suite.
+    pub use messaging_conversations::identity::conformance as identity_store;
+    /// The inbox store conformance suite.
+    pub use messaging_conversations::inbox::conformance as inbox_store;
+    /// The opt-out store conformance suite.
+    pub use messaging_core::consent::conformance as opt_out_store;
+    pub use messaging_core::testkit::channel_suite;
     pub use messaging_core::testkit::*;
+    /// The sender counters conformance suite.
+    pub use messaging_hygiene::governor::conformance as sender_counters;
 }
 
 /// The names a service uses every day: `use messaging::prelude::*;`.

@@ -10,6 +10,7 @@
 //! | [`ContactDirectory`] / [`MemoryDirectory`] | the app's own contacts, found or created by phone |
 //! | [`DeepLinkSigner`] | signed, expiring deep-link tokens for "write to our bot in Max" campaigns |
 //! | [`Linker`] | the linking flow per unknown sender: prompt for the phone, check the shared contact, link |
+//! | `conformance` (feature `testkit`) | the behaviour suite every `IdentityStore` and `UsedTokenStore` runs |
 //!
 //! Linking is verified: a shared contact counts only when it is the sender's own (the adapter
 //! checks and sets `contact_is_own`), a deep-link token only when its HMAC matches, it has not
@@ -28,6 +29,9 @@ use messaging_core::Phone;
 use messaging_core::StoreError;
 use messaging_core::{Address, ContactId};
 
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod conformance;
 mod directory;
 mod linker;
 mod token;
@@ -164,7 +168,8 @@ impl Link {
 
 /// Links between addresses and contacts. One address belongs to at most one contact.
 ///
-/// Object safe; use as `Arc<dyn IdentityStore>`.
+/// Object safe; use as `Arc<dyn IdentityStore>`. Implementations must behave like
+/// [`MemoryIdentityStore`]; `conformance` (feature `testkit`) checks that.
 #[async_trait]
 pub trait IdentityStore: Send + Sync + fmt::Debug + 'static {
     /// Stores a link, replacing any link of the same address (a person re-linking to another
@@ -174,10 +179,11 @@ pub trait IdentityStore: Send + Sync + fmt::Debug + 'static {
     /// The link of an address, active or not.
     async fn by_address(&self, address: &Address) -> Result<Option<Link>, StoreError>;
 
-    /// Links that reach a phone (see [`Link::matches_phone`]), oldest first.
+    /// Links that reach a phone (see [`Link::matches_phone`]), oldest first (equal times by
+    /// address key).
     async fn by_phone(&self, phone: &Phone) -> Result<Vec<Link>, StoreError>;
 
-    /// Every link of a contact, oldest first.
+    /// Every link of a contact, oldest first (equal times by address key).
     async fn by_contact(&self, contact: &ContactId) -> Result<Vec<Link>, StoreError>;
 
     /// Marks a link active or inactive (the person blocked or unblocked the bot). Returns the
@@ -196,7 +202,8 @@ pub trait IdentityStore: Send + Sync + fmt::Debug + 'static {
     async fn erase_contact(&self, contact: &ContactId) -> Result<Vec<Link>, StoreError>;
 }
 
-/// Deep-link token ids already used, so that each token links once.
+/// Deep-link token ids already used, so that each token links once. Checked by
+/// `conformance` (feature `testkit`) like [`IdentityStore`].
 #[async_trait]
 pub trait UsedTokenStore: Send + Sync + fmt::Debug + 'static {
     /// Marks a token id used at `at`. Returns `true` the first time, `false` if it was used

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub mod channel_suite;
 mod stub;
 
 pub use stub::{StubChannel, typical_capabilities};
