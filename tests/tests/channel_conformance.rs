@@ -12,7 +12,7 @@ use messaging::sms::smsaero::SmsAeroChannel;
 use messaging::sms::smsc::{SmscAuth, SmscChannel};
 use messaging::sms::smsru::SmsRuChannel;
 use messaging::sms::twilio::TwilioChannel;
-use messaging::telegram::{RateLimits, TelegramChannel};
+use messaging::telegram::TelegramChannel;
 use messaging::testkit::channel_suite::{self, FakeProvider, SentRequest, SuiteConfig};
 use messaging::waba::WabaChannel;
 use messaging::{
@@ -132,9 +132,10 @@ async fn telegram() -> (TelegramChannel, Telegram) {
     let fake = FakeTelegram::start().await;
     let channel = TelegramChannel::builder("tg", FakeTelegram::TOKEN)
         .base_url(fake.url())
-        .rate_limits(RateLimits::unlimited())
+        .rate_limit(0)
+        .chat_rate_limit(None)
         .part_pause(Duration::ZERO, Duration::ZERO)
-        .request_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
         .build()
         .expect("build");
     (channel, Telegram(fake))

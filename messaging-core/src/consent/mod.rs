@@ -381,7 +381,8 @@ impl SendGate for OptOutGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelId, ChannelKind, NotificationId};
+    use crate::kind::ChannelKind;
+    use crate::model::{ChannelId, NotificationId};
     use chrono::TimeZone;
 
     fn at() -> DateTime<Utc> {

@@ -55,9 +55,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::channel::{Channel, OutboundMessage, SendReceipt};
-use crate::content::{Content, Template, TextUnit};
+use crate::content::{Content, Template};
 use crate::error::{ChannelError, ErrorKind};
 use crate::model::{Address, Purpose};
+use crate::text::TextUnit;
 
 /// One send request the fake server received, reduced to what the suite compares.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -545,7 +546,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::ChannelKind;
+    use crate::kind::ChannelKind;
     use crate::testkit::StubChannel;
 
     /// Scripts a stub channel as if it were a server.
