@@ -70,7 +70,7 @@
 //! // WhatsApp accepted it: wait an hour (the step's window) for "delivered".
 //! let receipt = SendReceipt::new("wamid.1", t0);
 //! let input = Input::SendOutcome { attempt: *attempt, result: Ok(receipt) };
-//! decide(&mut cascade, &rules, &health, &input, t0);
+//! let _ = decide(&mut cascade, &rules, &health, &input, t0);
 //! let Phase::Waiting { window_end, .. } = cascade.phase else { panic!() };
 //! assert_eq!(window_end, t0 + chrono::Duration::hours(1));
 //!
