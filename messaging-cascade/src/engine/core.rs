@@ -913,9 +913,15 @@ impl Engine {
         mut input: Input,
     ) -> Result<Option<Outcome>, EngineError> {
         let mut slot = current;
-        // Bounded: every round stores a step forward (a send's intent or result, a gate's
-        // answer); a cascade has few steps and few retries.
-        for _ in 0..64 {
+        let mut rounds = 0u32;
+        loop {
+            // A safety net (a cascade has few steps and few retries): past it the cascade waits
+            // for its timer. A send's outcome is always recorded first, so that nothing is left
+            // in flight to be resent as a possible duplicate.
+            rounds += 1;
+            if rounds > 64 && !matches!(input, Input::SendOutcome { .. }) {
+                return Ok(None);
+            }
             let Some(decision) = self.decide_and_store(id, &mut slot, &input).await? else {
                 return Ok(None);
             };
@@ -949,8 +955,6 @@ impl Engine {
                         };
                         next = Some(Input::SendOutcome { attempt, result });
                     }
-                    #[allow(unreachable_patterns)]
-                    _ => {}
                 }
             }
             // A report that overtook this receipt can be applied now that the receipt is stored.
@@ -973,7 +977,6 @@ impl Engine {
                 None => return Ok(rec.outcome().cloned()),
             }
         }
-        Ok(None)
     }
 
     /// A snapshot of the health of the channels `rec` may still use.
@@ -1026,53 +1029,29 @@ impl Engine {
 
     fn note_health(&self, note: HealthNote) {
         let mut books = lock(&self.inner.books);
+        let Some(b) = books.get_mut(note.channel()) else {
+            return;
+        };
         match note {
             HealthNote::Sent {
-                channel,
                 provider_message_id,
                 at,
                 probe,
-            } => {
-                if let Some(b) = books.get_mut(&channel) {
-                    b.health.record_sent(provider_message_id, at, probe);
-                }
-            }
-            HealthNote::Accepted { channel } => {
-                if let Some(b) = books.get_mut(&channel) {
-                    b.health.record_accepted();
-                }
-            }
+                ..
+            } => b.health.record_sent(provider_message_id, at, probe),
+            HealthNote::Accepted { .. } => b.health.record_accepted(),
             HealthNote::Evidence {
-                channel,
                 provider_message_id,
                 at,
-            } => {
-                if let Some(b) = books.get_mut(&channel) {
-                    b.health.record_evidence(&provider_message_id, at);
-                }
-            }
-            HealthNote::Error { channel, at } => {
-                if let Some(b) = books.get_mut(&channel) {
-                    b.health.record_error(at);
-                }
-            }
+                ..
+            } => b.health.record_evidence(&provider_message_id, at),
+            HealthNote::Error { at, .. } => b.health.record_error(at),
             HealthNote::Down {
-                channel,
-                at,
-                until,
-                reason,
-            } => {
-                if let Some(b) = books.get_mut(&channel) {
-                    b.health.mark_down(at, until, reason);
-                }
+                at, until, reason, ..
+            } => b.health.mark_down(at, until, reason),
+            HealthNote::RateLimited { until, .. } => {
+                b.rate_limited_until = b.rate_limited_until.max(Some(until));
             }
-            HealthNote::RateLimited { channel, until } => {
-                if let Some(b) = books.get_mut(&channel) {
-                    b.rate_limited_until = b.rate_limited_until.max(Some(until));
-                }
-            }
-            #[allow(unreachable_patterns)]
-            _ => {}
         }
     }
 

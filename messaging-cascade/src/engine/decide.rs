@@ -433,6 +433,20 @@ pub enum HealthNote {
     },
 }
 
+impl HealthNote {
+    /// The channel it is about.
+    pub fn channel(&self) -> &ChannelId {
+        match self {
+            HealthNote::Sent { channel, .. }
+            | HealthNote::Accepted { channel }
+            | HealthNote::Evidence { channel, .. }
+            | HealthNote::Error { channel, .. }
+            | HealthNote::Down { channel, .. }
+            | HealthNote::RateLimited { channel, .. } => channel,
+        }
+    }
+}
+
 /// What follows from [`decide`], besides the record's new state.
 #[derive(Debug)]
 #[must_use = "the record must be stored, then the actions performed"]
