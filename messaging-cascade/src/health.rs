@@ -149,7 +149,9 @@ pub struct HealthTracker {
     open: HashMap<ProviderMessageId, DateTime<Utc>>,
     errors_in_a_row: u32,
     provider_degraded: bool,
-    last_eval: Option<DateTime<Utc>>,
+    /// When the state is next recomputed (`None`: at the next look). A deadline rather than
+    /// the last time, so the check on every look is a comparison, not a subtraction.
+    eval_due: Option<DateTime<Utc>>,
     cached: (f64, Duration, usize),
     probe_id: Option<ProviderMessageId>,
     reason: String,
@@ -165,7 +167,7 @@ impl HealthTracker {
             open: HashMap::new(),
             errors_in_a_row: 0,
             provider_degraded: false,
-            last_eval: None,
+            eval_due: None,
             cached: (0.0, Duration::ZERO, 0),
             probe_id: None,
             reason: "no problems seen".into(),
@@ -210,7 +212,7 @@ impl HealthTracker {
                 self.reason = "probe delivered; ramping traffic back".into();
             }
         }
-        self.last_eval = None;
+        self.eval_due = None;
     }
 
     /// A send failed with a temporary error (network, 5xx, timeout).
@@ -236,17 +238,14 @@ impl HealthTracker {
     pub fn set_provider_degraded(&mut self, degraded: bool, reason: String) {
         self.provider_degraded = degraded;
         self.reason = reason;
-        self.last_eval = None;
+        self.eval_due = None;
     }
 
     fn evaluate(&mut self, now: DateTime<Utc>) {
-        if self
-            .last_eval
-            .is_some_and(|t| now - t < chrono_dur(self.config.evaluate_every))
-        {
+        if self.eval_due.is_some_and(|due| now < due) {
             return;
         }
-        self.last_eval = Some(now);
+        self.eval_due = now.checked_add_signed(chrono_dur(self.config.evaluate_every));
         let horizon = now - chrono_dur(self.config.sample_window);
         while self.samples.front().is_some_and(|s| s.sent_at < horizon) {
             if let Some(s) = self.samples.pop_front() {
@@ -345,27 +344,42 @@ impl HealthTracker {
         }
     }
 
-    /// Whether a send of `notification` may go on this channel now.
+    /// Whether a send of `notification` may go on this channel now; a probe that is due is
+    /// taken at once ([`admission`](Self::admission) then [`claim_probe`](Self::claim_probe)).
     pub fn admit(&mut self, now: DateTime<Utc>, notification: &NotificationId) -> Admission {
+        let admission = self.admission(now, notification);
+        if admission == Admission::Probe {
+            self.claim_probe(now);
+        }
+        admission
+    }
+
+    /// Whether a send of `notification` may go on this channel now, without taking anything:
+    /// [`Admission::Probe`] says a probe is due, and the send that goes out as the probe must
+    /// [`claim_probe`](Self::claim_probe) it first. The engine asks before it decides and claims
+    /// only once it has decided to send, so a cascade that then waits (quiet hours, a gate)
+    /// does not use up the probe.
+    pub fn admission(&mut self, now: DateTime<Utc>, notification: &NotificationId) -> Admission {
         self.evaluate(now);
+        self.admission_now(now, notification)
+    }
+
+    /// [`state`](Self::state) and [`admission`](Self::admission) together, evaluating once.
+    pub fn outlook(
+        &mut self,
+        now: DateTime<Utc>,
+        notification: &NotificationId,
+    ) -> (HealthState, Admission) {
+        self.evaluate(now);
+        (self.state_now(), self.admission_now(now, notification))
+    }
+
+    fn admission_now(&self, now: DateTime<Utc>, notification: &NotificationId) -> Admission {
         match self.mode {
             Mode::Normal(HealthState::Healthy) => Admission::Healthy,
             Mode::Normal(_) => Admission::Degraded,
-            Mode::Down { since, until } => {
-                let rest_over = match until {
-                    Some(u) => now >= u,
-                    None => now - since >= chrono_dur(self.config.probe_interval),
-                };
-                if rest_over {
-                    // One probe at a time: later sends see the channel as down until the probe
-                    // is delivered or overdue.
-                    self.mode = Mode::Probing { sent_at: now };
-                    Admission::Probe
-                } else {
-                    Admission::Down
-                }
-            }
-            Mode::Probing { .. } => Admission::Down,
+            Mode::Down { .. } if self.probe_due(now) => Admission::Probe,
+            Mode::Down { .. } | Mode::Probing { .. } => Admission::Down,
             Mode::Recovering { .. } => {
                 if ramp_position(notification) < self.traffic_share(now) {
                     Admission::Healthy
@@ -376,9 +390,36 @@ impl HealthTracker {
         }
     }
 
+    /// Takes the probe of a channel that is down and has rested long enough. Returns `false` if
+    /// no probe is due (another send took it): one probe at a time, so later sends see the
+    /// channel as down until the probe is delivered or overdue.
+    pub fn claim_probe(&mut self, now: DateTime<Utc>) -> bool {
+        self.evaluate(now);
+        if matches!(self.mode, Mode::Down { .. }) && self.probe_due(now) {
+            self.mode = Mode::Probing { sent_at: now };
+            true
+        } else {
+            false
+        }
+    }
+
+    fn probe_due(&self, now: DateTime<Utc>) -> bool {
+        match self.mode {
+            Mode::Down { since, until } => match until {
+                Some(u) => now >= u,
+                None => now - since >= chrono_dur(self.config.probe_interval),
+            },
+            _ => false,
+        }
+    }
+
     /// The state now.
     pub fn state(&mut self, now: DateTime<Utc>) -> HealthState {
         self.evaluate(now);
+        self.state_now()
+    }
+
+    fn state_now(&self) -> HealthState {
         match self.mode {
             Mode::Normal(s) => s,
             Mode::Down { .. } | Mode::Probing { .. } => HealthState::Down,
@@ -511,6 +552,23 @@ mod tests {
         h.record_sent(ProviderMessageId::new("p"), pt, true);
         assert_eq!(h.state(pt + secs(301)), HealthState::Down);
         assert_eq!(h.admit(pt + secs(302), &nid(0)), Admission::Down);
+    }
+
+    #[test]
+    fn admission_only_looks_and_the_probe_is_claimed_once() {
+        let mut h = HealthTracker::new(cfg());
+        h.mark_down(t0(), None, "bad token".into());
+        let pt = t0() + secs(301);
+        assert_eq!(h.admission(pt, &nid(0)), Admission::Probe);
+        assert_eq!(
+            h.admission(pt, &nid(1)),
+            Admission::Probe,
+            "looking takes nothing"
+        );
+        assert!(h.claim_probe(pt));
+        assert!(!h.claim_probe(pt), "one probe at a time");
+        assert_eq!(h.admission(pt, &nid(2)), Admission::Down);
+        assert_eq!(h.outlook(pt, &nid(2)), (HealthState::Down, Admission::Down));
     }
 
     #[test]

@@ -60,6 +60,8 @@ fn advance(r: &mut CascadeRecord, n: u64) {
                 possible_duplicate: false,
                 forced_template: false,
                 cost: None,
+                shortened_window: None,
+                probe: false,
             });
             r.history.push(HistoryEntry {
                 at: now,

@@ -10,24 +10,29 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 
-use super::policy::{CascadePolicy, HealthAction};
-use super::record::{
-    Attempt, AttemptState, CascadeRecord, DeferReason, HistoryEntry, HistoryKind, Notification,
-    Outcome, Phase, SkipReason,
+use super::decide::{
+    self, Action, ChannelCondition, ChannelFacts, Decision, HealthNote, HealthView, Input, Rules,
+    Unreachable,
 };
+use super::policy::CascadePolicy;
+use super::record::{Attempt, CascadeRecord, HistoryEntry, Notification, Outcome, Phase};
 use crate::health::{Admission, ChannelHealth, HealthConfig, HealthState, HealthTracker};
 use crate::store::{CascadeStore, Inserted, MemoryStore};
 use messaging_core::StoreError;
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
 use messaging_core::sink::{EventSink, SinkError};
 use messaging_core::{
-    Address, ChannelId, ChannelKind, ContactId, Evidence, NotificationId, PolicyId,
-    ProviderMessageId, Purpose,
+    Address, ChannelId, ChannelKind, ContactId, NotificationId, PolicyId, ProviderMessageId,
+    Purpose,
 };
 use messaging_core::{ChannelError, ErrorKind};
 use messaging_core::{Clock, SystemClock, chrono_dur};
 use messaging_core::{DeliveryReport, Event, InboundMessage, Signal};
-use messaging_core::{DynChannel, OutboundMessage, SendReceipt};
+use messaging_core::{DynChannel, OutboundMessage};
+
+/// A hash map with foldhash: several times faster than SipHash on short ids (it is looked up
+/// on every decision), and still seeded per map.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How many early delivery reports are kept waiting for their receipt.
 const MAX_ORPHANS: usize = 100_000;
@@ -241,7 +246,7 @@ impl Default for EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// The clock (default: the system clock). Tests pass a [`ManualClock`](crate::ManualClock).
+    /// The clock (default: the system clock). Tests pass a [`ManualClock`](messaging_core::ManualClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -291,7 +296,7 @@ impl EngineBuilder {
         self
     }
     /// For regulated senders: removes foreign messengers (WhatsApp, Telegram) from every
-    /// cascade. Their steps are skipped with [`SkipReason::ForeignMessengerBlocked`].
+    /// cascade. Their steps are skipped with [`SkipReason::ForeignMessengerBlocked`](super::SkipReason::ForeignMessengerBlocked).
     pub fn regulated(mut self, yes: bool) -> Self {
         self.regulated = yes;
         self
@@ -330,14 +335,28 @@ impl EngineBuilder {
 
     /// Checks the configuration and builds the engine.
     pub fn build(self) -> Result<Engine, BuildError> {
-        let mut channels = HashMap::new();
+        let mut channels = FastMap::default();
         for c in self.channels {
             let id = c.id().clone();
             if channels.insert(id.clone(), c).is_some() {
                 return Err(BuildError::DuplicateChannel(id));
             }
         }
-        let mut policies = HashMap::new();
+        let facts = |id: &ChannelId| {
+            channels
+                .get(id)
+                .map(|c: &DynChannel| ChannelFacts::new(c.kind(), c.capabilities()))
+        };
+        let settings = &self.settings;
+        let rules_for = |policy: CascadePolicy| {
+            Rules::new(policy, facts)
+                .regulated(self.regulated)
+                .default_time_zone(self.default_tz)
+                .in_flight_lease(settings.in_flight_lease)
+                .health(self.health.clone())
+                .gated(!self.gates.is_empty())
+        };
+        let mut rules = FastMap::default();
         for p in self.policies {
             if p.steps.is_empty() {
                 return Err(BuildError::EmptyPolicy(p.id));
@@ -357,20 +376,26 @@ impl EngineBuilder {
                     });
                 }
             }
-            policies.insert(p.id.clone(), Arc::new(p));
+            rules.insert(p.id.clone(), rules_for(p));
         }
         for p in self.routes.values().chain(self.default_policy.iter()) {
-            if !policies.contains_key(p) {
+            if !rules.contains_key(p) {
                 return Err(BuildError::UnknownPolicy(p.clone()));
             }
         }
+        // For cascades whose policy was removed from the configuration since they started:
+        // no steps, so they end as exhausted when next looked at.
+        let retired = rules_for(CascadePolicy::new("", Vec::new()));
         let (events, _) = broadcast::channel(self.event_capacity);
-        let health = channels
+        let books = channels
             .keys()
             .map(|id| {
                 (
                     id.clone(),
-                    HealthTracker::new(self.health.clone().unwrap_or_default()),
+                    ChannelBook {
+                        health: HealthTracker::new(self.health.clone().unwrap_or_default()),
+                        rate_limited_until: None,
+                    },
                 )
             })
             .collect();
@@ -379,18 +404,16 @@ impl EngineBuilder {
                 clock: self.clock,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 channels,
-                policies,
+                rules,
+                retired,
                 routes: self.routes,
                 default_policy: self.default_policy,
-                health_config: self.health,
-                health: Mutex::new(health),
-                rate_limited_until: Mutex::new(HashMap::new()),
+                books: Mutex::new(books),
                 gates: self.gates,
                 regulated: self.regulated,
-                default_tz: self.default_tz,
                 settings: self.settings,
                 events,
-                orphans: Mutex::new(HashMap::new()),
+                orphans: Mutex::new(FastMap::default()),
                 wake: Notify::new(),
             }),
         })
@@ -440,7 +463,7 @@ impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("channels", &self.inner.channels.keys().collect::<Vec<_>>())
-            .field("policies", &self.inner.policies.keys().collect::<Vec<_>>())
+            .field("policies", &self.inner.rules.keys().collect::<Vec<_>>())
             .field("regulated", &self.inner.regulated)
             .finish_non_exhaustive()
     }
@@ -449,56 +472,33 @@ impl fmt::Debug for Engine {
 struct Inner {
     clock: Arc<dyn Clock>,
     store: Arc<dyn CascadeStore>,
-    channels: HashMap<ChannelId, DynChannel>,
-    policies: HashMap<PolicyId, Arc<CascadePolicy>>,
+    channels: FastMap<ChannelId, DynChannel>,
+    /// What each policy's cascades are decided by.
+    rules: FastMap<PolicyId, Rules>,
+    /// The rules for a cascade whose policy is no longer configured.
+    retired: Rules,
     routes: HashMap<Purpose, PolicyId>,
     default_policy: Option<PolicyId>,
-    health_config: Option<HealthConfig>,
-    health: Mutex<HashMap<ChannelId, HealthTracker>>,
-    rate_limited_until: Mutex<HashMap<ChannelId, DateTime<Utc>>>,
+    /// Per channel: its health and how long the provider asked us to wait.
+    books: Mutex<FastMap<ChannelId, ChannelBook>>,
     gates: Vec<Arc<dyn SendGate>>,
     regulated: bool,
-    default_tz: chrono_tz::Tz,
     settings: Settings,
     events: broadcast::Sender<CascadeEvent>,
     /// Delivery reports that arrived before the receipt of their send was stored.
-    orphans: Mutex<HashMap<ProviderMessageId, (DeliveryReport, DateTime<Utc>)>>,
+    orphans: Mutex<FastMap<ProviderMessageId, (DeliveryReport, DateTime<Utc>)>>,
     wake: Notify,
+}
+
+/// What the engine keeps about one channel across cascades.
+struct ChannelBook {
+    health: HealthTracker,
+    /// The provider asked us to slow down until then.
+    rate_limited_until: Option<DateTime<Utc>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What to do after planning a cascade's next move.
-enum Plan {
-    /// Nothing changed.
-    Idle,
-    /// Save the record and stop.
-    Save,
-    /// Save the record (intent), then send.
-    Send(Box<PendingSend>),
-}
-
-struct PendingSend {
-    attempt: usize,
-    channel: DynChannel,
-    message: OutboundMessage,
-    probe: bool,
-    shorten_to: Option<Duration>,
-}
-
-/// The evidence a step can actually get: what it waits for, capped at what its channel gives.
-fn capped(wanted: Evidence, strongest: Evidence) -> Evidence {
-    if wanted == Evidence::Replied {
-        Evidence::Replied
-    } else {
-        wanted.min(strongest)
-    }
-}
-
-fn push(rec: &mut CascadeRecord, at: DateTime<Utc>, kind: HistoryKind) {
-    rec.history.push(HistoryEntry { at, kind });
 }
 
 impl Engine {
@@ -532,9 +532,9 @@ impl Engine {
     /// The health of a channel now (`None` for an unknown channel id).
     pub fn health(&self, channel: &ChannelId) -> Option<ChannelHealth> {
         let now = self.now();
-        lock(&self.inner.health)
+        lock(&self.inner.books)
             .get_mut(channel)
-            .map(|h| h.snapshot(now))
+            .map(|b| b.health.snapshot(now))
     }
 
     /// Accepts a notification and starts its cascade; sends the first step now unless it must
@@ -553,59 +553,20 @@ impl Engine {
                 .cloned()
                 .ok_or(SubmitError::NoPolicy(notification.purpose))?,
         };
-        let policy = inner
-            .policies
+        let rules = inner
+            .rules
             .get(&policy_id)
             .ok_or_else(|| SubmitError::UnknownPolicy(policy_id.clone()))?;
-        let mut any_address = false;
-        let mut any_fits = false;
-        for step in &policy.steps {
-            let Some(ch) = inner.channels.get(&step.channel) else {
-                continue;
-            };
-            if inner.regulated && ch.kind().is_foreign_messenger() {
-                continue;
+        match rules.unreachable(&notification) {
+            None => {}
+            Some(Unreachable::NoAddress) => {
+                return Err(SubmitError::NoAddress(notification.id, policy_id));
             }
-            if notification.recipient.has_address_for(ch.kind()) {
-                any_address = true;
-                let content = step.content.as_ref().unwrap_or(&notification.content);
-                if ch.capabilities().fits(content.text_for(ch.kind())) {
-                    any_fits = true;
-                    break;
-                }
+            Some(Unreachable::ContentTooLong) => {
+                return Err(SubmitError::ContentTooLong(notification.id, policy_id));
             }
         }
-        if !any_address {
-            return Err(SubmitError::NoAddress(notification.id, policy_id));
-        }
-        if !any_fits {
-            return Err(SubmitError::ContentTooLong(notification.id, policy_id));
-        }
-
-        let now = self.now();
-        let first_channel = policy.steps[0].channel.clone();
-        let mut rec = CascadeRecord {
-            notification: Arc::new(notification),
-            policy: policy_id.clone(),
-            version: 0,
-            step: 0,
-            phase: Phase::Ready,
-            // Due at once, so that a crash before the first send still leaves a timer.
-            wake_at: Some(now),
-            rate_limit_waits: 0,
-            attempts: Vec::new(),
-            history: Vec::with_capacity(6),
-            created_at: now,
-        };
-        push(&mut rec, now, HistoryKind::Submitted { policy: policy_id });
-        push(
-            &mut rec,
-            now,
-            HistoryKind::StepStarted {
-                step: 0,
-                channel: first_channel,
-            },
-        );
+        let rec = decide::begin(notification, rules, self.now());
         let id = rec.id().clone();
         match inner.store.insert(&rec).await? {
             Inserted::Exists(existing) => {
@@ -617,7 +578,7 @@ impl Engine {
             }
             Inserted::New => self.publish(&id, &rec.history),
         }
-        let outcome = match self.drive_from(&id, Some(rec)).await {
+        let outcome = match self.drive(&id, Some(rec), Input::Submitted).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Accepted and stored with a due timer: the next tick picks it up again.
@@ -634,22 +595,9 @@ impl Engine {
 
     /// Cancels a cascade that has not ended. Returns whether it was cancelled.
     pub async fn cancel(&self, id: &NotificationId) -> Result<bool, EngineError> {
-        loop {
-            let Some(mut rec) = self.inner.store.get(id).await? else {
-                return Ok(false);
-            };
-            if rec.is_finished() {
-                return Ok(false);
-            }
-            let now = self.now();
-            let before = rec.history.len();
-            finish(&mut rec, now, Outcome::Cancelled);
-            match self.save(&mut rec, before).await {
-                Ok(()) => return Ok(true),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // A cancel ends the cascade: there is nothing to perform after it.
+        let decision = self.decide_and_store(id, &mut None, &Input::Cancel).await?;
+        Ok(decision.is_some_and(|d| d.changed))
     }
 
     /// Deletes the cascades that ended more than `older_than` ago (by the engine's clock), with
@@ -717,7 +665,7 @@ impl Engine {
             total += due.len();
             let n = due.len();
             let results: Vec<Result<(), EngineError>> = futures::stream::iter(due)
-                .map(|id| async move { self.drive(&id).await.map(|_| ()) })
+                .map(|id| async move { self.drive(&id, None, Input::TimerFired).await.map(|_| ()) })
                 .buffer_unordered(self.inner.settings.concurrency)
                 .collect()
                 .await;
@@ -804,24 +752,12 @@ impl Engine {
         let ids = self.inner.store.active_by_reply_key(key).await?;
         let mut n = 0;
         for id in ids {
-            loop {
-                let Some(mut rec) = self.inner.store.get(&id).await? else {
-                    break;
-                };
-                if rec.is_finished() {
-                    break;
-                }
-                let now = self.now();
-                let before = rec.history.len();
-                finish(&mut rec, now, Outcome::Replied { channel });
-                match self.save(&mut rec, before).await {
-                    Ok(()) => {
-                        n += 1;
-                        break;
-                    }
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                }
+            // A reply ends the cascade: there is nothing to perform after it.
+            let decision = self
+                .decide_and_store(&id, &mut None, &Input::Reply { channel })
+                .await?;
+            if decision.is_some_and(|d| d.changed) {
+                n += 1;
             }
         }
         Ok(n)
@@ -839,9 +775,9 @@ impl Engine {
                 .map(|(id, _)| id.clone())
                 .collect(),
         };
-        let mut health = lock(&self.inner.health);
+        let mut books = lock(&self.inner.books);
         for id in targets {
-            let Some(h) = health.get_mut(&id) else {
+            let Some(h) = books.get_mut(&id).map(|b| &mut b.health) else {
                 continue;
             };
             match signal {
@@ -889,141 +825,13 @@ impl Engine {
             );
             return Ok(());
         };
-        loop {
-            let Some(mut rec) = self.inner.store.get(&mref.notification_id).await? else {
-                return Ok(());
-            };
-            let now = self.now();
-            let before = rec.history.len();
-            if !self.apply_report(&mut rec, mref.attempt, report, now) {
-                return Ok(());
-            }
-            match self.save(&mut rec, before).await {
-                Ok(()) => break,
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.drive(&mref.notification_id).await.map(|_| ())
-    }
-
-    /// Applies a delivery report to a record. Returns whether anything changed.
-    fn apply_report(
-        &self,
-        rec: &mut CascadeRecord,
-        attempt_idx: usize,
-        report: &DeliveryReport,
-        now: DateTime<Utc>,
-    ) -> bool {
-        let Some(attempt) = rec.attempts.get(attempt_idx) else {
-            return false;
+        let input = Input::DeliveryReport {
+            attempt: mref.attempt,
+            report: report.clone(),
         };
-        let step = attempt.step;
-        let channel = attempt.channel.clone();
-        let number = attempt.number;
-        match report.status.evidence() {
-            None => {
-                // A failure report. Repeated reports change nothing.
-                if matches!(attempt.state, AttemptState::Failed { .. }) {
-                    return false;
-                }
-                let (kind, code, message): (_, Option<Box<str>>, Box<str>) = match &report.error {
-                    Some(e) => (
-                        e.kind.unwrap_or(ErrorKind::Unreachable),
-                        Some(e.code.as_str().into()),
-                        e.message.as_str().into(),
-                    ),
-                    None => (
-                        ErrorKind::Unreachable,
-                        None,
-                        "the provider reported the message as failed".into(),
-                    ),
-                };
-                if let Some(a) = rec.attempts.get_mut(attempt_idx) {
-                    a.state = AttemptState::Failed {
-                        kind,
-                        code: code.clone(),
-                        message: message.clone(),
-                    };
-                }
-                push(
-                    rec,
-                    now,
-                    HistoryKind::Failed {
-                        step,
-                        channel,
-                        attempt: number,
-                        kind,
-                        code,
-                        message,
-                    },
-                );
-                if let Phase::Waiting { attempt, .. } = rec.phase
-                    && attempt == attempt_idx
-                {
-                    self.advance(rec, now);
-                }
-                true
-            }
-            Some(evidence) => {
-                if attempt.evidence.is_some_and(|e| e >= evidence) {
-                    return false; // a repeated or weaker report
-                }
-                if let Some(a) = rec.attempts.get_mut(attempt_idx) {
-                    a.evidence = Some(evidence);
-                    a.evidence_at = Some(report.at);
-                }
-                if evidence > Evidence::Accepted
-                    && let Some(h) = lock(&self.inner.health).get_mut(&channel)
-                {
-                    h.record_evidence(&report.provider_message_id, report.at);
-                }
-                let wanted = self.step_evidence(rec, step);
-                if rec.is_finished() || evidence < wanted {
-                    push(
-                        rec,
-                        now,
-                        HistoryKind::Evidence {
-                            step,
-                            channel,
-                            evidence,
-                        },
-                    );
-                    return true;
-                }
-                let late = step < rec.step;
-                finish(
-                    rec,
-                    now,
-                    Outcome::Delivered {
-                        step,
-                        channel,
-                        evidence,
-                        late,
-                    },
-                );
-                true
-            }
-        }
-    }
-
-    /// The evidence step `step` of a record's policy waits for, capped by its channel.
-    fn step_evidence(&self, rec: &CascadeRecord, step: usize) -> Evidence {
-        let Some(s) = self
-            .inner
-            .policies
-            .get(&rec.policy)
-            .and_then(|p| p.steps.get(step))
-        else {
-            return Evidence::Delivered;
-        };
-        let strongest = self
-            .inner
-            .channels
-            .get(&s.channel)
-            .map(|c| c.capabilities().strongest_evidence)
-            .unwrap_or(Evidence::Accepted);
-        capped(s.wait_for, strongest)
+        self.drive(&mref.notification_id, None, input)
+            .await
+            .map(|_| ())
     }
 
     fn expire_orphans(&self, now: DateTime<Utc>) {
@@ -1046,818 +854,228 @@ impl Engine {
         }
     }
 
-    /// Saves a record and publishes the history entries added since `before`.
-    /// On success `rec` carries the new version, so it can be used again without a reload.
-    async fn save(&self, rec: &mut CascadeRecord, before: usize) -> Result<(), StoreError> {
-        rec.version = self.inner.store.update(rec).await?;
-        self.publish(rec.id(), &rec.history[before.min(rec.history.len())..]);
-        Ok(())
+    /// The rules a cascade of policy `policy` is decided by.
+    fn rules(&self, policy: &PolicyId) -> &Rules {
+        self.inner.rules.get(policy).unwrap_or(&self.inner.retired)
     }
 
-    /// Moves a cascade forward as far as it can go now. Returns its outcome if it has ended.
-    async fn drive(&self, id: &NotificationId) -> Result<Option<Outcome>, EngineError> {
-        self.drive_from(id, None).await
-    }
-
-    /// [`drive`](Self::drive), starting from a copy of the record as stored, when the caller
-    /// has one (saves a read).
-    async fn drive_from(
+    /// The one place a cascade changes: [`decide`](decide::decide) on the record in `slot` (loaded
+    /// first if empty), store the new state with a compare-and-swap on its version, and publish
+    /// the new history. On a conflict (another task or instance changed the cascade meanwhile)
+    /// it loads the record again and decides again. Returns `None` if there is no such cascade;
+    /// otherwise `slot` holds the record as stored.
+    async fn decide_and_store(
         &self,
         id: &NotificationId,
-        mut stored: Option<CascadeRecord>,
-    ) -> Result<Option<Outcome>, EngineError> {
-        // Bounded: every round either stops, or records a send, a skip or a state change.
-        for _ in 0..64 {
-            let mut rec = match stored.take() {
+        slot: &mut Option<CascadeRecord>,
+        input: &Input,
+    ) -> Result<Option<Decision>, EngineError> {
+        loop {
+            let rec = match slot {
                 Some(r) => r,
                 None => match self.inner.store.get(id).await? {
-                    Some(r) => r,
+                    Some(r) => slot.insert(r),
                     None => return Ok(None),
                 },
             };
             let now = self.now();
-            let before = rec.history.len();
-            match self.plan(&mut rec, now).await {
-                Plan::Idle => return Ok(rec.outcome().cloned()),
-                Plan::Save => match self.save(&mut rec, before).await {
-                    Ok(()) => return Ok(rec.outcome().cloned()),
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                },
-                Plan::Send(send) => {
-                    match self.save(&mut rec, before).await {
-                        Ok(()) => {}
-                        Err(StoreError::Conflict(_)) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                    let result = send.channel.send(&send.message).await;
-                    match self.record_result(id, &send, result, Some(rec)).await? {
-                        Settled::Again => {}
-                        Settled::Stop(outcome) => return Ok(outcome),
-                    }
-                }
+            let rules = self.rules(&rec.policy);
+            let health = self.health_view(rules, rec, now);
+            let decision = decide::decide(rec, rules, &health, input, now);
+            if !self.claim_probe(rec, &decision, now) {
+                // Another cascade took the probe since the snapshot: decide again without it.
+                *slot = None;
+                continue;
             }
+            if decision.changed {
+                match self.inner.store.update(rec).await {
+                    Ok(version) => rec.version = version,
+                    Err(StoreError::Conflict(_)) => {
+                        *slot = None;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                self.publish(id, decision.events(rec));
+            }
+            return Ok(Some(decision));
         }
-        Ok(None)
     }
 
-    /// Stores a send's result. Returns whether the cascade should be driven on at once.
-    async fn record_result(
+    /// Moves a cascade on after `input`: decides and stores, then performs the decision's
+    /// actions and feeds their results back, until the cascade waits for the world. Returns its
+    /// outcome if it has ended. `current`: the caller's copy of the record as stored, if it
+    /// has one (saves a read).
+    async fn drive(
         &self,
         id: &NotificationId,
-        send: &PendingSend,
-        result: Result<SendReceipt, ChannelError>,
-        mut stored: Option<CascadeRecord>,
-    ) -> Result<Settled, EngineError> {
-        let sent_pmid = result.as_ref().ok().map(|r| r.provider_message_id.clone());
-        let mut health_noted = false;
+        current: Option<CascadeRecord>,
+        mut input: Input,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let mut slot = current;
+        let mut rounds = 0u32;
         loop {
-            // The intent's copy is current unless an event changed the record meanwhile, in
-            // which case the save below conflicts and the loop reads it again.
-            let mut rec = match stored.take() {
-                Some(r) => r,
-                None => match self.inner.store.get(id).await? {
-                    Some(r) => r,
-                    None => return Ok(Settled::Stop(None)),
-                },
-            };
-            let now = self.now();
-            let before = rec.history.len();
-            let Some(attempt) = rec.attempts.get(send.attempt).cloned() else {
-                return Ok(Settled::Stop(rec.outcome().cloned()));
-            };
-            if !matches!(attempt.state, AttemptState::InFlight) {
-                // Someone else already settled this attempt (a lease ran out meanwhile).
-                return Ok(Settled::Stop(rec.outcome().cloned()));
+            // A safety net (a cascade has few steps and few retries): past it the cascade waits
+            // for its timer. A send's outcome is always recorded first, so that nothing is left
+            // in flight to be resent as a possible duplicate.
+            rounds += 1;
+            if rounds > 64 && !matches!(input, Input::SendOutcome { .. }) {
+                return Ok(None);
             }
-            let current =
-                matches!(rec.phase, Phase::Sending { attempt } if attempt == send.attempt);
-            match &result {
-                Ok(receipt) => {
-                    let wanted = self.step_evidence(&rec, attempt.step);
-                    if !health_noted {
-                        health_noted = true;
-                        let mut health = lock(&self.inner.health);
-                        if let Some(h) = health.get_mut(&attempt.channel) {
-                            if wanted > Evidence::Accepted && wanted != Evidence::Replied {
-                                h.record_sent(receipt.provider_message_id.clone(), now, send.probe);
-                            } else {
-                                h.record_accepted();
-                            }
-                        }
+            let Some(decision) = self.decide_and_store(id, &mut slot, &input).await? else {
+                return Ok(None);
+            };
+            let Some(rec) = &slot else {
+                return Ok(None);
+            };
+            let mut next = None;
+            for action in decision.actions {
+                match action {
+                    Action::NoteHealth(note) => self.note_health(note),
+                    Action::CheckGates {
+                        step,
+                        channel,
+                        kind,
+                        message,
+                    } => {
+                        let answer = self.ask_gates(rec, &channel, kind, &message).await;
+                        next = Some(Input::GateAnswer { step, answer });
                     }
-                    if let Some(a) = rec.attempts.get_mut(send.attempt) {
-                        a.state = AttemptState::Sent;
-                        a.sent_at = Some(now);
-                        a.provider_message_id = Some(receipt.provider_message_id.clone());
-                        a.evidence = Some(Evidence::Accepted);
-                        a.evidence_at = Some(receipt.accepted_at);
-                        a.cost = receipt.cost.clone();
-                    }
-                    push(
-                        &mut rec,
-                        now,
-                        HistoryKind::Sent {
-                            step: attempt.step,
-                            channel: attempt.channel.clone(),
-                            attempt: attempt.number,
-                            provider_message_id: receipt.provider_message_id.clone(),
-                        },
-                    );
-                    if current {
-                        if wanted <= Evidence::Accepted {
-                            finish(
-                                &mut rec,
-                                now,
-                                Outcome::Delivered {
-                                    step: attempt.step,
-                                    channel: attempt.channel.clone(),
-                                    evidence: Evidence::Accepted,
-                                    late: false,
-                                },
-                            );
-                        } else {
-                            let step_window = self
-                                .inner
-                                .policies
-                                .get(&rec.policy)
-                                .and_then(|p| p.steps.get(attempt.step))
-                                .map(|s| s.window)
-                                .unwrap_or(Duration::from_secs(3600));
-                            let mut window = step_window;
-                            if let Some(d) = send.shorten_to {
-                                window = window.min(d);
-                            }
-                            let window_end = now + chrono_dur(window);
-                            rec.phase = Phase::Waiting {
-                                attempt: send.attempt,
-                                wait_for: wanted,
-                                window_end,
-                            };
-                            rec.wake_at = Some(self.next_check(&rec, now, window_end));
-                        }
-                    }
-                }
-                Err(err) => {
-                    if !health_noted {
-                        health_noted = true;
-                        self.note_error_health(&attempt.channel, err, now);
-                    }
-                    if let Some(a) = rec.attempts.get_mut(send.attempt) {
-                        a.state = AttemptState::Failed {
-                            kind: err.kind(),
-                            code: err.provider_code().map(Into::into),
-                            message: err.message().into(),
+                    Action::Send {
+                        attempt,
+                        channel,
+                        message,
+                    } => {
+                        let result = match self.inner.channels.get(&channel) {
+                            Some(c) => c.send(&message).await,
+                            None => Err(ChannelError::new(
+                                ErrorKind::Unexpected,
+                                format!("channel {channel} is not configured"),
+                            )),
                         };
-                    }
-                    push(
-                        &mut rec,
-                        now,
-                        HistoryKind::Failed {
-                            step: attempt.step,
-                            channel: attempt.channel.clone(),
-                            attempt: attempt.number,
-                            kind: err.kind(),
-                            code: err.provider_code().map(Into::into),
-                            message: err.message().into(),
-                        },
-                    );
-                    if current {
-                        self.after_error(&mut rec, &attempt, err, now);
+                        next = Some(Input::SendOutcome { attempt, result });
                     }
                 }
             }
-            match self.save(&mut rec, before).await {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            // A report that overtook this receipt can be applied now.
-            if let Some(pmid) = &sent_pmid {
-                let orphan = lock(&self.inner.orphans).remove(pmid);
-                if let Some((report, _)) = orphan {
-                    self.handle_delivery_boxed(report).await?;
-                    return Ok(Settled::Stop(None));
-                }
-            }
-            if matches!(rec.phase, Phase::Ready) && rec.wake_at.is_none_or(|w| w <= now) {
-                return Ok(Settled::Again);
-            }
-            return Ok(Settled::Stop(rec.outcome().cloned()));
-        }
-    }
-
-    fn handle_delivery_boxed(
-        &self,
-        report: DeliveryReport,
-    ) -> futures::future::BoxFuture<'_, Result<(), EngineError>> {
-        Box::pin(async move { self.handle_delivery(&report).await })
-    }
-
-    fn note_error_health(&self, channel: &ChannelId, err: &ChannelError, now: DateTime<Utc>) {
-        let mut health = lock(&self.inner.health);
-        let Some(h) = health.get_mut(channel) else {
-            return;
-        };
-        match err.kind() {
-            ErrorKind::ChannelDown => h.mark_down(now, err.down_until(), err.to_string()),
-            ErrorKind::Temporary | ErrorKind::Unexpected => h.record_error(now),
-            ErrorKind::RateLimited => {
-                let until = now + chrono_dur(err.retry_after().unwrap_or(Duration::from_secs(1)));
-                drop(health);
-                let mut rl = lock(&self.inner.rate_limited_until);
-                let e = rl.entry(channel.clone()).or_insert(until);
-                if *e < until {
-                    *e = until;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Decides what a failed send means for the cascade (see the table in the module docs).
-    fn after_error(
-        &self,
-        rec: &mut CascadeRecord,
-        attempt: &Attempt,
-        err: &ChannelError,
-        now: DateTime<Utc>,
-    ) {
-        let Some(step) = self
-            .inner
-            .policies
-            .get(&rec.policy)
-            .and_then(|p| p.steps.get(attempt.step))
-            .cloned()
-        else {
-            self.advance(rec, now);
-            return;
-        };
-        let step_start = rec
-            .attempts
-            .iter()
-            .find(|a| a.step == attempt.step)
-            .map(|a| a.started_at)
-            .unwrap_or(now);
-        let step_end = step_start + chrono_dur(step.window);
-        let mut step_end_or_deadline = step_end;
-        if let Some(d) = rec.notification.deadline {
-            step_end_or_deadline = step_end_or_deadline.min(d);
-        }
-        match err.kind() {
-            ErrorKind::NeedsTemplate => {
-                let content = step.content.as_ref().unwrap_or(&rec.notification.content);
-                if content.template.is_some() && !attempt.forced_template {
-                    // Retry at once with the template.
-                    rec.phase = Phase::Ready;
-                    rec.wake_at = Some(now);
-                } else {
-                    self.advance(rec, now);
-                }
-            }
-            ErrorKind::RateLimited => {
-                let wait = err
-                    .retry_after()
-                    .unwrap_or_else(|| step.retry.backoff(rec.rate_limit_waits + 1));
-                let until = now + chrono_dur(wait);
-                if rec.rate_limit_waits < step.retry.max_rate_limit_waits
-                    && until < step_end_or_deadline
-                {
-                    rec.rate_limit_waits += 1;
-                    self.defer(rec, now, until, DeferReason::RateLimited, &step.channel);
-                } else {
-                    self.advance(rec, now);
-                }
-            }
-            ErrorKind::Temporary | ErrorKind::Unexpected => {
-                let tries = rec.attempts_on(attempt.step);
-                let until = now + chrono_dur(step.retry.backoff(tries));
-                if tries < step.retry.max_attempts && until < step_end_or_deadline {
-                    self.defer(rec, now, until, DeferReason::Backoff, &step.channel);
-                } else {
-                    self.advance(rec, now);
-                }
-            }
-            _ => self.advance(rec, now),
-        }
-    }
-
-    fn defer(
-        &self,
-        rec: &mut CascadeRecord,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-        reason: DeferReason,
-        channel: &ChannelId,
-    ) {
-        rec.phase = Phase::Ready;
-        rec.wake_at = Some(until);
-        let step = rec.step;
-        push(
-            rec,
-            now,
-            HistoryKind::Deferred {
-                step,
-                channel: channel.clone(),
-                until,
-                reason,
-            },
-        );
-    }
-
-    /// When to look at a waiting cascade next: the window's end, or earlier with channel health
-    /// on, so that a channel that turns degraded or down releases its waiting cascades.
-    fn next_check(
-        &self,
-        rec: &CascadeRecord,
-        now: DateTime<Utc>,
-        window_end: DateTime<Utc>,
-    ) -> DateTime<Utc> {
-        let mut t = window_end;
-        if let Some(d) = rec.notification.deadline {
-            t = t.min(d);
-        }
-        if let Some(h) = &self.inner.health_config {
-            // Checks back off: after overdue_after, then doubling since the send, so a long
-            // window costs a handful of wakes while an outage still releases waiting cascades
-            // within about one check interval of being noticed.
-            let sent = match rec.phase {
-                Phase::Waiting { attempt, .. } => rec
-                    .attempts
-                    .get(attempt)
-                    .and_then(|a| a.sent_at)
-                    .unwrap_or(now),
-                _ => now,
-            };
-            let base = chrono_dur(h.overdue_after.max(Duration::from_secs(1)));
-            let gap = (now - sent).max(base);
-            t = t.min(now + gap);
-        }
-        t.max(now)
-    }
-
-    fn advance(&self, rec: &mut CascadeRecord, now: DateTime<Utc>) {
-        let from = rec.step;
-        let steps = self
-            .inner
-            .policies
-            .get(&rec.policy)
-            .map(|p| p.steps.len())
-            .unwrap_or(0);
-        rec.step += 1;
-        rec.rate_limit_waits = 0;
-        rec.phase = Phase::Ready;
-        rec.wake_at = Some(now);
-        if rec.step < steps {
-            let channel = self.inner.policies[&rec.policy].steps[rec.step]
-                .channel
-                .clone();
-            push(
-                rec,
-                now,
-                HistoryKind::Advanced {
-                    from,
-                    to: Some(rec.step),
-                },
-            );
-            let step = rec.step;
-            push(rec, now, HistoryKind::StepStarted { step, channel });
-        } else {
-            push(rec, now, HistoryKind::Advanced { from, to: None });
-            let last_sent = rec
-                .attempts
-                .iter()
-                .rev()
-                .find(|a| a.sent_at.is_some())
-                .map(|a| (a.step, a.channel.clone()));
-            let outcome = match last_sent {
-                Some((step, channel)) => Outcome::Unconfirmed { step, channel },
-                None => Outcome::Exhausted,
-            };
-            finish(rec, now, outcome);
-        }
-    }
-
-    fn skip(
-        &self,
-        rec: &mut CascadeRecord,
-        now: DateTime<Utc>,
-        channel: ChannelId,
-        reason: SkipReason,
-    ) {
-        let step = rec.step;
-        push(
-            rec,
-            now,
-            HistoryKind::Skipped {
-                step,
-                channel,
-                reason,
-            },
-        );
-        self.advance(rec, now);
-    }
-
-    /// Decides a cascade's next move and applies it to `rec` (not yet saved).
-    async fn plan(&self, rec: &mut CascadeRecord, now: DateTime<Utc>) -> Plan {
-        let inner = &self.inner;
-        let Some(policy) = inner.policies.get(&rec.policy).cloned() else {
-            // The policy was removed from the configuration since this cascade started.
-            finish(rec, now, Outcome::Exhausted);
-            return Plan::Save;
-        };
-        let mut changed = false;
-        for _ in 0..(policy.steps.len() * 2 + 4) {
-            match rec.phase.clone() {
-                Phase::Finished(_) => break,
-                Phase::Sending { attempt } => {
-                    if rec.wake_at.is_some_and(|w| now < w) {
-                        break;
-                    }
-                    // The engine stopped while this attempt was in flight: outcome unknown.
-                    if let Some(a) = rec.attempts.get_mut(attempt) {
-                        a.state = AttemptState::Unknown;
-                    }
-                    let (step, channel, number) = rec
-                        .attempts
-                        .get(attempt)
-                        .map(|a| (a.step, a.channel.clone(), a.number))
-                        .unwrap_or((rec.step, policy.steps[0].channel.clone(), 0));
-                    push(
-                        rec,
-                        now,
-                        HistoryKind::OutcomeUnknown {
-                            step,
-                            channel,
-                            attempt: number,
-                        },
-                    );
-                    rec.phase = Phase::Ready;
-                    rec.wake_at = Some(now);
-                    changed = true;
-                }
-                Phase::Waiting {
+            // A report that overtook this receipt can be applied now that the receipt is stored.
+            if next.is_none()
+                && decision.changed
+                && let Input::SendOutcome {
                     attempt,
-                    window_end,
-                    ..
-                } => {
-                    if rec.wake_at.is_some_and(|w| now < w) {
-                        break;
-                    }
-                    if rec.notification.deadline.is_some_and(|d| now >= d) {
-                        finish(rec, now, Outcome::Expired);
-                        return Plan::Save;
-                    }
-                    let channel = policy.steps[rec.step.min(policy.steps.len() - 1)]
-                        .channel
-                        .clone();
-                    let early =
-                        now < window_end && self.should_close_early(rec, attempt, &policy, now);
-                    if now >= window_end || early {
-                        let step = rec.step;
-                        push(
-                            rec,
-                            now,
-                            HistoryKind::WindowClosed {
-                                step,
-                                channel,
-                                early,
-                            },
-                        );
-                        self.advance(rec, now);
-                        changed = true;
-                    } else {
-                        let next = self.next_check(rec, now, window_end);
-                        if rec.wake_at != Some(next) {
-                            rec.wake_at = Some(next);
-                            changed = true;
-                        }
-                        break;
-                    }
-                }
-                Phase::Ready => {
-                    if rec.wake_at.is_some_and(|w| now < w) {
-                        break;
-                    }
-                    match self.plan_step(rec, &policy, now).await {
-                        StepPlan::Changed => changed = true,
-                        StepPlan::Stop => return Plan::Save,
-                        StepPlan::Send(s) => return Plan::Send(s),
-                    }
-                }
+                    result: Ok(receipt),
+                } = &input
+                && let Some((report, _)) =
+                    lock(&self.inner.orphans).remove(&receipt.provider_message_id)
+            {
+                next = Some(Input::DeliveryReport {
+                    attempt: *attempt,
+                    report,
+                });
+            }
+            match next {
+                Some(n) => input = n,
+                None => return Ok(rec.outcome().cloned()),
             }
         }
-        if changed { Plan::Save } else { Plan::Idle }
     }
 
-    fn should_close_early(
+    /// A snapshot of the health of the channels `rec` may still use.
+    fn health_view(&self, rules: &Rules, rec: &CascadeRecord, now: DateTime<Utc>) -> HealthView {
+        let steps = &rules.policy().steps;
+        if rec.is_finished() || rec.step >= steps.len() {
+            return HealthView::new();
+        }
+        let health_on = rules.health_config().is_some();
+        // Only channels that are not plainly healthy are listed (the view's default): usually
+        // none, so the snapshot costs no allocation.
+        let mut view = HealthView::new();
+        let mut books = lock(&self.inner.books);
+        for step in &steps[rec.step..] {
+            let Some(b) = books.get_mut(&step.channel) else {
+                continue;
+            };
+            let (state, admission) = if health_on {
+                b.health.outlook(now, rec.id())
+            } else {
+                (HealthState::Healthy, Admission::Healthy)
+            };
+            let condition = ChannelCondition {
+                state,
+                admission,
+                rate_limited_until: b.rate_limited_until.filter(|u| *u > now),
+            };
+            if condition != ChannelCondition::HEALTHY {
+                view.set(step.channel.clone(), condition);
+            }
+        }
+        view
+    }
+
+    /// Takes the probe for a decision that sends one. Returns `false` if it is gone.
+    fn claim_probe(&self, rec: &CascadeRecord, decision: &Decision, now: DateTime<Utc>) -> bool {
+        for action in &decision.actions {
+            if let Action::Send {
+                attempt, channel, ..
+            } = action
+                && rec.attempts.get(*attempt).is_some_and(|a| a.probe)
+            {
+                return lock(&self.inner.books)
+                    .get_mut(channel)
+                    .is_some_and(|b| b.health.claim_probe(now));
+            }
+        }
+        true
+    }
+
+    fn note_health(&self, note: HealthNote) {
+        let mut books = lock(&self.inner.books);
+        let Some(b) = books.get_mut(note.channel()) else {
+            return;
+        };
+        match note {
+            HealthNote::Sent {
+                provider_message_id,
+                at,
+                probe,
+                ..
+            } => b.health.record_sent(provider_message_id, at, probe),
+            HealthNote::Accepted { .. } => b.health.record_accepted(),
+            HealthNote::Evidence {
+                provider_message_id,
+                at,
+                ..
+            } => b.health.record_evidence(&provider_message_id, at),
+            HealthNote::Error { at, .. } => b.health.record_error(at),
+            HealthNote::Down {
+                at, until, reason, ..
+            } => b.health.mark_down(at, until, reason),
+            HealthNote::RateLimited { until, .. } => {
+                b.rate_limited_until = b.rate_limited_until.max(Some(until));
+            }
+        }
+    }
+
+    /// Asks the gates, in order, whether `message` may go now: the first answer other than
+    /// allow, or allow.
+    async fn ask_gates(
         &self,
         rec: &CascadeRecord,
-        attempt: usize,
-        policy: &CascadePolicy,
-        now: DateTime<Utc>,
-    ) -> bool {
-        if self.inner.health_config.is_none() {
-            return false;
+        channel: &ChannelId,
+        kind: ChannelKind,
+        message: &OutboundMessage,
+    ) -> GateDecision {
+        let n = &rec.notification;
+        let ctx = SendContext::new(self.now(), &n.id, channel, kind, &n.recipient, &message.to)
+            .purpose(message.purpose)
+            .text(message.content.text_for(kind));
+        for g in &self.inner.gates {
+            match g.check(&ctx).await {
+                GateDecision::Allow => {}
+                other => return other,
+            }
         }
-        let Some(a) = rec.attempts.get(attempt) else {
-            return false;
-        };
-        let state = lock(&self.inner.health)
-            .get_mut(&a.channel)
-            .map(|h| h.state(now))
-            .unwrap_or(HealthState::Healthy);
-        let action = match state {
-            HealthState::Healthy => return false,
-            HealthState::Degraded => policy.on_degraded,
-            HealthState::Down => policy.on_down,
-        };
-        let sent = a.sent_at.unwrap_or(a.started_at);
-        match action {
-            HealthAction::Proceed => false,
-            HealthAction::Skip => true,
-            HealthAction::ShortenWindow(d) => now >= sent + chrono_dur(d),
-        }
+        GateDecision::Allow
     }
-
-    async fn plan_step(
-        &self,
-        rec: &mut CascadeRecord,
-        policy: &CascadePolicy,
-        now: DateTime<Utc>,
-    ) -> StepPlan {
-        let inner = &self.inner;
-        if rec.step >= policy.steps.len() {
-            // Only after a configuration change; treat as no steps left.
-            finish(rec, now, Outcome::Exhausted);
-            return StepPlan::Stop;
-        }
-        if rec.notification.deadline.is_some_and(|d| now >= d) {
-            let channel = policy.steps[rec.step].channel.clone();
-            let step = rec.step;
-            push(
-                rec,
-                now,
-                HistoryKind::Skipped {
-                    step,
-                    channel,
-                    reason: SkipReason::DeadlinePassed,
-                },
-            );
-            finish(rec, now, Outcome::Expired);
-            return StepPlan::Stop;
-        }
-        let step = &policy.steps[rec.step];
-        let Some(channel) = inner.channels.get(&step.channel).cloned() else {
-            self.skip(rec, now, step.channel.clone(), SkipReason::UnknownChannel);
-            return StepPlan::Changed;
-        };
-        let kind = channel.kind();
-        let n = rec.notification.clone();
-        if inner.regulated && kind.is_foreign_messenger() {
-            self.skip(
-                rec,
-                now,
-                step.channel.clone(),
-                SkipReason::ForeignMessengerBlocked,
-            );
-            return StepPlan::Changed;
-        }
-        let Some(address) = n.recipient.address_for(kind) else {
-            self.skip(rec, now, step.channel.clone(), SkipReason::NoAddress);
-            return StepPlan::Changed;
-        };
-        if n.recipient.has_opted_out(kind, n.purpose) {
-            self.skip(rec, now, step.channel.clone(), SkipReason::OptedOut);
-            return StepPlan::Changed;
-        }
-        if n.purpose == Purpose::Marketing && !n.recipient.marketing_consent {
-            self.skip(rec, now, step.channel.clone(), SkipReason::NoConsent);
-            return StepPlan::Changed;
-        }
-        let content = step.content.clone().unwrap_or_else(|| n.content.clone());
-        let text = content.text_for(kind);
-        if !channel.capabilities().fits(text) {
-            self.skip(rec, now, step.channel.clone(), SkipReason::ContentTooLong);
-            return StepPlan::Changed;
-        }
-        let mut probe = false;
-        let mut shorten_to = None;
-        if let Some(hc) = &inner.health_config {
-            let admission = lock(&inner.health)
-                .get_mut(&step.channel)
-                .map(|h| h.admit(now, &n.id))
-                .unwrap_or(Admission::Healthy);
-            let action = match admission {
-                Admission::Healthy => HealthAction::Proceed,
-                Admission::Degraded => policy.on_degraded,
-                Admission::Down => policy.on_down,
-                Admission::Probe => {
-                    probe = true;
-                    shorten_to = Some(hc.overdue_after);
-                    HealthAction::Proceed
-                }
-                Admission::NotInRamp => {
-                    self.skip(
-                        rec,
-                        now,
-                        step.channel.clone(),
-                        SkipReason::ChannelRecovering,
-                    );
-                    return StepPlan::Changed;
-                }
-            };
-            match action {
-                HealthAction::Proceed => {}
-                HealthAction::ShortenWindow(d) => shorten_to = Some(d),
-                HealthAction::Skip => {
-                    let reason = if admission == Admission::Down {
-                        SkipReason::ChannelDown
-                    } else {
-                        SkipReason::ChannelDegraded
-                    };
-                    self.skip(rec, now, step.channel.clone(), reason);
-                    return StepPlan::Changed;
-                }
-            }
-        }
-        if let Some(q) = &policy.quiet_hours {
-            let tz = n.recipient.time_zone.unwrap_or(inner.default_tz);
-            let local = now.with_timezone(&tz);
-            if q.contains(local.time()) {
-                let until = quiet_end(q, local, now);
-                self.defer(rec, now, until, DeferReason::QuietHours, &step.channel);
-                return StepPlan::Stop;
-            }
-        }
-        let limited = lock(&inner.rate_limited_until)
-            .get(&step.channel)
-            .copied()
-            .filter(|u| *u > now);
-        if let Some(until) = limited {
-            self.defer(rec, now, until, DeferReason::RateLimited, &step.channel);
-            return StepPlan::Stop;
-        }
-        if !inner.gates.is_empty() {
-            let ctx = SendContext::new(now, &n.id, &step.channel, kind, &n.recipient, &address)
-                .purpose(n.purpose)
-                .text(text);
-            for g in &inner.gates {
-                match g.check(&ctx).await {
-                    GateDecision::Allow => {}
-                    GateDecision::Defer { until, reason } => {
-                        let until = until.max(now + chrono::Duration::seconds(1));
-                        self.defer(
-                            rec,
-                            now,
-                            until,
-                            DeferReason::Governor(reason),
-                            &step.channel,
-                        );
-                        return StepPlan::Stop;
-                    }
-                    GateDecision::Deny { reason } => {
-                        self.skip(rec, now, step.channel.clone(), SkipReason::Refused(reason));
-                        return StepPlan::Changed;
-                    }
-                }
-            }
-        }
-
-        // Record the intent before the side effect.
-        let previous = rec.attempts.iter().rev().find(|a| a.step == rec.step);
-        let possible_duplicate = previous.is_some_and(|a| matches!(a.state, AttemptState::Unknown));
-        let force_template = previous.is_some_and(|a| {
-            matches!(
-                a.state,
-                AttemptState::Failed {
-                    kind: ErrorKind::NeedsTemplate,
-                    ..
-                }
-            )
-        }) || previous
-            .is_some_and(|a| a.forced_template && possible_duplicate);
-        let number = rec.attempts_on(rec.step) + 1;
-        let attempt_idx = rec.attempts.len();
-        rec.attempts.push(Attempt {
-            step: rec.step,
-            channel: step.channel.clone(),
-            number,
-            started_at: now,
-            sent_at: None,
-            provider_message_id: None,
-            evidence: None,
-            evidence_at: None,
-            state: AttemptState::InFlight,
-            possible_duplicate,
-            forced_template: force_template,
-            cost: None,
-        });
-        let step_idx = rec.step;
-        push(
-            rec,
-            now,
-            HistoryKind::Sending {
-                step: step_idx,
-                channel: step.channel.clone(),
-                attempt: number,
-                possible_duplicate,
-            },
-        );
-        rec.phase = Phase::Sending {
-            attempt: attempt_idx,
-        };
-        rec.wake_at = Some(now + chrono_dur(inner.settings.in_flight_lease));
-        let message = OutboundMessage::new(address, content, n.purpose)
-            .for_notification(n.id.clone())
-            .force_template(force_template);
-        StepPlan::Send(Box::new(PendingSend {
-            attempt: attempt_idx,
-            channel,
-            message,
-            probe,
-            shorten_to,
-        }))
-    }
-}
-
-/// What happens after a send's result is stored.
-enum Settled {
-    /// Drive the cascade on at once (a retry or the next step is due now).
-    Again,
-    /// Stop; the cascade's outcome if it ended.
-    Stop(Option<Outcome>),
-}
-
-enum StepPlan {
-    /// The record changed (a skip); plan again.
-    Changed,
-    /// The record changed and the cascade waits (deferred or finished).
-    Stop,
-    /// Send.
-    Send(Box<PendingSend>),
-}
-
-fn finish(rec: &mut CascadeRecord, now: DateTime<Utc>, outcome: Outcome) {
-    let entry = match &outcome {
-        Outcome::Delivered {
-            step,
-            channel,
-            evidence,
-            late,
-        } => {
-            if *late {
-                HistoryKind::LateDelivery {
-                    step: *step,
-                    channel: channel.clone(),
-                    evidence: *evidence,
-                }
-            } else {
-                HistoryKind::Delivered {
-                    step: *step,
-                    channel: channel.clone(),
-                    evidence: *evidence,
-                }
-            }
-        }
-        Outcome::Replied { channel } => HistoryKind::Replied { channel: *channel },
-        Outcome::Unconfirmed { .. } => HistoryKind::Unconfirmed,
-        Outcome::Exhausted => HistoryKind::Exhausted,
-        Outcome::Expired => HistoryKind::Expired,
-        Outcome::Cancelled => HistoryKind::Cancelled,
-    };
-    push(rec, now, entry);
-    rec.phase = Phase::Finished(outcome);
-    rec.wake_at = None;
-}
-
-/// The UTC instant quiet hours end, given the local time inside them.
-fn quiet_end<Tz: chrono::TimeZone>(
-    q: &super::policy::QuietHours,
-    local: DateTime<Tz>,
-    now: DateTime<Utc>,
-) -> DateTime<Utc> {
-    let today = local.date_naive();
-    let end_date = if q.start > q.end && local.time() >= q.start {
-        today.succ_opt().unwrap_or(today)
-    } else {
-        today
-    };
-    let naive = end_date.and_time(q.end);
-    local
-        .timezone()
-        .from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        // A DST gap swallowed the end time: try an hour later.
-        .or_else(|| {
-            local
-                .timezone()
-                .from_local_datetime(&(naive + chrono::Duration::hours(1)))
-                .earliest()
-                .map(|t| t.with_timezone(&Utc))
-        })
-        .unwrap_or(now + chrono::Duration::hours(1))
 }
 
 #[async_trait::async_trait]

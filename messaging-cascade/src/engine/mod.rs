@@ -7,6 +7,11 @@
 //! - [`Engine::tick`] fires due timers (windows closing, backoffs, quiet hours ending);
 //!   [`Engine::run`] calls it in a loop for services that want a background task.
 //!
+//! What the engine does is decided by one pure function, [`decide::decide`]: no I/O, no clock, no
+//! lock. [`Engine`] is its driver: it loads a cascade, decides, stores the new state, then
+//! performs the decision's actions (sends, gate checks, health notes) and feeds their results
+//! back in.
+//!
 //! Every state change is written to the [`CascadeStore`](crate::store::CascadeStore) before any
 //! side effect: "about to send attempt N of step K" is stored, then the channel is called, then
 //! the receipt is stored. If the engine stops between the first two, the attempt's outcome is
@@ -18,11 +23,15 @@
 //! |---|---|
 //! | unreachable | next step now |
 //! | needs template | retry once at once with the template, if the content has one; else next step |
-//! | rate limited | wait `retry_after` on the same channel (while the step's window allows), then next step |
-//! | temporary | retry with exponential backoff inside the window; when retries run out, next step |
+//! | rate limited | wait `retry_after` on the same channel (a wait shorter than the step's window, up to `max_rate_limit_waits` times), then next step |
+//! | temporary | retry with exponential backoff (each wait shorter than the step's window); when retries run out, next step |
+//!
+//! A step's window is counted from the moment its channel accepted the attempt; see
+//! [`decide::window_end`], the one place it is computed.
 //! | channel down | mark the channel down (health), next step |
 //! | invalid content | fail the step with the reason, next step |
 mod core;
+pub mod decide;
 mod policy;
 mod record;
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use messaging_core::Content;
 use messaging_core::{ChannelId, Evidence, PolicyId};
 
-/// How often and how fast to retry temporary failures inside a step's window.
+/// How often and how fast to retry a step whose channel refused the send (temporary failures,
+/// rate limits). Each wait must be shorter than the step's window: a longer one would cost
+/// more than moving on to the next channel.
 ///
 /// ```
 /// use std::time::Duration;
@@ -82,10 +84,11 @@ pub struct Step {
     pub channel: ChannelId,
     /// The evidence that ends the cascade. Capped at what the channel can give.
     pub wait_for: Evidence,
-    /// How long to wait for it.
+    /// How long to wait for it, from the moment the channel accepted the message (see
+    /// [`window_end`](super::decide::window_end)).
     #[serde(with = "secs")]
     pub window: Duration,
-    /// Retries of temporary failures inside the window.
+    /// Retries of refused sends (temporary failures, rate limits).
     #[serde(default)]
     pub retry: RetryPolicy,
     /// Content to send instead of the notification's on this step.
@@ -259,5 +262,26 @@ pub mod secs {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v = f64::deserialize(d)?;
         Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde helper: optional durations as (fractional) seconds.
+pub(crate) mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+    /// Deserializes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|v| Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }

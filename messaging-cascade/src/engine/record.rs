@@ -1,6 +1,7 @@
 //! The durable state of one cascade: what was asked, where it stands, and everything that happened.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -145,7 +146,8 @@ pub enum Phase {
         /// The attempt's index in [`CascadeRecord::attempts`].
         attempt: usize,
     },
-    /// Sent; waiting for evidence until `window_end`.
+    /// Sent; waiting for evidence until `window_end`
+    /// ([`window_end`](super::decide::window_end) of the attempt, computed when it was accepted).
     Waiting {
         /// The attempt's index in [`CascadeRecord::attempts`].
         attempt: usize,
@@ -215,6 +217,20 @@ pub struct Attempt {
     /// Cost estimate from the receipt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
+    /// A window shorter than its step's, given when the attempt was admitted: its channel was
+    /// degraded (the policy's [`ShortenWindow`](super::HealthAction::ShortenWindow)) or this
+    /// attempt is the channel's probe. `None`: the step's window. See
+    /// [`window_end`](super::decide::window_end).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::policy::opt_secs"
+    )]
+    pub shortened_window: Option<Duration>,
+    /// This attempt is the probe of a channel that was down: its evidence, in time or not,
+    /// decides whether the channel recovers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }
 
 /// Why a step was skipped.

@@ -92,6 +92,8 @@ pub fn sent_attempt(step: usize, channel: &str, provider_message_id: &str) -> At
         possible_duplicate: false,
         forced_template: false,
         cost: None,
+        shortened_window: None,
+        probe: false,
     }
 }
 
@@ -151,6 +153,8 @@ pub fn rich_record(id: &str) -> CascadeRecord {
                 possible_duplicate: false,
                 forced_template: false,
                 cost: None,
+                shortened_window: None,
+                probe: false,
             },
             Attempt {
                 step: 0,
@@ -167,6 +171,8 @@ pub fn rich_record(id: &str) -> CascadeRecord {
                 possible_duplicate: true,
                 forced_template: true,
                 cost: Some(Cost::new(0.0125, "USD")),
+                shortened_window: None,
+                probe: false,
             },
             Attempt {
                 step: 1,
@@ -181,6 +187,9 @@ pub fn rich_record(id: &str) -> CascadeRecord {
                 possible_duplicate: false,
                 forced_template: false,
                 cost: Some(Cost::new(0.0, "RUB")),
+                // A probe on a degraded window: the fields older records lack.
+                shortened_window: Some(std::time::Duration::from_millis(300_250)),
+                probe: true,
             },
         ],
         history: vec![
