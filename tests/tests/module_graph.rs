@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use messaging_tests::rust_files;
+
 const CRATES: &[&str] = &[
     "messaging-core",
     "messaging-cascade",
@@ -23,20 +25,6 @@ const CRATES: &[&str] = &[
     "messaging-store",
     "messaging",
 ];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir)
-        .expect("readable source dir")
-        .flatten()
-    {
-        let p = entry.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            out.push(p);
-        }
-    }
-}
 
 /// `src/a/b.rs` and `src/a/b/mod.rs` are `a::b`; `src/lib.rs` is the root, "".
 fn module_of(src: &Path, file: &Path) -> String {

@@ -3,7 +3,9 @@
 //! library crate's sources. Behaviour tests check that the owner is right; this one checks that
 //! there is only one, which no behaviour test can (two copies agree until one is changed).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use messaging_tests::rust_files;
 
 /// (what is defined, the only file that may define it).
 const OWNED: &[(&str, &str)] = &[
@@ -44,20 +46,6 @@ const CRATES: &[&str] = &[
     "messaging-store",
     "messaging",
 ];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir)
-        .expect("readable source dir")
-        .flatten()
-    {
-        let p = entry.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            out.push(p);
-        }
-    }
-}
 
 #[test]
 fn each_owned_definition_exists_once() {
