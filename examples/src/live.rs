@@ -1395,6 +1395,19 @@ impl LiveRun {
                 message,
                 ..
             } => Some(format!("{channel} failed ({kind}): {message}")),
+            HistoryKind::OutcomeUnknown {
+                channel, reason, ..
+            } => Some(format!(
+                "{channel}: outcome unknown, may have been sent ({})",
+                reason.as_deref().unwrap_or("no answer")
+            )),
+            HistoryKind::Sending {
+                channel,
+                possible_duplicate: true,
+                ..
+            } => Some(format!(
+                "sending on {channel} again, marked possible duplicate"
+            )),
             HistoryKind::Skipped {
                 channel, reason, ..
             } => Some(format!("{channel} skipped: {reason}")),

@@ -27,4 +27,5 @@ pub mod testkit;
 
 pub use engine::{
     CascadePolicy, Engine, EngineBuilder, EngineError, Notification, Outcome, RetryPolicy, Step,
+    UnknownOutcome,
 };

@@ -21,10 +21,10 @@ use messaging_cascade::engine::decide::{
     window_end,
 };
 use messaging_cascade::engine::{
-    AttemptState, CascadeRecord, HealthAction, HistoryKind, Phase, QuietHours,
+    self, AttemptState, CascadeRecord, HealthAction, HistoryKind, Phase, QuietHours,
 };
 use messaging_cascade::health::{Admission, HealthConfig, HealthState};
-use messaging_cascade::{CascadePolicy, Notification, RetryPolicy, Step};
+use messaging_cascade::{CascadePolicy, Notification, Outcome, RetryPolicy, Step, UnknownOutcome};
 use messaging_core::gate::GateDecision;
 use messaging_core::testkit::typical_capabilities;
 use messaging_core::*;
@@ -62,7 +62,7 @@ fn phone() -> Phone {
 
 #[derive(Debug, Clone)]
 struct Setup {
-    steps: Vec<(usize, Evidence, u64, RetryPolicy)>,
+    steps: Vec<(usize, Evidence, u64, RetryPolicy, Option<UnknownOutcome>)>,
     quiet: Option<(u32, u32)>,
     on_degraded: HealthAction,
     on_down: HealthAction,
@@ -104,7 +104,19 @@ fn setup() -> impl Strategy<Value = Setup> {
         Just(Evidence::Replied),
     ];
     (
-        proptest::collection::vec((0usize..4, evidence, 1u64..7200, retry()), 1..5),
+        proptest::collection::vec(
+            (
+                0usize..4,
+                evidence,
+                1u64..7200,
+                retry(),
+                proptest::option::of(prop_oneof![
+                    Just(UnknownOutcome::AwaitEvidence),
+                    Just(UnknownOutcome::Resend)
+                ]),
+            ),
+            1..5,
+        ),
         proptest::option::of((0u32..24, 0u32..24)),
         health_action(),
         health_action(),
@@ -154,11 +166,15 @@ impl Setup {
         let steps = self
             .steps
             .iter()
-            .map(|(c, wait_for, window, retry)| {
-                Step::new(CHANNELS[*c].0)
+            .map(|(c, wait_for, window, retry, unknown)| {
+                let step = Step::new(CHANNELS[*c].0)
                     .wait_for(*wait_for)
                     .window(Duration::from_secs(*window))
-                    .retry(retry.clone())
+                    .retry(retry.clone());
+                match unknown {
+                    Some(u) => step.on_unknown_outcome(*u),
+                    None => step,
+                }
             })
             .collect();
         let mut policy = CascadePolicy::new("p", steps)
@@ -223,8 +239,9 @@ enum Event {
     Tick(u64),
     /// A delivery report for one of the sent attempts.
     Report { pick: usize, status: u8 },
-    /// The person replies.
-    Reply,
+    /// The person replies; the message was written this many seconds ago (old messages are
+    /// replayed by provider retries and after restarts).
+    Reply { written_ago: u64 },
     /// The application cancels.
     Cancel,
     /// The driver stops: the pending send's outcome is lost.
@@ -248,6 +265,7 @@ fn error_kind() -> impl Strategy<Value = ErrorKind> {
         Just(ErrorKind::InvalidContent),
         Just(ErrorKind::NeedsTemplate),
         Just(ErrorKind::Unexpected),
+        Just(ErrorKind::OutcomeUnknown),
     ]
 }
 
@@ -265,7 +283,8 @@ fn event() -> impl Strategy<Value = Event> {
             }),
         12 => (0u64..5000).prop_map(Event::Tick),
         6 => (any::<usize>(), 0u8..5).prop_map(|(pick, status)| Event::Report { pick, status }),
-        1 => Just(Event::Reply),
+        1 => prop_oneof![Just(0u64), 0u64..200_000]
+            .prop_map(|written_ago| Event::Reply { written_ago }),
         1 => Just(Event::Cancel),
         2 => Just(Event::Crash),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, ok)| Event::StaleAnswer { pick, ok }),
@@ -298,6 +317,16 @@ struct World {
 
 fn is_terminal(k: &HistoryKind) -> bool {
     k.is_terminal()
+}
+
+/// When the channel accepted `a`, or, for an attempt whose outcome is unknown, when it
+/// started (it may have been accepted from then on); `None` for one that was never sent.
+fn may_have_been_accepted(a: &engine::Attempt) -> Option<DateTime<Utc>> {
+    match (a.sent_at, &a.state) {
+        (Some(t), _) => Some(t),
+        (None, AttemptState::Unknown) => Some(a.started_at),
+        _ => None,
+    }
 }
 
 impl World {
@@ -381,9 +410,28 @@ impl World {
                     HistoryKind::Evidence { .. }
                         | HistoryKind::Sent { .. }
                         | HistoryKind::Failed { .. }
+                        | HistoryKind::OutcomeUnknown { .. }
                 )),
                 "the end changed: {:?}",
                 &h[before.history.len()..]
+            );
+        }
+
+        // A reply ends a running cascade exactly when it was written after the first send
+        // (less the default one-minute clock skew): an old message never ends it.
+        if let Input::Reply { written_at, .. } = input
+            && !before.is_finished()
+        {
+            let answers = before
+                .attempts
+                .first()
+                .is_some_and(|a| *written_at + secs(60) >= a.started_at);
+            prop_assert_eq!(
+                matches!(rec.phase, Phase::Finished(Outcome::Replied { .. })),
+                answers,
+                "reply written at {} to a cascade first sent at {:?}",
+                written_at,
+                before.attempts.first().map(|a| a.started_at)
             );
         }
 
@@ -471,6 +519,18 @@ impl World {
                 a.possible_duplicate,
                 previous.is_some_and(|e| e.state == AttemptState::Unknown)
             );
+            // A step that waits for evidence never sends again after an unknown outcome: the
+            // person may have the message, and a resend would be a duplicate.
+            if previous.is_some_and(|e| e.state == AttemptState::Unknown) {
+                let step = &self.rules.policy().steps[a.step];
+                prop_assert_eq!(
+                    step.unknown_outcome(self.rules.evidence_awaited(a.step)),
+                    UnknownOutcome::Resend,
+                    "step {} resent after an unknown outcome: {:?}",
+                    a.step,
+                    h
+                );
+            }
             // Only a passing failure (or an unknown outcome) is worth the same step again;
             // unreachable, invalid content or a channel that is down move on.
             if let Some(AttemptState::Failed { kind, .. }) = previous.map(|e| &e.state) {
@@ -497,7 +557,7 @@ impl World {
         } = rec.phase
         {
             let a = &rec.attempts[attempt];
-            let accepted = a.sent_at.expect("a waiting attempt was accepted");
+            let accepted = may_have_been_accepted(a).expect("a waiting attempt may have been sent");
             prop_assert!(a.started_at <= accepted && accepted <= end);
             if !matches!(before.phase, Phase::Waiting { attempt: b, .. } if b == attempt) {
                 let step = &self.rules.policy().steps[a.step];
@@ -509,7 +569,7 @@ impl World {
         for e in &h[before.history.len()..] {
             if let HistoryKind::WindowClosed { step, early, .. } = e.kind {
                 let a = rec.attempts.iter().rev().find(|a| a.step == step);
-                let accepted = a.and_then(|a| a.sent_at);
+                let accepted = a.and_then(may_have_been_accepted);
                 prop_assert!(accepted.is_some_and(|t| t <= e.at));
                 if let (Some(a), Some(accepted), false) = (a, accepted, early) {
                     let mut length = self.rules.policy().steps[step].window;
@@ -588,8 +648,9 @@ impl World {
                 let report = DeliveryReport::new(kind, pmid, status, self.now);
                 self.step(Input::DeliveryReport { attempt, report })
             }
-            Event::Reply => self.step(Input::Reply {
+            Event::Reply { written_ago } => self.step(Input::Reply {
                 channel: ChannelKind::Telegram,
+                written_at: self.now - secs(written_ago),
             }),
             Event::Cancel => self.step(Input::Cancel),
             Event::Crash => {

@@ -765,18 +765,20 @@ async fn governor_defers_never_drops_and_records_why() {
     assert_eq!(w.wa.sent().len(), 1, "sent once the governor allows");
 }
 
-#[tokio::test]
-async fn crash_between_intent_and_receipt_resends_marked_as_possible_duplicate() {
-    let w = World::new();
+/// Puts cascade `n1` back into "sending" attempt 2 on step 0, as a crash after the intent was
+/// stored leaves it, and returns a new engine on the same store once the lease ran out.
+async fn crashed_mid_send(
+    w: &World,
+    policy: CascadePolicy,
+) -> (Engine, Arc<dyn store::CascadeStore>) {
     let store: Arc<dyn store::CascadeStore> = Arc::new(store::MemoryStore::new());
     let engine = w
         .builder()
         .store(store.clone())
-        .policy(CascadePolicy::classic_clinic("wa", "tg", "max", "sms"))
+        .policy(policy.clone())
         .build()
         .unwrap();
     engine.submit(reminder("n1", patient("1"))).await.unwrap();
-    // Simulate a crash after the intent was stored: put the record back into "sending".
     let mut rec = store.get(&"n1".into()).await.unwrap().unwrap();
     rec.phase = Phase::Sending { attempt: 1 };
     rec.attempts.push(engine::Attempt {
@@ -788,24 +790,60 @@ async fn crash_between_intent_and_receipt_resends_marked_as_possible_duplicate()
     });
     rec.wake_at = Some(w.clock.now() + chrono::Duration::minutes(2));
     store.update(&rec).await.unwrap();
-    // A new engine on the same store, after the lease.
     let engine2 = w
         .builder()
         .store(store.clone())
-        .policy(CascadePolicy::classic_clinic("wa", "tg", "max", "sms"))
+        .policy(policy)
         .build()
         .unwrap();
     w.advance(121);
     engine2.tick().await.unwrap();
+    (engine2, store)
+}
+
+#[tokio::test]
+async fn crash_between_intent_and_receipt_resends_marked_as_possible_duplicate() {
+    let w = World::new();
+    let mut policy = CascadePolicy::classic_clinic("wa", "tg", "max", "sms");
+    policy.steps[0] = policy.steps[0]
+        .clone()
+        .on_unknown_outcome(UnknownOutcome::Resend);
+    let (engine2, _) = crashed_mid_send(&w, policy).await;
     let st = status(&engine2, "n1").await;
     assert_eq!(st.attempts[1].state, AttemptState::Unknown);
     assert!(st.attempts[2].possible_duplicate);
-    assert!(
-        st.history
-            .iter()
-            .any(|h| matches!(h.kind, HistoryKind::OutcomeUnknown { attempt: 2, .. }))
-    );
+    assert!(st.history.iter().any(|h| matches!(
+        &h.kind,
+        HistoryKind::OutcomeUnknown { attempt: 2, reason: Some(r), .. } if r.contains("lease")
+    )));
     assert_eq!(w.wa.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn crash_between_intent_and_receipt_waits_for_evidence_on_a_channel_that_reports_delivery() {
+    let w = World::new();
+    let (engine2, _) =
+        crashed_mid_send(&w, CascadePolicy::classic_clinic("wa", "tg", "max", "sms")).await;
+    let st = status(&engine2, "n1").await;
+    assert_eq!(st.attempts[1].state, AttemptState::Unknown);
+    assert_eq!(
+        st.attempts.len(),
+        2,
+        "no resend on WhatsApp: {:?}",
+        st.history
+    );
+    assert_eq!(w.wa.sent().len(), 1);
+    // Its window runs from when the lost attempt started; then the cascade moves on.
+    w.advance(3600);
+    engine2.tick().await.unwrap();
+    let st = status(&engine2, "n1").await;
+    assert_eq!(w.wa.sent().len(), 1, "still no second WhatsApp send");
+    assert_ne!(
+        st.attempts.last().unwrap().channel.as_str(),
+        "wa",
+        "moved on"
+    );
+    assert!(!st.attempts.last().unwrap().possible_duplicate);
 }
 
 #[tokio::test]

@@ -699,7 +699,7 @@ impl Inbox {
                     .rethread(&ThreadId::address(&m.address), &thread, c)
                     .await?;
             }
-            let _ = inner.sinks.contact_replied(c, m.channel).await;
+            let _ = inner.sinks.contact_replied(c, m.channel, m.at).await;
         }
 
         let opt_out = self.opt_out(m, contact.as_ref()).await;

@@ -8,7 +8,8 @@
 //! | [`ErrorKind::Temporary`] | network, 5xx, timeout | retry with backoff inside the window; then next step |
 //! | [`ErrorKind::ChannelDown`] | bad token, account restricted | mark the channel down, next step |
 //! | [`ErrorKind::InvalidContent`] | too long, bad template parameters | fail the step with the reason, next step |
-//! | [`ErrorKind::Unexpected`] | anything not understood | treated as temporary once, then persistent |
+//! | [`ErrorKind::OutcomeUnknown`] | timeout after the request went out, connection reset while reading the answer, a 2xx that cannot be read | the provider may have accepted it: wait for evidence until the window closes, or resend marked `possible_duplicate` (the step's policy) |
+//! | [`ErrorKind::Unexpected`] | anything not understood | retried [`UNEXPECTED_RETRIES`] time, then persistent |
 
 use std::fmt;
 use std::time::Duration;
@@ -34,7 +35,15 @@ pub enum ErrorKind {
     InvalidContent,
     /// The request was refused for a reason the adapter does not understand.
     Unexpected,
+    /// The provider may have accepted the message, but its answer never arrived or could not
+    /// be read: a timeout after the request was written, a connection reset while reading the
+    /// answer, a 2xx whose body does not parse. Sending again may deliver it twice.
+    OutcomeUnknown,
 }
+
+/// How many times the engine retries a send that failed with [`ErrorKind::Unexpected`] (an
+/// answer the adapter did not understand is worth one more try, not a full retry budget).
+pub const UNEXPECTED_RETRIES: u32 = 1;
 
 impl ErrorKind {
     /// The lowercase name used in JSON.
@@ -47,7 +56,16 @@ impl ErrorKind {
             ErrorKind::ChannelDown => "channel_down",
             ErrorKind::InvalidContent => "invalid_content",
             ErrorKind::Unexpected => "unexpected",
+            ErrorKind::OutcomeUnknown => "outcome_unknown",
         }
+    }
+}
+
+impl ErrorKind {
+    /// Whether the message may have reached the provider despite the error: only
+    /// [`ErrorKind::OutcomeUnknown`]. Every other kind is a refusal: nothing was sent.
+    pub fn may_have_been_sent(self) -> bool {
+        self == ErrorKind::OutcomeUnknown
     }
 }
 
@@ -99,9 +117,10 @@ impl ChannelError {
     /// the rest as permanent.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         let status = match kind {
-            ErrorKind::RateLimited | ErrorKind::Temporary | ErrorKind::Unexpected => {
-                RetryStatus::Temporary
-            }
+            ErrorKind::RateLimited
+            | ErrorKind::Temporary
+            | ErrorKind::Unexpected
+            | ErrorKind::OutcomeUnknown => RetryStatus::Temporary,
             _ => RetryStatus::Permanent,
         };
         ChannelError {
@@ -144,6 +163,17 @@ impl ChannelError {
     /// Not understood.
     pub fn unexpected(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unexpected, message)
+    }
+    /// The provider may have accepted the message; its answer was lost or unreadable.
+    ///
+    /// ```
+    /// use messaging_core::{ChannelError, ErrorKind};
+    /// let e = ChannelError::outcome_unknown("WhatsApp: request timed out");
+    /// assert_eq!(e.kind(), ErrorKind::OutcomeUnknown);
+    /// assert!(e.kind().may_have_been_sent());
+    /// ```
+    pub fn outcome_unknown(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::OutcomeUnknown, message)
     }
 
     /// Keeps the provider's raw error code.

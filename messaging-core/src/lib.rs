@@ -55,7 +55,7 @@ pub use content::{
     Attachment, AttachmentKind, Button, ButtonAction, ButtonSubType, Content, MediaSource,
     Template, TemplateComponent, TemplateParameter, TemplatePart, TemplateValue,
 };
-pub use error::{ChannelError, ErrorKind, RetryStatus, StoreError};
+pub use error::{ChannelError, ErrorKind, RetryStatus, StoreError, UNEXPECTED_RETRIES};
 pub use event::{
     ChannelSignal, DeliveryReport, DeliveryStatus, Event, InboundMessage, ProviderError, Signal,
 };

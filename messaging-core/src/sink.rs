@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::event::Event;
 use crate::kind::ChannelKind;
@@ -20,15 +21,17 @@ pub trait EventSink: Send + Sync + fmt::Debug + 'static {
     /// Takes in one event.
     async fn handle(&self, event: &Event) -> Result<(), SinkError>;
 
-    /// Told that a person the inbox resolved to `contact` wrote on a channel of `kind` (after
-    /// the inbound event itself went through [`handle`](Self::handle) by address). The cascade
-    /// engine ends that contact's running cascades as replied. Default: nothing.
+    /// Told that a person the inbox resolved to `contact` wrote on a channel of `kind` at
+    /// `written_at` (after the inbound event itself went through [`handle`](Self::handle) by
+    /// address). The cascade engine ends that contact's running cascades as replied, those
+    /// whose first send came before `written_at`. Default: nothing.
     async fn contact_replied(
         &self,
         contact: &ContactId,
         kind: ChannelKind,
+        written_at: DateTime<Utc>,
     ) -> Result<(), SinkError> {
-        let _ = (contact, kind);
+        let _ = (contact, kind, written_at);
         Ok(())
     }
 }
@@ -43,8 +46,9 @@ impl<T: EventSink + ?Sized> EventSink for Arc<T> {
         &self,
         contact: &ContactId,
         kind: ChannelKind,
+        written_at: DateTime<Utc>,
     ) -> Result<(), SinkError> {
-        (**self).contact_replied(contact, kind).await
+        (**self).contact_replied(contact, kind, written_at).await
     }
 }
 
@@ -107,10 +111,11 @@ impl EventSink for Sinks {
         &self,
         contact: &ContactId,
         kind: ChannelKind,
+        written_at: DateTime<Utc>,
     ) -> Result<(), SinkError> {
         let mut first = None;
         for sink in &self.sinks {
-            if let Err(e) = sink.contact_replied(contact, kind).await {
+            if let Err(e) = sink.contact_replied(contact, kind, written_at).await {
                 tracing::warn!(error = %e, ?sink, "event sink failed on a reply by contact");
                 first.get_or_insert(e);
             }

@@ -43,4 +43,4 @@ mod transport;
 
 pub use client::{ClientConfig, ClientError, DEFAULT_CONNECT_TIMEOUT};
 pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after, retry_after, retry_after_secs};
-pub use transport::{Reply, execute, status_kind, transport_error};
+pub use transport::{Reply, execute, status_kind, transport_error, unreadable_success};

@@ -107,14 +107,19 @@ pub async fn execute(
 /// id), and the message never includes a request body; the stripped error is kept as the
 /// source. The kind says what the engine should do:
 ///
+/// Once the connection is up the request may have reached the provider, so a failure after
+/// that point is [`ErrorKind::OutcomeUnknown`]: the provider may have accepted the message and
+/// only its answer was lost. Sending again could deliver it twice, so the engine decides by the
+/// step's policy instead of retrying blindly.
+///
 /// | failure | kind | message |
 /// |---|---|---|
-/// | timeout (connecting or waiting for the answer) | [`ErrorKind::Temporary`] | `request timed out` |
-/// | refused or failed connection, TLS handshake | [`ErrorKind::Temporary`] | `could not connect` |
-/// | connection dropped while reading the body | [`ErrorKind::Temporary`] | `connection dropped while reading the answer` |
+/// | refused or failed connection, TLS handshake, timeout while connecting | [`ErrorKind::Temporary`] | `could not connect` |
+/// | timeout waiting for the answer | [`ErrorKind::OutcomeUnknown`] | `request timed out; the provider may have accepted it` |
+/// | connection dropped while reading the body | [`ErrorKind::OutcomeUnknown`] | `connection dropped while reading the answer; the provider may have accepted it` |
 /// | the request could not be built (bad URL or header value from the configuration) | [`ErrorKind::ChannelDown`] | `could not build the request` |
 /// | a redirect loop | [`ErrorKind::Unexpected`] | `too many redirects` |
-/// | anything else on the way | [`ErrorKind::Temporary`] | `request failed (connection dropped?)` |
+/// | anything else on the way (connection reset after it was up) | [`ErrorKind::OutcomeUnknown`] | `request failed (connection dropped?); the provider may have accepted it` |
 ///
 /// ```no_run
 /// use messaging_core::ErrorKind;
@@ -122,20 +127,24 @@ pub async fn execute(
 /// let client = reqwest::Client::new();
 /// let e = client.get("http://127.0.0.1:9/bot123:SECRET/getMe").send().await.unwrap_err();
 /// let e = messaging_http::transport_error("telegram getMe", e);
-/// assert_eq!(e.kind(), ErrorKind::Temporary);
+/// assert_eq!(e.kind(), ErrorKind::Temporary); // nothing listens on port 9: nothing was sent
 /// assert!(!format!("{e} {e:?}").contains("SECRET"));
 /// # }
 /// ```
 pub fn transport_error(context: &str, error: reqwest::Error) -> ChannelError {
     let error = error.without_url();
-    let (kind, what) = if error.is_timeout() {
-        (ErrorKind::Temporary, "request timed out")
-    } else if error.is_connect() {
+    // Connect failures first: a connect timeout is also a timeout, but nothing was sent.
+    let (kind, what) = if error.is_connect() {
         (ErrorKind::Temporary, "could not connect")
+    } else if error.is_timeout() {
+        (
+            ErrorKind::OutcomeUnknown,
+            "request timed out; the provider may have accepted it",
+        )
     } else if error.is_body() || error.is_decode() {
         (
-            ErrorKind::Temporary,
-            "connection dropped while reading the answer",
+            ErrorKind::OutcomeUnknown,
+            "connection dropped while reading the answer; the provider may have accepted it",
         )
     } else if error.is_builder() {
         // Every request of this channel would fail the same way: a configuration error.
@@ -143,7 +152,10 @@ pub fn transport_error(context: &str, error: reqwest::Error) -> ChannelError {
     } else if error.is_redirect() {
         (ErrorKind::Unexpected, "too many redirects")
     } else {
-        (ErrorKind::Temporary, "request failed (connection dropped?)")
+        (
+            ErrorKind::OutcomeUnknown,
+            "request failed (connection dropped?); the provider may have accepted it",
+        )
     };
     ChannelError::new(kind, format!("{context}: {what}")).with_source(error)
 }
@@ -170,6 +182,26 @@ pub fn status_kind(status: http::StatusCode) -> ErrorKind {
         408 | 500..=599 => ErrorKind::Temporary,
         _ => ErrorKind::Unexpected,
     }
+}
+
+/// A 2xx answer to a send that could not be read as the provider's success (no JSON, no
+/// message id): the provider most likely accepted the message, but we cannot tell its id, so
+/// the outcome is [`ErrorKind::OutcomeUnknown`], never a refusal. `detail` says what was wrong
+/// with the answer; it must hold no body text (a body may echo a secret).
+///
+/// ```
+/// use messaging_core::ErrorKind;
+/// let e = messaging_http::unreadable_success("telegram sendMessage", "no message_id");
+/// assert_eq!(e.kind(), ErrorKind::OutcomeUnknown);
+/// assert_eq!(
+///     e.message(),
+///     "telegram sendMessage: the provider answered success but the answer could not be read (no message_id); it may have accepted the message"
+/// );
+/// ```
+pub fn unreadable_success(context: &str, detail: impl fmt::Display) -> ChannelError {
+    ChannelError::outcome_unknown(format!(
+        "{context}: the provider answered success but the answer could not be read ({detail}); it may have accepted the message"
+    ))
 }
 
 #[cfg(test)]
@@ -261,7 +293,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_timeout_is_temporary_and_says_so() {
+    async fn a_timeout_waiting_for_the_answer_is_an_unknown_outcome() {
         let url = server("HTTP/1.1 200 OK\r\n\r\n", Duration::from_secs(5)).await;
         let e = reqwest::Client::new()
             .get(url)
@@ -270,13 +302,16 @@ mod tests {
             .await
             .unwrap_err();
         let e = transport_error("smsru", e);
-        assert_eq!(e.kind(), ErrorKind::Temporary);
-        assert_eq!(e.message(), "smsru: request timed out");
+        assert_eq!(e.kind(), ErrorKind::OutcomeUnknown);
+        assert_eq!(
+            e.message(),
+            "smsru: request timed out; the provider may have accepted it"
+        );
         assert_clean(&e);
     }
 
     #[tokio::test]
-    async fn a_body_cut_short_is_temporary() {
+    async fn a_body_cut_short_is_an_unknown_outcome() {
         let url = server(
             "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly a few bytes",
             Duration::ZERO,
@@ -289,11 +324,27 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Temporary);
+        assert_eq!(e.kind(), ErrorKind::OutcomeUnknown);
         assert_eq!(
             e.message(),
-            "max: connection dropped while reading the answer"
+            "max: connection dropped while reading the answer; the provider may have accepted it"
         );
+        assert_clean(&e);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_after_the_request_was_read_is_an_unknown_outcome() {
+        // The provider read the whole request (and may have acted on it), then hung up.
+        let url = server("", Duration::ZERO).await;
+        let e = execute(
+            reqwest::Client::new().post(url).body("{}"),
+            "waba",
+            &ManualClock::at_unix(0),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+        assert!(e.kind().may_have_been_sent());
         assert_clean(&e);
     }
 

@@ -635,22 +635,25 @@ impl MaxBot {
         if disable_preview {
             query.push(("disable_link_preview", "true".to_owned()));
         }
-        let res: SendMessageResult = self
-            .json(
+        // A 2xx that cannot be read may still have sent the message: outcome unknown.
+        let unreadable = |detail: &str| {
+            messaging_http::unreadable_success("Max POST /messages", detail)
+                .with_provider_code("bad_response")
+        };
+        let body = self
+            .execute(
                 self.request_with(reqwest::Method::POST, "messages", &query)
                     .json(body),
-                "POST /messages",
             )
             .await?;
+        let res: SendMessageResult =
+            serde_json::from_slice(&body).map_err(|_| unreadable("not the documented JSON"))?;
         let message = res.message.unwrap_or_default();
         let mid = message
             .body
             .and_then(|b| b.mid)
             .filter(|m| !m.is_empty())
-            .ok_or_else(|| {
-                ChannelError::unexpected("Max POST /messages: answer without message.body.mid")
-                    .with_provider_code("bad_response")
-            })?;
+            .ok_or_else(|| unreadable("no message.body.mid"))?;
         let at = message.timestamp.and_then(DateTime::from_timestamp_millis);
         Ok((mid, at))
     }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookReply, WebhookRequest};
 use messaging_core::{
     Capabilities, Channel, ChannelError, ChannelId, ChannelKind, Clock, Cost, DeliveryReport,
-    Event, OutboundMessage, ProviderMessageId, SendReceipt,
+    ErrorKind, Event, OutboundMessage, ProviderMessageId, SendReceipt,
 };
 use messaging_http::Reply;
 
@@ -296,7 +296,22 @@ impl<P: SmsProvider> Channel for SmsChannel<P> {
         let reply = self.http.execute(request).await?;
         let accepted = self
             .provider
-            .read_send(&reply, &sms, self.http.stamp.now())?;
+            .read_send(&reply, &sms, self.http.stamp.now())
+            .map_err(|e| {
+                // A 2xx the provider module could not read (no provider code: not one of the
+                // provider's refusals) may still have sent the message.
+                if reply.status.is_success()
+                    && e.kind() == ErrorKind::Unexpected
+                    && e.provider_code().is_none()
+                {
+                    ChannelError::outcome_unknown(format!(
+                        "{}; the provider may have accepted the message",
+                        e.message()
+                    ))
+                } else {
+                    e
+                }
+            })?;
         Ok(shared::receipt(
             opts,
             accepted.id,

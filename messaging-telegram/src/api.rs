@@ -88,6 +88,13 @@ impl BotApi {
                 ApiError::from_parsed(Some(status), reply.retry_after, &v).into_channel_error()
             );
         }
+        if reply.status.is_success() {
+            // Telegram answers every call with JSON; a 2xx that is not may still have sent it.
+            return Err(messaging_http::unreadable_success(
+                &format!("telegram {method}"),
+                "not JSON",
+            ));
+        }
         Err(ApiError::from_answer(status, reply.retry_after, &reply.body).into_channel_error())
     }
 }

@@ -599,24 +599,28 @@ impl Channel for TelegramChannel {
             drop(permit);
             let result = match answer {
                 Ok(r) => r,
-                Err(err) => {
-                    if i > 0 {
-                        tracing::warn!(
-                            channel = %self.inner.id,
-                            sent = i,
-                            total,
-                            kind = %err.kind(),
-                            "telegram send failed after some parts were accepted"
-                        );
-                    }
-                    return Err(err);
+                Err(err) if i > 0 => {
+                    tracing::warn!(
+                        channel = %self.inner.id,
+                        sent = i,
+                        total,
+                        kind = %err.kind(),
+                        "telegram send failed after some parts were accepted"
+                    );
+                    // The person has part of the message: sending it again repeats those
+                    // parts, so the engine must treat it as possibly sent, not as refused.
+                    return Err(ChannelError::outcome_unknown(format!(
+                        "{i} of {total} parts were accepted before: {}",
+                        err.message()
+                    )));
                 }
+                Err(err) => return Err(err),
             };
             let Some(mid) = message_id(&result) else {
-                return Err(ChannelError::unexpected(format!(
-                    "telegram {} answered ok without a message_id",
-                    req.method
-                )));
+                return Err(messaging_http::unreadable_success(
+                    &format!("telegram {}", req.method),
+                    "ok without a message_id",
+                ));
             };
             if accepted_at.is_none() {
                 accepted_at = result

@@ -577,7 +577,13 @@ impl WabaChannel {
         Ok(req.header(name, value))
     }
 
-    async fn execute(&self, req: reqwest::RequestBuilder) -> Result<Value, ChannelError> {
+    /// Sends `req` and reads the JSON answer. `sending`: the request sends a message, so a 2xx
+    /// that cannot be read means it may have been accepted (outcome unknown), not a refusal.
+    async fn execute(
+        &self,
+        req: reqwest::RequestBuilder,
+        sending: bool,
+    ) -> Result<Value, ChannelError> {
         let req = self.authorize(req)?.timeout(self.timeout);
         let reply = messaging_http::execute(req, "WhatsApp", &*self.clock).await?;
         let status = reply.status;
@@ -589,12 +595,16 @@ impl WabaChannel {
             ));
         }
         serde_json::from_slice(&reply.body).map_err(|e| {
-            ChannelError::unexpected(format!("HTTP {status} with an unreadable body: {e}"))
+            if sending {
+                messaging_http::unreadable_success("WhatsApp", format_args!("HTTP {status}: {e}"))
+            } else {
+                ChannelError::unexpected(format!("HTTP {status} with an unreadable body: {e}"))
+            }
         })
     }
 
     async fn get_json(&self, url: Url) -> Result<Value, ChannelError> {
-        self.execute(self.client.get(url)).await
+        self.execute(self.client.get(url), false).await
     }
 
     /// Posts one message; the wamid on success.
@@ -605,7 +615,7 @@ impl WabaChannel {
             None => None,
         };
         let v = self
-            .execute(self.client.post(self.messages_url.clone()).json(body))
+            .execute(self.client.post(self.messages_url.clone()).json(body), true)
             .await;
         drop(permit);
         let v = v?;
@@ -628,9 +638,7 @@ impl WabaChannel {
         msg.and_then(|m| m.get("id"))
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| {
-                ChannelError::unexpected("WhatsApp accepted the message but returned no id")
-            })
+            .ok_or_else(|| messaging_http::unreadable_success("WhatsApp", "no messages[0].id"))
     }
 
     fn free_form_payloads(

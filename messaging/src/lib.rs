@@ -62,7 +62,7 @@ pub use messaging_core::*;
 pub use messaging_cascade as cascade;
 pub use messaging_cascade::{
     CascadePolicy, Engine, EngineBuilder, EngineError, Notification, Outcome, RetryPolicy, Step,
-    engine, health,
+    UnknownOutcome, engine, health,
 };
 
 /// Spam hygiene: linter, templates, sender governor (`messaging-hygiene`).

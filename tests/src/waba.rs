@@ -187,6 +187,7 @@ struct Inner {
     templates: Vec<Value>,
     page_size: usize,
     counter: u64,
+    accepted: Vec<(String, Value)>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -231,6 +232,12 @@ impl FakeGraph {
             let _ = axum::serve(listener, app).await;
         });
         FakeGraph { addr, state, task }
+    }
+
+    /// The messages the fake accepted (answered with a wamid), in order: the wamid and the
+    /// request body. Unlike [`sends`](Self::sends), refused requests are not in it.
+    pub fn accepted(&self) -> Vec<(String, Value)> {
+        lock(&self.state).accepted.clone()
     }
 
     /// `http://127.0.0.1:<port>/`, for the adapter's base URL.
@@ -404,6 +411,7 @@ fn send(g: &mut Inner, number: &str, json: &Value) -> Response {
     }
     g.counter += 1;
     let wamid = format!("wamid.FAKE{:06}", g.counter);
+    g.accepted.push((wamid.clone(), json.clone()));
     let digits: String = to.chars().filter(char::is_ascii_digit).collect();
     let mut message = json!({"id": wamid});
     if kind == "template" {

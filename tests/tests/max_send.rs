@@ -224,14 +224,15 @@ async fn errors_over_the_wire_map_to_kinds() {
             ErrorKind::Unexpected,
             "brand.new",
         ),
+        // A 2xx that cannot be read may still have sent the message.
         (
             Failure::Raw(200, "not json".into()),
-            ErrorKind::Unexpected,
+            ErrorKind::OutcomeUnknown,
             "bad_response",
         ),
         (
             Failure::Raw(200, r#"{"message":{}}"#.into()),
-            ErrorKind::Unexpected,
+            ErrorKind::OutcomeUnknown,
             "bad_response",
         ),
     ];
@@ -394,8 +395,9 @@ async fn get_me_reads_the_bot_profile() {
     assert_eq!(me.user_id, Some(messaging_tests::max::BOT_ID));
 }
 
+/// The request went out; the answer did not come back: Max may have sent it.
 #[tokio::test]
-async fn timeouts_are_temporary() {
+async fn timeouts_are_an_unknown_outcome() {
     let fake = FakeMax::start().await;
     fake.fail_next("POST /messages", Failure::Delay(Duration::from_secs(3)));
     let bot = MaxBot::builder(FakeMax::TOKEN)
@@ -404,7 +406,7 @@ async fn timeouts_are_temporary() {
         .build()
         .unwrap();
     let e = bot.send_text(Address::MaxUser(1), "x").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Temporary);
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown);
     assert!(!format!("{e:?}").contains(&fake.url()));
 }
 
@@ -420,7 +422,7 @@ async fn the_timeout_applies_to_a_user_supplied_client_too() {
         .unwrap();
     let started = std::time::Instant::now();
     let e = bot.send_text(Address::MaxUser(1), "x").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Temporary);
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown);
     assert_eq!(e.provider_code(), Some("network"));
     assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -764,7 +764,7 @@ async fn the_timeout_applies_to_each_request() {
         .send(&msg(Content::text("x")))
         .await
         .expect_err("times out");
-    assert_eq!(e.kind(), ErrorKind::Temporary);
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown);
     assert!(e.message().contains("timed out"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
     hold.abort();

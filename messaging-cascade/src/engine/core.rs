@@ -15,7 +15,9 @@ use super::decide::{
     Unreachable,
 };
 use super::policy::CascadePolicy;
-use super::record::{Attempt, CascadeRecord, HistoryEntry, Notification, Outcome, Phase};
+use super::record::{
+    Attempt, AttemptState, CascadeRecord, HistoryEntry, Notification, Outcome, Phase,
+};
 use crate::health::{Admission, ChannelHealth, HealthConfig, HealthState, HealthTracker};
 use crate::store::{CascadeStore, Inserted, MemoryStore};
 use messaging_core::StoreError;
@@ -167,6 +169,7 @@ pub enum EngineError {
 #[derive(Clone, Debug)]
 struct Settings {
     in_flight_lease: Duration,
+    reply_clock_skew: Duration,
     claim_batch: usize,
     concurrency: usize,
     poll_interval: Duration,
@@ -177,6 +180,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             in_flight_lease: Duration::from_secs(120),
+            reply_clock_skew: Duration::from_secs(60),
             claim_batch: 256,
             concurrency: 32,
             poll_interval: Duration::from_secs(1),
@@ -312,6 +316,14 @@ impl EngineBuilder {
         self.settings.in_flight_lease = d;
         self
     }
+    /// How much earlier than a cascade's first send a reply may be dated and still end it
+    /// (default 1 min): the provider's clock and ours disagree a little, and a message written
+    /// before the cascade began, replayed by a provider's retry or after a restart, must not
+    /// end it.
+    pub fn reply_clock_skew(mut self, d: Duration) -> Self {
+        self.settings.reply_clock_skew = d;
+        self
+    }
     /// How many cascades one tick processes at once (default 32).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.settings.concurrency = n.max(1);
@@ -353,6 +365,7 @@ impl EngineBuilder {
                 .regulated(self.regulated)
                 .default_time_zone(self.default_tz)
                 .in_flight_lease(settings.in_flight_lease)
+                .reply_clock_skew(settings.reply_clock_skew)
                 .health(self.health.clone())
                 .gated(!self.gates.is_empty())
         };
@@ -724,14 +737,16 @@ impl Engine {
         }
     }
 
-    /// A reply from a person known by contact id (the inbox resolved them): ends their
-    /// cascades as replied.
+    /// A reply written at `written_at` by a person known by contact id (the inbox resolved
+    /// them): ends their cascades whose first send came before it as replied. Returns how many
+    /// ended.
     pub async fn handle_reply_from_contact(
         &self,
         contact: &ContactId,
         channel: ChannelKind,
+        written_at: DateTime<Utc>,
     ) -> Result<usize, EngineError> {
-        self.finish_replied(&format!("contact:{contact}"), channel)
+        self.finish_replied(&format!("contact:{contact}"), channel, written_at)
             .await
     }
 
@@ -743,19 +758,27 @@ impl Engine {
             keys.push(Address::Phone(p).key());
         }
         for k in keys {
-            self.finish_replied(&k, m.channel).await?;
+            self.finish_replied(&k, m.channel, m.at).await?;
         }
         Ok(())
     }
 
-    async fn finish_replied(&self, key: &str, channel: ChannelKind) -> Result<usize, EngineError> {
+    async fn finish_replied(
+        &self,
+        key: &str,
+        channel: ChannelKind,
+        written_at: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
         let ids = self.inner.store.active_by_reply_key(key).await?;
         let mut n = 0;
+        let input = Input::Reply {
+            channel,
+            written_at,
+        };
         for id in ids {
-            // A reply ends the cascade: there is nothing to perform after it.
-            let decision = self
-                .decide_and_store(&id, &mut None, &Input::Reply { channel })
-                .await?;
+            // A reply ends the cascade (or, written before it began, changes nothing): there is
+            // nothing to perform after it.
+            let decision = self.decide_and_store(&id, &mut None, &input).await?;
             if decision.is_some_and(|d| d.changed) {
                 n += 1;
             }
@@ -807,12 +830,16 @@ impl Engine {
     }
 
     async fn handle_delivery(&self, report: &DeliveryReport) -> Result<(), EngineError> {
-        let Some(mref) = self
+        let found = match self
             .inner
             .store
             .find_message(&report.provider_message_id)
             .await?
-        else {
+        {
+            Some(mref) => Some((mref.notification_id, mref.attempt)),
+            None => self.find_unknown_attempt(report).await?,
+        };
+        let Some((notification_id, attempt)) = found else {
             // The report may have overtaken the receipt of its own send; keep it a while
             // (bounded: reports for messages this engine never sent must not pile up).
             let mut orphans = lock(&self.inner.orphans);
@@ -826,12 +853,35 @@ impl Engine {
             return Ok(());
         };
         let input = Input::DeliveryReport {
-            attempt: mref.attempt,
+            attempt,
             report: report.clone(),
         };
-        self.drive(&mref.notification_id, None, input)
-            .await
-            .map(|_| ())
+        self.drive(&notification_id, None, input).await.map(|_| ())
+    }
+
+    /// The attempt a report with an unknown message id is about, when the provider echoed the
+    /// notification id (WhatsApp's `biz_opaque_callback_data`) and that cascade has an attempt
+    /// on a channel of the report's kind whose answer was lost: the latest such attempt.
+    async fn find_unknown_attempt(
+        &self,
+        report: &DeliveryReport,
+    ) -> Result<Option<(NotificationId, usize)>, EngineError> {
+        let Some(id) = &report.notification_id else {
+            return Ok(None);
+        };
+        let Some(record) = self.inner.store.get(id).await? else {
+            return Ok(None);
+        };
+        let channels = &self.inner.channels;
+        let attempt = record.attempts.iter().rposition(|a| {
+            matches!(a.state, AttemptState::Unknown)
+                && a.provider_message_id.is_none()
+                && report.channel_id.as_ref().is_none_or(|c| *c == a.channel)
+                && channels
+                    .get(&a.channel)
+                    .is_some_and(|c| c.kind() == report.channel)
+        });
+        Ok(attempt.map(|a| (id.clone(), a)))
     }
 
     fn expire_orphans(&self, now: DateTime<Utc>) {
@@ -1088,8 +1138,9 @@ impl EventSink for Engine {
         &self,
         contact: &ContactId,
         kind: ChannelKind,
+        written_at: DateTime<Utc>,
     ) -> Result<(), SinkError> {
-        self.handle_reply_from_contact(contact, kind)
+        self.handle_reply_from_contact(contact, kind, written_at)
             .await
             .map(|_| ())
             .map_err(Into::into)

@@ -34,7 +34,10 @@
 //!
 //! If the driver stops between storing a send's intent and feeding back its outcome, the
 //! attempt stays `Sending` until `wake_at` (the in-flight lease); the next decision marks it
-//! [`AttemptState::Unknown`] and sends again, marked `possible_duplicate`.
+//! [`AttemptState::Unknown`], like a send that failed with
+//! [`ErrorKind::OutcomeUnknown`](messaging_core::ErrorKind::OutcomeUnknown), and the step's
+//! [`UnknownOutcome`] policy decides: wait for the attempt's evidence until its window closes,
+//! or send again, marked `possible_duplicate`.
 //!
 //! # Example
 //!
@@ -84,7 +87,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::policy::{CascadePolicy, HealthAction, QuietHours, Step};
+use super::policy::{CascadePolicy, HealthAction, QuietHours, Step, UnknownOutcome};
 use super::record::{
     Attempt, AttemptState, CascadeRecord, DeferReason, HistoryEntry, HistoryKind, Notification,
     Outcome, Phase, SkipReason,
@@ -93,7 +96,7 @@ use crate::health::{Admission, HealthConfig, HealthState};
 use messaging_core::gate::GateDecision;
 use messaging_core::{
     Capabilities, ChannelError, ChannelId, ChannelKind, DeliveryReport, ErrorKind, Evidence,
-    OutboundMessage, ProviderMessageId, Purpose, SendReceipt, chrono_dur,
+    OutboundMessage, ProviderMessageId, Purpose, SendReceipt, UNEXPECTED_RETRIES, chrono_dur,
 };
 
 /// What a step's channel is and can do, as the decisions need it.
@@ -122,6 +125,7 @@ pub struct Rules {
     regulated: bool,
     default_time_zone: chrono_tz::Tz,
     in_flight_lease: Duration,
+    reply_clock_skew: Duration,
     health: Option<HealthConfig>,
     gated: bool,
 }
@@ -129,7 +133,8 @@ pub struct Rules {
 impl Rules {
     /// Rules for `policy`, with `facts` telling what each step's channel is. The settings are
     /// the engine's defaults: not regulated, quiet hours in Europe/Moscow for recipients without
-    /// a time zone, a 2-minute in-flight lease, channel health on, no gates.
+    /// a time zone, a 2-minute in-flight lease, a 1-minute reply clock skew, channel health
+    /// on, no gates.
     pub fn new(
         policy: impl Into<Arc<CascadePolicy>>,
         facts: impl Fn(&ChannelId) -> Option<ChannelFacts>,
@@ -142,6 +147,7 @@ impl Rules {
             regulated: false,
             default_time_zone: chrono_tz::Europe::Moscow,
             in_flight_lease: Duration::from_secs(120),
+            reply_clock_skew: Duration::from_secs(60),
             health: Some(HealthConfig::default()),
             gated: false,
         }
@@ -160,6 +166,14 @@ impl Rules {
     /// How long a send may be in flight before its outcome counts as unknown.
     pub fn in_flight_lease(mut self, d: Duration) -> Self {
         self.in_flight_lease = d;
+        self
+    }
+    /// How much earlier than the cascade's first send a reply may be dated and still end it
+    /// (the provider's clock and ours disagree a little). A message written before that is
+    /// not an answer to this cascade: an old message replayed by a provider retry or after a
+    /// restart does not end it.
+    pub fn reply_clock_skew(mut self, d: Duration) -> Self {
+        self.reply_clock_skew = d;
         self
     }
     /// Channel health on (with its thresholds) or off (`None`: fixed windows, nothing skipped
@@ -338,10 +352,13 @@ pub enum Input {
         /// The report.
         report: DeliveryReport,
     },
-    /// The person wrote back, on a channel of this kind.
+    /// The person wrote back, on a channel of this kind. It ends the cascade only if it was
+    /// written after the cascade's first send (less the rules' reply clock skew).
     Reply {
         /// Where the reply came from.
         channel: ChannelKind,
+        /// When the person wrote it, by the provider's clock.
+        written_at: DateTime<Utc>,
     },
     /// The application cancelled the cascade.
     Cancel,
@@ -503,7 +520,8 @@ pub fn begin(notification: Notification, rules: &Rules, now: DateTime<Utc>) -> C
 }
 
 /// When the wait for evidence on `attempt` (of step `step`) ends; `None` before the channel
-/// accepted it. The only place a window end is computed.
+/// accepted it (or, for an attempt whose outcome is unknown, from when it started: it may have
+/// been accepted then). The only place a window end is computed.
 ///
 /// The window is counted **from the moment the channel accepted the attempt** (`sent_at`):
 /// evidence can only follow acceptance, so this measures what the window is about, the
@@ -541,13 +559,21 @@ pub fn window_end(
     step: &Step,
     health_cut: Option<Duration>,
 ) -> Option<DateTime<Utc>> {
-    let accepted = attempt.sent_at?.max(attempt.started_at);
+    // An attempt whose outcome is unknown may have been accepted from when it started.
+    let accepted = match (attempt.sent_at, &attempt.state) {
+        (Some(sent), _) => sent.max(attempt.started_at),
+        (None, AttemptState::Unknown) => attempt.started_at,
+        (None, _) => return None,
+    };
     let window = [attempt.shortened_window, health_cut]
         .into_iter()
         .flatten()
         .fold(step.window, Duration::min);
     Some(later(accepted, window))
 }
+
+/// Why an attempt's outcome is unknown when the driver stopped while sending it.
+const LEASE_RAN_OUT: &str = "the engine stopped while sending (in-flight lease ran out)";
 
 /// `t + d`, saturating instead of overflowing on absurd durations.
 fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
@@ -581,7 +607,14 @@ pub fn decide(
         Input::SendOutcome { attempt, result } => c.settle_send(*attempt, result),
         Input::GateAnswer { step, answer } => gate_answer = Some((*step, answer)),
         Input::DeliveryReport { attempt, report } => c.apply_report(*attempt, report),
-        Input::Reply { channel } => c.end(Outcome::Replied { channel: *channel }),
+        Input::Reply {
+            channel,
+            written_at,
+        } => {
+            if c.answers_this_cascade(*written_at) {
+                c.end(Outcome::Replied { channel: *channel });
+            }
+        }
         Input::Cancel => c.end(Outcome::Cancelled),
     }
     c.move_on(gate_answer);
@@ -651,26 +684,107 @@ impl<'a> Cascade<'a> {
     }
 
     /// The driver stopped while attempt `idx` was in flight: its outcome is unknown, and the
-    /// step is tried again (the next attempt is marked as a possible duplicate).
+    /// step's [`UnknownOutcome`] policy decides. A resend after a lost driver goes at once
+    /// and does not use up the step's retries: the provider did not fail.
     fn lease_ran_out(&mut self, idx: usize) {
-        let (step, channel, attempt) = match self.rec.attempts.get_mut(idx) {
-            Some(a) => {
-                a.state = AttemptState::Unknown;
-                (a.step, a.channel.clone(), a.number)
-            }
-            None => {
-                let step = self.rec.step;
-                let channel = self.rules.policy.steps[step].channel.clone();
-                (step, channel, 0)
-            }
-        };
+        if self.rec.attempts.get(idx).is_none() {
+            let step = self.rec.step;
+            let channel = self.rules.policy.steps[step].channel.clone();
+            self.push(HistoryKind::OutcomeUnknown {
+                step,
+                channel,
+                attempt: 0,
+                reason: Some(LEASE_RAN_OUT.into()),
+            });
+            self.rec.phase = Phase::Ready;
+            self.rec.wake_at = Some(self.now);
+            return;
+        }
+        self.outcome_unknown(idx, LEASE_RAN_OUT.into(), true, false);
+    }
+
+    /// Attempt `idx` may have been sent, but its outcome is unknown (`reason`). Marks it so;
+    /// when it is the cascade's `current` attempt, follows the step's [`UnknownOutcome`]
+    /// policy: wait for its evidence until its window closes, or resend (after a backoff
+    /// within the step's retries when the `provider_failed`, at once when the driver did).
+    fn outcome_unknown(
+        &mut self,
+        idx: usize,
+        reason: Box<str>,
+        current: bool,
+        provider_failed: bool,
+    ) {
+        let a = &mut self.rec.attempts[idx];
+        a.state = AttemptState::Unknown;
+        let (i, channel, number) = (a.step, a.channel.clone(), a.number);
         self.push(HistoryKind::OutcomeUnknown {
-            step,
+            step: i,
             channel,
-            attempt,
+            attempt: number,
+            reason: Some(reason),
         });
-        self.rec.phase = Phase::Ready;
-        self.rec.wake_at = Some(self.now);
+        if !current {
+            return;
+        }
+        let Some(step) = self.step(i) else {
+            self.advance();
+            return;
+        };
+        let awaited = self.rules.evidence_awaited(i);
+        match step.unknown_outcome(awaited) {
+            UnknownOutcome::AwaitEvidence => {
+                let a = &self.rec.attempts[idx];
+                let end = window_end(a, step, None).unwrap_or(self.now);
+                let started = a.started_at;
+                self.rec.phase = Phase::Waiting {
+                    attempt: idx,
+                    wait_for: awaited,
+                    window_end: end,
+                };
+                self.rec.wake_at = Some(self.next_check(started, end));
+            }
+            UnknownOutcome::Resend if provider_failed => self.retry_or_advance(i, step),
+            UnknownOutcome::Resend => {
+                self.rec.phase = Phase::Ready;
+                self.rec.wake_at = Some(self.now);
+            }
+        }
+    }
+
+    /// After a passing failure on step `i`: try again after a backoff when the step's retries
+    /// and window allow, else move on.
+    fn retry_or_advance(&mut self, i: usize, step: &Step) {
+        let tries = self.rec.attempts_on(i);
+        let limit = match self.rec.attempts.last().map(|a| &a.state) {
+            Some(AttemptState::Failed {
+                kind: ErrorKind::Unexpected,
+                ..
+            }) => step.retry.max_attempts.min(1 + UNEXPECTED_RETRIES),
+            _ => step.retry.max_attempts,
+        };
+        let wait = step.retry.backoff(tries);
+        let until = later(self.now, wait);
+        if tries < limit && self.worth_waiting(step, wait, until) {
+            self.defer(until, DeferReason::Backoff);
+        } else {
+            self.advance();
+        }
+    }
+
+    /// A wait as long as the step's window costs more than moving on would (the next
+    /// channel would have been tried by then), and none may outlast the deadline.
+    fn worth_waiting(&self, step: &Step, wait: Duration, until: DateTime<Utc>) -> bool {
+        wait < step.window && self.rec.notification.deadline.is_none_or(|d| until < d)
+    }
+
+    /// Whether a reply written at `written_at` answers this cascade: it was written after the
+    /// cascade's first send, less the clock skew the rules allow. Before any send nothing was
+    /// asked, so nothing is answered.
+    fn answers_this_cascade(&self, written_at: DateTime<Utc>) -> bool {
+        self.rec
+            .attempts
+            .first()
+            .is_some_and(|first| later(written_at, self.rules.reply_clock_skew) >= first.started_at)
     }
 
     /// A due check on a waiting cascade. Returns whether it moved on (the window closed).
@@ -975,6 +1089,12 @@ impl<'a> Cascade<'a> {
                 };
                 self.rec.wake_at = Some(self.next_check(now, window_end));
             }
+            Err(err) if err.kind().may_have_been_sent() => {
+                if let Some(note) = error_health_note(&channel, err, now) {
+                    self.note_health(note);
+                }
+                self.outcome_unknown(idx, err.message().into(), current, true);
+            }
             Err(err) => {
                 if let Some(note) = error_health_note(&channel, err, now) {
                     self.note_health(note);
@@ -1015,12 +1135,6 @@ impl<'a> Cascade<'a> {
             return;
         };
         let now = self.now;
-        let deadline = self.rec.notification.deadline;
-        // A wait as long as the step's window costs more than moving on would (the next
-        // channel would have been tried by then), and none may outlast the deadline.
-        let worth_waiting = |wait: Duration, until: DateTime<Utc>| {
-            wait < step.window && deadline.is_none_or(|d| until < d)
-        };
         match err.kind() {
             ErrorKind::NeedsTemplate => {
                 let content = step
@@ -1041,7 +1155,7 @@ impl<'a> Cascade<'a> {
                     .unwrap_or_else(|| step.retry.backoff(self.rec.rate_limit_waits + 1));
                 let until = later(now, wait);
                 if self.rec.rate_limit_waits < step.retry.max_rate_limit_waits
-                    && worth_waiting(wait, until)
+                    && self.worth_waiting(step, wait, until)
                 {
                     self.rec.rate_limit_waits += 1;
                     self.defer(until, DeferReason::RateLimited);
@@ -1049,16 +1163,7 @@ impl<'a> Cascade<'a> {
                     self.advance();
                 }
             }
-            ErrorKind::Temporary | ErrorKind::Unexpected => {
-                let tries = self.rec.attempts_on(i);
-                let wait = step.retry.backoff(tries);
-                let until = later(now, wait);
-                if tries < step.retry.max_attempts && worth_waiting(wait, until) {
-                    self.defer(until, DeferReason::Backoff);
-                } else {
-                    self.advance();
-                }
-            }
+            ErrorKind::Temporary | ErrorKind::Unexpected => self.retry_or_advance(i, step),
             _ => self.advance(),
         }
     }
@@ -1111,6 +1216,11 @@ impl<'a> Cascade<'a> {
                 let a = &mut self.rec.attempts[idx];
                 a.evidence = Some(evidence);
                 a.evidence_at = Some(report.at);
+                if a.provider_message_id.is_none() {
+                    // An attempt whose answer was lost, found by the notification id the
+                    // provider echoed: later reports find it by this id.
+                    a.provider_message_id = Some(report.provider_message_id.clone());
+                }
                 if evidence > Evidence::Accepted {
                     self.note_health(HealthNote::Evidence {
                         channel: channel.clone(),
@@ -1254,7 +1364,7 @@ fn error_health_note(
             until: err.down_until(),
             reason: err.to_string(),
         }),
-        ErrorKind::Temporary | ErrorKind::Unexpected => {
+        ErrorKind::Temporary | ErrorKind::Unexpected | ErrorKind::OutcomeUnknown => {
             Some(HealthNote::Error { channel, at: now })
         }
         ErrorKind::RateLimited => Some(HealthNote::RateLimited {

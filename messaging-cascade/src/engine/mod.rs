@@ -42,7 +42,7 @@ pub use self::core::{
 pub use messaging_core::gate::{GateDecision, SendContext, SendGate};
 #[doc(hidden)]
 pub use policy::secs;
-pub use policy::{CascadePolicy, HealthAction, QuietHours, RetryPolicy, Step};
+pub use policy::{CascadePolicy, HealthAction, QuietHours, RetryPolicy, Step, UnknownOutcome};
 pub use record::{
     Attempt, AttemptState, CascadeRecord, DeferReason, HistoryEntry, HistoryKind, Notification,
     Outcome, Phase, SkipReason,

@@ -77,6 +77,38 @@ pub enum HealthAction {
     Skip,
 }
 
+/// What a step does when a send's outcome is unknown: the provider may have accepted the
+/// message, but its answer was lost (a timeout after the request went out, a connection reset
+/// while reading the answer, a 2xx that cannot be read, or the engine stopped mid-send).
+///
+/// No provider this library supports takes an idempotency key on send, so a resend can
+/// deliver the message twice; the policy chooses between waiting and a marked resend.
+///
+/// ```
+/// use messaging_cascade::{Step, UnknownOutcome};
+/// use messaging_core::Evidence;
+/// let step = Step::new("wa");
+/// // A channel that reports delivery waits for the report (or a reply) by default...
+/// assert_eq!(step.unknown_outcome(Evidence::Delivered), UnknownOutcome::AwaitEvidence);
+/// // ...one whose only evidence is acceptance resends, marked as a possible duplicate.
+/// assert_eq!(step.unknown_outcome(Evidence::Accepted), UnknownOutcome::Resend);
+/// // The policy can say otherwise.
+/// let step = step.on_unknown_outcome(UnknownOutcome::Resend);
+/// assert_eq!(step.unknown_outcome(Evidence::Delivered), UnknownOutcome::Resend);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownOutcome {
+    /// Treat the attempt as possibly sent and wait for its evidence (a delivery report that
+    /// names the notification, such as WhatsApp's `biz_opaque_callback_data`, or a reply)
+    /// until the step's window closes, counted from when the attempt started; then move on.
+    /// Never sends twice on the step.
+    AwaitEvidence,
+    /// Send again within the step's retry budget; the new attempt is marked
+    /// `possible_duplicate`, with the reason in the history's `outcome_unknown` entry.
+    Resend,
+}
+
 /// One step of a cascade.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -94,6 +126,11 @@ pub struct Step {
     /// Content to send instead of the notification's on this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
+    /// What to do when a send's outcome is unknown; `None`: [`UnknownOutcome::AwaitEvidence`]
+    /// when the step waits for more than acceptance, else [`UnknownOutcome::Resend`] (see
+    /// [`Step::unknown_outcome`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_unknown_outcome: Option<UnknownOutcome>,
 }
 
 impl Step {
@@ -105,6 +142,7 @@ impl Step {
             window: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
             content: None,
+            on_unknown_outcome: None,
         }
     }
     /// Sets the evidence to wait for.
@@ -126,6 +164,23 @@ impl Step {
     pub fn content(mut self, c: Content) -> Self {
         self.content = Some(c);
         self
+    }
+    /// Sets what to do when a send's outcome is unknown.
+    pub fn on_unknown_outcome(mut self, o: UnknownOutcome) -> Self {
+        self.on_unknown_outcome = Some(o);
+        self
+    }
+    /// What this step does when a send's outcome is unknown, given the evidence it really
+    /// awaits (`wait_for` capped at what its channel gives): the configured choice, else
+    /// waiting when that is more than acceptance (a report or reply can still come, so a
+    /// resend would only risk a duplicate), else a marked resend.
+    pub fn unknown_outcome(&self, awaited: Evidence) -> UnknownOutcome {
+        self.on_unknown_outcome
+            .unwrap_or(if awaited > Evidence::Accepted {
+                UnknownOutcome::AwaitEvidence
+            } else {
+                UnknownOutcome::Resend
+            })
     }
 }
 

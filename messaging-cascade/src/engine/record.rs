@@ -380,7 +380,10 @@ pub enum HistoryKind {
         /// Reason.
         message: Box<str>,
     },
-    /// The outcome of an in-flight attempt is unknown (the engine stopped while sending).
+    /// The outcome of an attempt is unknown: the provider may have accepted it (its answer
+    /// was lost or unreadable, or the engine stopped while sending). What follows is the
+    /// step's [`UnknownOutcome`](super::UnknownOutcome) policy; a resend is marked
+    /// `possible_duplicate`.
     OutcomeUnknown {
         /// Step index.
         step: usize,
@@ -388,6 +391,9 @@ pub enum HistoryKind {
         channel: ChannelId,
         /// Attempt number on this step.
         attempt: u32,
+        /// Why the outcome is unknown (absent in records written before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Box<str>>,
     },
     /// Evidence arrived that does not end the cascade (weaker than awaited, or after the end).
     Evidence {
