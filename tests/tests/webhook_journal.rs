@@ -225,8 +225,7 @@ async fn send_all(url: &str) -> BTreeSet<String> {
     while let Some(r) = senders.join_next().await {
         r.expect("sender");
     }
-    let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    acked
+    acked.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 struct CrashRun {
