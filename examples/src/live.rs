@@ -1104,7 +1104,9 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
     let mut webhook_paths = Vec::new();
     let mut notes = built.notes;
     if let Some(listen) = config.listen {
-        let mut router = WebhookRouter::new();
+        // Statuses and replies are written to the store before the provider hears 200: a crash
+        // after the answer loses none, and a provider's retries are dropped across restarts.
+        let mut router = WebhookRouter::new().journal(Arc::new(store.clone()));
         if let Some(u) = &config.public_url {
             router = router.public_base_url(u.as_str());
         }

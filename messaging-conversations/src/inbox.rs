@@ -284,6 +284,12 @@ impl RecentSet {
         true
     }
 
+    /// Whether a key is remembered.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.set.contains(key)
+    }
+
     /// Forgets a key (its processing failed; a retry must not be dropped).
     pub(crate) fn remove(&mut self, key: &str) {
         if self.set.remove(key) {

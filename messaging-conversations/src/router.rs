@@ -11,23 +11,55 @@
 //! 4. the body is parsed: `400` for a malformed one, nothing processed;
 //! 5. a repeated delivery (providers retry for days) is dropped: by a hash of provider and raw
 //!    body, and per event by provider message id (inbound) or (message id, status) (delivery
-//!    reports), in bounded memory;
-//! 6. the events are queued to a bounded channel, and the provider gets its answer
-//!    ([`WebhookHandler::reply`]: SMS.ru's `100`, an empty `200` for others) at once; a
-//!    [`WebhookProcessor`] task hands them to the [`EventSink`]s (the [`Inbox`](crate::inbox::Inbox),
-//!    the [`Engine`](crate::Engine)). When the queue is full the answer is `503`, so the
-//!    provider retries later.
+//!    reports);
+//! 6. the events are stored and the provider gets its answer ([`WebhookHandler::reply`]:
+//!    SMS.ru's `100`, an empty `200` for others); a [`WebhookProcessor`] task hands them to the
+//!    [`EventSink`]s (the [`Inbox`](crate::inbox::Inbox), the [`Engine`](crate::Engine)).
+//!
+//! ## Acknowledged means durable: the journal
+//!
+//! With a [`WebhookJournal`] ([`WebhookRouter::journal`]; `SqliteStore` and `PostgresStore` of
+//! `messaging-store` are journals) the events of a verified call are written to it, each with
+//! its dedupe key, **before** the provider hears `2xx`. Providers never resend an acknowledged
+//! webhook, so this is what makes a crash right after the `200` lose nothing:
+//!
+//! * the answer is `2xx` only once the journal returned `Ok`; when it fails (the database is
+//!   down) the answer is `503` with `Retry-After`, and the provider retries;
+//! * repeats are dropped by the journal's keys, durably: a provider's retry days later, or a
+//!   replay after a restart, is not processed twice (keys are kept for
+//!   [`retention`](WebhookRouter::retention), 8 days by default: Meta retries for 7);
+//! * the processor claims pending entries from the journal (woken after each call, and every
+//!   [`poll_interval`](WebhookRouter::poll_interval) for entries left by a crash or recorded by
+//!   another instance), hands each to the sinks and marks it processed. A sink error puts the
+//!   entry back for a retry with exponential backoff; after
+//!   [`max_attempts`](WebhookRouter::max_attempts) it is marked failed in the journal, with the
+//!   error, and logged at `error` level. Processing is at least once: an entry whose sinks ran
+//!   just before a crash, before it was marked, is handed to them again after the restart.
+//!
+//! Without a journal the events go to a bounded in-memory queue and the answer does not wait
+//! for any storage: fast, but **a crash loses every event acknowledged and not yet processed**,
+//! and repeats are recognised only in bounded memory (until a restart). Use it for tests and
+//! services that can afford that. In both modes, when too many events wait for processing
+//! ([`queue_capacity`](WebhookRouter::queue_capacity)) the answer is `503`, so the provider
+//! retries later.
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use messaging_conversations::inbox::Inbox;
 //! use messaging_conversations::router::WebhookRouter;
 //! # use messaging_core::webhook::WebhookHandler;
-//! # async fn demo(inbox: Inbox, telegram: Arc<dyn WebhookHandler>, waba: Arc<dyn WebhookHandler>) -> std::io::Result<()> {
+//! # use messaging_core::journal::WebhookJournal;
+//! # async fn demo(
+//! #     inbox: Inbox,
+//! #     store: Arc<dyn WebhookJournal>,
+//! #     telegram: Arc<dyn WebhookHandler>,
+//! #     waba: Arc<dyn WebhookHandler>,
+//! # ) -> std::io::Result<()> {
 //! let (app, _processing) = WebhookRouter::new()
 //!     .public_base_url("https://clinic.example")
 //!     .mount("/webhooks/telegram", telegram)
 //!     .mount("/webhooks/waba", waba)
+//!     .journal(store) // e.g. Arc::new(sqlite_store.clone())
 //!     .sink(Arc::new(inbox))
 //!     .spawn()
 //!     .expect("valid mount paths");
@@ -37,7 +69,9 @@
 //! ```
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -50,7 +84,9 @@ use tokio::sync::mpsc;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::inbox::RecentSet;
+use chrono::Utc;
 use messaging_core::Event;
+use messaging_core::journal::{JournalEntry, JournalRecord, WebhookJournal};
 use messaging_core::sink::{EventSink, Sinks};
 use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookReply, WebhookRequest};
 
@@ -73,7 +109,40 @@ pub struct WebhookRouter {
     sinks: Sinks,
     queue_capacity: usize,
     dedupe_capacity: usize,
+    journal: Option<Arc<dyn WebhookJournal>>,
+    settings: JournalSettings,
 }
+
+/// How the processor works a journal.
+#[derive(Clone, Copy, Debug)]
+struct JournalSettings {
+    max_attempts: u32,
+    retry_delay: Duration,
+    poll_interval: Duration,
+    lease: Duration,
+    retention: Duration,
+    claim_batch: usize,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        JournalSettings {
+            max_attempts: 10,
+            retry_delay: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            retention: Duration::from_secs(8 * 24 * 3600),
+            claim_batch: 32,
+        }
+    }
+}
+
+/// The longest wait between two attempts of one entry.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// How often ended journal entries older than the retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// The most entries one purge statement deletes.
+const PURGE_BATCH: usize = 10_000;
 
 impl fmt::Debug for WebhookRouter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,7 +158,8 @@ impl fmt::Debug for WebhookRouter {
             .field("public_base_url", &self.public_base_url)
             .field("sinks", &self.sinks.len())
             .field("queue_capacity", &self.queue_capacity)
-            .finish()
+            .field("journal", &self.journal)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,7 +170,8 @@ impl Default for WebhookRouter {
 }
 
 impl WebhookRouter {
-    /// A router with nothing mounted, a queue of 1024 batches and 100 000 remembered deliveries.
+    /// A router with nothing mounted, no journal (events queued in memory), a queue of 1024
+    /// and 100 000 remembered deliveries.
     pub fn new() -> Self {
         WebhookRouter {
             mounts: Vec::new(),
@@ -108,6 +179,8 @@ impl WebhookRouter {
             sinks: Sinks::new(),
             queue_capacity: 1024,
             dedupe_capacity: 100_000,
+            journal: None,
+            settings: JournalSettings::default(),
         }
     }
 
@@ -135,16 +208,71 @@ impl WebhookRouter {
         self
     }
 
-    /// How many accepted webhook calls may wait for processing (default 1024); past it the
-    /// provider gets `503` and retries.
+    /// Writes every verified event to `journal` before answering the provider, and processes
+    /// events from there: nothing acknowledged is lost in a crash, and repeats are dropped
+    /// durably. Give the store the engine uses (`SqliteStore` writes the journal in the same
+    /// group commits as the engine). See [Acknowledged means durable](crate::router#acknowledged-means-durable-the-journal).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use messaging_conversations::router::WebhookRouter;
+    /// use messaging_core::journal::MemoryWebhookJournal;
+    /// let router = WebhookRouter::new().journal(Arc::new(MemoryWebhookJournal::new()));
+    /// # let _ = router;
+    /// ```
+    pub fn journal(mut self, journal: Arc<dyn WebhookJournal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// How many events may wait for processing (default 1024): without a journal, accepted
+    /// webhook calls in the in-memory queue; with one, events this process recorded and has
+    /// not finished. Past it the provider gets `503` and retries.
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.queue_capacity = n.max(1);
         self
     }
 
-    /// How many delivery hashes and event keys are remembered to drop repeats (default 100 000).
+    /// How many delivery hashes and event keys are remembered in memory to drop repeats
+    /// (default 100 000). With a journal this only spares it work: its keys decide.
     pub fn dedupe_capacity(mut self, n: usize) -> Self {
         self.dedupe_capacity = n;
+        self
+    }
+
+    /// With a journal: how many times an event is handed to the sinks before it is marked
+    /// failed (default 10, at least 1).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.settings.max_attempts = n.max(1);
+        self
+    }
+
+    /// With a journal: the wait before the second attempt of an event whose sink failed
+    /// (default 1 s); it doubles with every attempt, up to 10 minutes.
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.settings.retry_delay = delay;
+        self
+    }
+
+    /// With a journal: how often it is read for events no call woke the processor for
+    /// (left by a crash, recorded by another instance, due for a retry). Default 1 s.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.settings.poll_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// With a journal: how long a claimed event is reserved for this processor (default 60 s).
+    /// An event this long in the sinks may be claimed by another instance too; events a crashed
+    /// process had claimed are processed again this long after it died.
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease;
+        self
+    }
+
+    /// With a journal: how long processed and failed events (and so their dedupe keys) are
+    /// kept (default 8 days: longer than any provider retries, Meta's 7 days included).
+    pub fn retention(mut self, keep: Duration) -> Self {
+        self.settings.retention = keep;
         self
     }
 
@@ -159,8 +287,32 @@ impl WebhookRouter {
                 return Err(RouterError::DuplicatePath(p.clone()));
             }
         }
-        let (tx, rx) = mpsc::channel(self.queue_capacity);
         let seen = Arc::new(Mutex::new(RecentSet::new(self.dedupe_capacity)));
+        let (intake, source) = match self.journal {
+            None => {
+                let (tx, rx) = mpsc::channel(self.queue_capacity);
+                (Intake::Queue(tx), Source::Queue(rx))
+            }
+            Some(journal) => {
+                // A wake-up is one slot: a call while the processor works leaves it set.
+                let (wake, woken) = mpsc::channel(1);
+                let backlog = Arc::new(AtomicUsize::new(0));
+                (
+                    Intake::Journal {
+                        journal: journal.clone(),
+                        wake,
+                        backlog: backlog.clone(),
+                        capacity: self.queue_capacity,
+                    },
+                    Source::Journal {
+                        journal,
+                        woken,
+                        backlog,
+                        settings: self.settings,
+                    },
+                )
+            }
+        };
         let mut router = Router::new();
         for (path, handler) in self.mounts {
             let limit = handler.max_body();
@@ -168,7 +320,7 @@ impl WebhookRouter {
                 path: path.clone(),
                 handler,
                 public_base_url: self.public_base_url.clone(),
-                queue: tx.clone(),
+                intake: intake.clone(),
                 seen: seen.clone(),
             });
             let route = Router::new()
@@ -183,7 +335,7 @@ impl WebhookRouter {
         Ok((
             router,
             WebhookProcessor {
-                rx,
+                source,
                 sinks: self.sinks,
             },
         ))
@@ -196,37 +348,200 @@ impl WebhookRouter {
     }
 }
 
-/// Hands queued webhook events to the sinks. Runs until every router clone is dropped.
+/// Hands webhook events to the sinks: from the in-memory queue, or claimed from the journal.
+/// Runs until every router clone is dropped (with a journal, after working off what is due).
 pub struct WebhookProcessor {
-    rx: mpsc::Receiver<Vec<Event>>,
+    source: Source,
     sinks: Sinks,
+}
+
+enum Source {
+    Queue(mpsc::Receiver<Vec<Event>>),
+    Journal {
+        journal: Arc<dyn WebhookJournal>,
+        woken: mpsc::Receiver<()>,
+        backlog: Arc<AtomicUsize>,
+        settings: JournalSettings,
+    },
 }
 
 impl fmt::Debug for WebhookProcessor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookProcessor")
-            .field("sinks", &self.sinks)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("WebhookProcessor");
+        d.field("sinks", &self.sinks);
+        if let Source::Journal { journal, .. } = &self.source {
+            d.field("journal", journal);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
 impl WebhookProcessor {
-    /// Processes batches in arrival order until the router is gone.
-    pub async fn run(mut self) {
-        while let Some(batch) = self.rx.recv().await {
-            for event in &batch {
-                // `Sinks` hands the event to every sink and logs each failure.
-                let _ = self.sinks.handle(event).await;
+    /// Processes events until the router is gone: queued batches in arrival order, or journal
+    /// entries oldest first.
+    pub async fn run(self) {
+        match self.source {
+            Source::Queue(mut rx) => {
+                while let Some(batch) = rx.recv().await {
+                    for event in &batch {
+                        // `Sinks` hands the event to every sink and logs each failure.
+                        let _ = self.sinks.handle(event).await;
+                    }
+                }
+            }
+            Source::Journal {
+                journal,
+                mut woken,
+                backlog,
+                settings,
+            } => {
+                let worker = JournalWorker {
+                    journal,
+                    backlog,
+                    settings,
+                    sinks: self.sinks,
+                };
+                worker.run(&mut woken).await;
             }
         }
     }
+}
+
+struct JournalWorker {
+    journal: Arc<dyn WebhookJournal>,
+    backlog: Arc<AtomicUsize>,
+    settings: JournalSettings,
+    sinks: Sinks,
+}
+
+impl JournalWorker {
+    async fn run(&self, woken: &mut mpsc::Receiver<()>) {
+        let mut closed = false;
+        let mut next_purge = tokio::time::Instant::now();
+        loop {
+            if tokio::time::Instant::now() >= next_purge {
+                self.purge().await;
+                next_purge = tokio::time::Instant::now() + PURGE_EVERY;
+            }
+            let s = &self.settings;
+            match self.journal.claim(Utc::now(), s.claim_batch, s.lease).await {
+                Ok(entries) if !entries.is_empty() => {
+                    for entry in entries {
+                        self.process(entry).await;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook journal: cannot claim events; retrying");
+                    if !closed {
+                        tokio::time::sleep(s.poll_interval.min(Duration::from_secs(1))).await;
+                    }
+                }
+            }
+            if closed {
+                return;
+            }
+            tokio::select! {
+                w = woken.recv() => closed = w.is_none(),
+                () = tokio::time::sleep(s.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn process(&self, entry: JournalEntry) {
+        let id = entry.id;
+        let result = self.sinks.handle(&entry.event).await;
+        let now = Utc::now();
+        let ended = match result {
+            Ok(()) => match self.journal.complete(&[id], now).await {
+                Ok(()) => true,
+                Err(e) => {
+                    // The sinks ran; the entry comes back after its lease (at least once).
+                    tracing::warn!(entry = %id, error = %e, "webhook journal: cannot mark an event processed; it will be handed to the sinks again");
+                    false
+                }
+            },
+            Err(e) if entry.attempts >= self.settings.max_attempts => {
+                let reason = e.to_string();
+                tracing::error!(
+                    entry = %id,
+                    attempts = entry.attempts,
+                    event = ?entry.event,
+                    error = %reason,
+                    "webhook journal: giving up on an event its sinks keep refusing; kept as failed"
+                );
+                if let Err(e) = self.journal.fail(id, now, &reason).await {
+                    tracing::warn!(entry = %id, error = %e, "webhook journal: cannot mark an event failed");
+                }
+                true
+            }
+            Err(e) => {
+                let delay = backoff(self.settings.retry_delay, entry.attempts);
+                let at = chrono::Duration::from_std(delay)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d))
+                    .unwrap_or(now);
+                tracing::warn!(entry = %id, attempts = entry.attempts, retry_in = ?delay, error = %e, "webhook journal: a sink failed; retrying the event later");
+                if let Err(e) = self.journal.retry(id, at, &e.to_string()).await {
+                    tracing::warn!(entry = %id, error = %e, "webhook journal: cannot schedule a retry; the event comes back after its lease");
+                }
+                false
+            }
+        };
+        if ended {
+            // Saturating: entries recorded by another process or run were never counted here.
+            let _ = self
+                .backlog
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
+    }
+
+    async fn purge(&self) {
+        let Some(before) = chrono::Duration::from_std(self.settings.retention)
+            .ok()
+            .and_then(|d| Utc::now().checked_sub_signed(d))
+        else {
+            return;
+        };
+        loop {
+            match self.journal.purge(before, PURGE_BATCH).await {
+                Ok(n) if n >= PURGE_BATCH => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook journal: cannot purge old events");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The wait before attempt `attempts + 1`: `first`, doubling, at most [`MAX_RETRY_DELAY`].
+fn backoff(first: Duration, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(20);
+    first.saturating_mul(1u32 << doublings).min(MAX_RETRY_DELAY)
+}
+
+/// Where a mount puts verified events.
+#[derive(Clone)]
+enum Intake {
+    Queue(mpsc::Sender<Vec<Event>>),
+    Journal {
+        journal: Arc<dyn WebhookJournal>,
+        wake: mpsc::Sender<()>,
+        backlog: Arc<AtomicUsize>,
+        capacity: usize,
+    },
 }
 
 struct Mount {
     path: String,
     handler: Arc<dyn WebhookHandler>,
     public_base_url: Option<String>,
-    queue: mpsc::Sender<Vec<Event>>,
+    intake: Intake,
     seen: Arc<Mutex<RecentSet>>,
 }
 
@@ -246,6 +561,10 @@ impl Mount {
             }
         }
     }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, RecentSet> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn reply_response(reply: WebhookReply) -> Response {
@@ -261,6 +580,18 @@ fn error_response(e: &WebhookError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     // The error text names headers and reasons, never secrets.
     (status, e.to_string()).into_response()
+}
+
+/// `503` with `Retry-After`: the provider keeps the webhook and calls again.
+fn retry_later() -> Response {
+    let mut resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Body::from("busy, retry later"),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
 }
 
 /// The key that makes a repeated event recognisable, if it has one.
@@ -321,8 +652,36 @@ async fn serve(
         h.update(&body);
         format!("body|{}", hex::encode(h.finalize()))
     };
+    match &mount.intake {
+        Intake::Queue(queue) => enqueue(&mount, queue, provider, body_key, events),
+        Intake::Journal {
+            journal,
+            wake,
+            backlog,
+            capacity,
+        } => {
+            let intake = JournalIntake {
+                journal: journal.as_ref(),
+                wake,
+                backlog,
+                capacity: *capacity,
+            };
+            intake.record(&mount, provider, body_key, events).await
+        }
+    }
+}
+
+/// Without a journal: remembered in memory, queued in memory.
+fn enqueue(
+    mount: &Mount,
+    queue: &mpsc::Sender<Vec<Event>>,
+    provider: &'static str,
+    body_key: String,
+    events: Vec<Event>,
+) -> Response {
+    let handler = &mount.handler;
     let (fresh, keys) = {
-        let mut seen = mount.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = mount.seen();
         if !seen.insert(body_key.clone()) {
             return reply_response(handler.reply());
         }
@@ -343,21 +702,78 @@ async fn serve(
     if fresh.is_empty() {
         return reply_response(handler.reply());
     }
-    if mount.queue.try_send(fresh).is_err() {
+    if queue.try_send(fresh).is_err() {
         // Not accepted: forget it so the provider's retry is processed.
-        let mut seen = mount.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = mount.seen();
         for k in &keys {
             seen.remove(k);
         }
         tracing::warn!(provider, "webhook queue full; asking the provider to retry");
-        let mut resp = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Body::from("busy, retry later"),
-        )
-            .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return resp;
+        return retry_later();
     }
     reply_response(handler.reply())
+}
+
+struct JournalIntake<'a> {
+    journal: &'a dyn WebhookJournal,
+    wake: &'a mpsc::Sender<()>,
+    backlog: &'a AtomicUsize,
+    capacity: usize,
+}
+
+impl JournalIntake<'_> {
+    /// With a journal: durable before the answer. Memory only caches keys already durable.
+    async fn record(
+        &self,
+        mount: &Mount,
+        provider: &'static str,
+        body_key: String,
+        events: Vec<Event>,
+    ) -> Response {
+        let handler = &mount.handler;
+        let records: Vec<JournalRecord> = {
+            let seen = mount.seen();
+            if seen.contains(&body_key) {
+                return reply_response(handler.reply());
+            }
+            events
+                .into_iter()
+                .enumerate()
+                .map(|(i, event)| {
+                    // An event without a provider id is recognised in a replay of its body.
+                    let key =
+                        event_key(provider, &event).unwrap_or_else(|| format!("{body_key}|{i}"));
+                    JournalRecord::new(event).key(key)
+                })
+                .filter(|r| r.key.as_deref().is_none_or(|k| !seen.contains(k)))
+                .collect()
+        };
+        if !records.is_empty() {
+            if self.backlog.load(Ordering::Relaxed) >= self.capacity {
+                tracing::warn!(
+                    provider,
+                    "webhook backlog full; asking the provider to retry"
+                );
+                return retry_later();
+            }
+            let fresh = match self.journal.record(&records, Utc::now()).await {
+                Ok(fresh) => fresh.into_iter().filter(|f| *f).count(),
+                Err(e) => {
+                    tracing::warn!(provider, error = %e, "cannot record a webhook; asking the provider to retry");
+                    return retry_later();
+                }
+            };
+            if fresh > 0 {
+                self.backlog.fetch_add(fresh, Ordering::Relaxed);
+                // Full means a wake-up is already pending; closed means no processor.
+                let _ = self.wake.try_send(());
+            }
+        }
+        let mut seen = mount.seen();
+        seen.insert(body_key);
+        for k in records.into_iter().filter_map(|r| r.key) {
+            seen.insert(k);
+        }
+        reply_response(handler.reply())
+    }
 }

@@ -1,7 +1,9 @@
 //! The webhook router: statuses for every refusal, handshakes, provider answers, the full URL,
-//! de-duplication and the bounded queue.
+//! de-duplication and the bounded queue; with a journal: recorded before the answer, `503` when
+//! it fails, replays after a restart dropped, left-over events processed, sink failures retried.
 #![cfg(feature = "axum")]
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,7 +11,11 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{TimeZone, Utc};
+use futures::FutureExt;
 use messaging_conversations::router::{RouterError, WebhookRouter};
+use messaging_core::journal::{
+    JournalEntry, JournalId, JournalRecord, MemoryWebhookJournal, WebhookJournal,
+};
 use messaging_core::sink::EventSink;
 use messaging_core::webhook::{
     WebhookError, WebhookHandler, WebhookReply, WebhookRequest, hmac_sha256_hex,
@@ -414,5 +420,340 @@ async fn several_providers_share_one_router() {
             .unwrap();
         assert_eq!(send(&app, req).await.0, StatusCode::OK);
     }
+    sink.wait_for(2).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// With a journal: acknowledged means recorded.
+
+/// A journal that can be switched to fail like a database that went away.
+#[derive(Debug, Default)]
+struct Switchable {
+    inner: MemoryWebhookJournal,
+    down: AtomicBool,
+    records: AtomicUsize,
+}
+
+impl Switchable {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Backend("database unavailable".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl WebhookJournal for Switchable {
+    async fn record(
+        &self,
+        records: &[JournalRecord],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.check()?;
+        self.records.fetch_add(1, Ordering::SeqCst);
+        self.inner.record(records, now).await
+    }
+    async fn claim(
+        &self,
+        now: chrono::DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        self.check()?;
+        self.inner.claim(now, limit, lease).await
+    }
+    async fn complete(
+        &self,
+        ids: &[JournalId],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.complete(ids, now).await
+    }
+    async fn retry(
+        &self,
+        id: JournalId,
+        at: chrono::DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.retry(id, at, error).await
+    }
+    async fn fail(
+        &self,
+        id: JournalId,
+        now: chrono::DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.fail(id, now, error).await
+    }
+    async fn purge(
+        &self,
+        ended_before: chrono::DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.purge(ended_before, limit).await
+    }
+    async fn pending(&self) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.pending().await
+    }
+}
+
+fn journaled(
+    journal: Arc<dyn WebhookJournal>,
+    f: impl FnOnce(WebhookRouter) -> WebhookRouter,
+) -> (axum::Router, Arc<Collect>, tokio::task::JoinHandle<()>) {
+    let sink = Arc::new(Collect::default());
+    let (app, task) = f(WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .journal(journal)
+        .poll_interval(Duration::from_millis(20))
+        .sink(sink.clone()))
+    .spawn()
+    .unwrap();
+    (app, sink, task)
+}
+
+fn signal(rating: &str) -> serde_json::Value {
+    let s = ChannelSignal::new(
+        ChannelKind::Sms,
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+        Signal::Quality {
+            rating: rating.into(),
+            phone_number: None,
+        },
+    );
+    serde_json::to_value(Event::Signal(s)).unwrap()
+}
+
+#[tokio::test]
+async fn with_a_journal_the_events_are_recorded_before_the_answer_and_processed() {
+    let journal = Arc::new(Switchable::default());
+    let (app, sink, _t) = journaled(journal.clone(), |r| r);
+    let b = body(&[
+        inbound("m1", "Да"),
+        delivery("out-1", DeliveryStatus::Delivered),
+    ]);
+    assert_eq!(
+        send(&app, signed(b)).await,
+        (StatusCode::OK, "100".to_owned())
+    );
+    assert_eq!(journal.records.load(Ordering::SeqCst), 1);
+    sink.wait_for(2).await;
+    for _ in 0..100 {
+        if journal.inner.pending().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        journal.inner.pending().await.unwrap(),
+        0,
+        "processed entries are marked"
+    );
+    // The same report in another body: dropped by its key.
+    let again = body(&[delivery("out-1", DeliveryStatus::Delivered)]);
+    assert_eq!(send(&app, signed(again)).await.0, StatusCode::OK);
+    sink.settle(2).await;
+}
+
+#[tokio::test]
+async fn when_the_journal_fails_the_answer_is_503_and_the_retry_is_processed() {
+    let journal = Arc::new(Switchable::default());
+    let (app, sink, _t) = journaled(journal.clone(), |r| r);
+    journal.down.store(true, Ordering::SeqCst);
+    let b = body(&[delivery("out-1", DeliveryStatus::Delivered)]);
+    let resp = app.clone().oneshot(signed(b.clone())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    sink.settle(0).await;
+
+    // The database is back; the provider's retry of the same body is not taken for a repeat.
+    journal.down.store(false, Ordering::SeqCst);
+    assert_eq!(send(&app, signed(b)).await.0, StatusCode::OK);
+    sink.wait_for(1).await;
+    sink.settle(1).await;
+}
+
+#[tokio::test]
+async fn replays_after_a_restart_are_not_processed_twice() {
+    let journal = Arc::new(MemoryWebhookJournal::new());
+    let b = body(&[
+        inbound("m1", "Да"),
+        delivery("out-1", DeliveryStatus::Read),
+        signal("RED"),
+    ]);
+    let (app, sink, task) = journaled(journal.clone(), |r| r);
+    assert_eq!(send(&app, signed(b.clone())).await.0, StatusCode::OK);
+    sink.wait_for(3).await;
+    drop(app);
+    task.await.unwrap();
+
+    // A new process (fresh memory) on the same journal gets the provider's replay.
+    let (app, sink, _t) = journaled(journal.clone(), |r| r);
+    assert_eq!(
+        send(&app, signed(b)).await,
+        (StatusCode::OK, "100".to_owned())
+    );
+    let other_body = body(&[
+        delivery("out-1", DeliveryStatus::Read),
+        inbound("m1", "Да (другой JSON)"),
+    ]);
+    assert_eq!(send(&app, signed(other_body)).await.0, StatusCode::OK);
+    sink.settle(0).await;
+}
+
+#[tokio::test]
+async fn events_left_in_the_journal_are_processed_on_start() {
+    let journal = Arc::new(MemoryWebhookJournal::new());
+    // What a process killed after answering 200 left behind: recorded, claimed, never marked.
+    let d = DeliveryReport::new(
+        ChannelKind::Sms,
+        "left-1",
+        DeliveryStatus::Delivered,
+        Utc::now(),
+    );
+    let rec = JournalRecord::new(Event::Delivery(d)).key("dlr|test|left-1|Delivered");
+    journal.record(&[rec], Utc::now()).await.unwrap();
+    let claimed = journal
+        .claim(Utc::now(), 10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    let (_app, sink, _t) = journaled(journal.clone(), |r| r);
+    sink.wait_for(1).await;
+    assert!(
+        matches!(&sink.events.lock().unwrap()[0], Event::Delivery(d) if d.provider_message_id.as_str() == "left-1")
+    );
+}
+
+#[derive(Debug, Default)]
+struct Refusing {
+    calls: AtomicUsize,
+    refuse_first: usize,
+}
+
+#[async_trait]
+impl EventSink for Refusing {
+    async fn handle(&self, _: &Event) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if n < self.refuse_first {
+            Err("engine store unavailable".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn wait_until(mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached");
+}
+
+#[tokio::test]
+async fn a_failing_sink_is_retried_with_backoff_and_then_marked_failed() {
+    // Fails twice, then takes it: processed on the third attempt.
+    let journal = Arc::new(MemoryWebhookJournal::new());
+    let sink = Arc::new(Refusing {
+        refuse_first: 2,
+        ..Refusing::default()
+    });
+    let (app, _t) = WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .journal(journal.clone())
+        .poll_interval(Duration::from_millis(10))
+        .retry_delay(Duration::from_millis(30))
+        .max_attempts(3)
+        .sink(sink.clone())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let b = body(&[delivery("out-9", DeliveryStatus::Delivered)]);
+    assert_eq!(send(&app, signed(b)).await.0, StatusCode::OK);
+    wait_until(|| sink.calls.load(Ordering::SeqCst) == 3).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(90),
+        "backoff of 30 ms then 60 ms"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        sink.calls.load(Ordering::SeqCst),
+        3,
+        "not handed over again"
+    );
+    assert_eq!(journal.pending().await.unwrap(), 0);
+
+    // Always refused: given up after the last attempt, not handed over again.
+    let journal = Arc::new(MemoryWebhookJournal::new());
+    let sink = Arc::new(Refusing {
+        refuse_first: usize::MAX,
+        ..Refusing::default()
+    });
+    let (app, _t) = WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .journal(journal.clone())
+        .poll_interval(Duration::from_millis(10))
+        .retry_delay(Duration::from_millis(5))
+        .max_attempts(3)
+        .sink(sink.clone())
+        .spawn()
+        .unwrap();
+    let b = body(&[delivery("out-10", DeliveryStatus::Delivered)]);
+    assert_eq!(send(&app, signed(b)).await.0, StatusCode::OK);
+    wait_until(|| sink.calls.load(Ordering::SeqCst) >= 3).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(sink.calls.load(Ordering::SeqCst), 3, "at most 3 attempts");
+    assert_eq!(journal.pending().await.unwrap(), 0, "failed, not pending");
+    // Its key still drops the provider's retry.
+    let b = body(&[delivery("out-10", DeliveryStatus::Delivered)]);
+    assert_eq!(send(&app, signed(b)).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sink.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn with_a_journal_a_full_backlog_answers_503_and_the_retry_is_processed() {
+    let journal = Arc::new(MemoryWebhookJournal::new());
+    let sink = Arc::new(Collect::default());
+    let (app, processor) = WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .journal(journal.clone())
+        .sink(sink.clone())
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let second = body(&[inbound("m2", "2")]);
+    assert_eq!(
+        send(&app, signed(body(&[inbound("m1", "1")]))).await.0,
+        StatusCode::OK
+    );
+    let resp = app.clone().oneshot(signed(second.clone())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(
+        journal.pending().await.unwrap(),
+        1,
+        "the refused call is not recorded"
+    );
+
+    tokio::spawn(processor.run());
+    sink.wait_for(1).await;
+    wait_until(|| {
+        // The backlog drains once the first event is marked.
+        journal.pending().now_or_never().and_then(Result::ok) == Some(0)
+    })
+    .await;
+    assert_eq!(send(&app, signed(second)).await.0, StatusCode::OK);
     sink.wait_for(2).await;
 }

@@ -17,6 +17,7 @@
 //! | [`gate`] | [`SendGate`](gate::SendGate): checks plugged in before every send (the sender governor) |
 //! | [`window`] | the WhatsApp 24-hour window: its length, its key, where it is kept |
 //! | [`consent`] | stop words ("СТОП", "unsubscribe") and [`OptOutStore`](consent::OptOutStore), the one opt-out record the inbox, the governor and the engine read |
+//! | [`journal`] | [`WebhookJournal`](journal::WebhookJournal): verified webhook events kept until processed, and their keys to drop provider retries |
 //! | [`StoreError`] | the one error every storage trait returns |
 //! | [`pace`] | client-side pacing under a provider's rate limit (overall and per key) |
 //! | [`text`] | SMS encoding and segments, splitting, transliteration, links, length limits |
@@ -35,6 +36,7 @@ mod content;
 mod error;
 mod event;
 pub mod gate;
+pub mod journal;
 mod kind;
 mod model;
 pub mod pace;

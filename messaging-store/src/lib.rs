@@ -81,6 +81,8 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod common;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod journal_codec;
 
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -93,6 +95,8 @@ mod postgres_counters;
 mod postgres_identity;
 #[cfg(feature = "postgres")]
 mod postgres_inbox;
+#[cfg(feature = "postgres")]
+mod postgres_journal;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
@@ -104,6 +108,8 @@ mod sqlite_counters;
 mod sqlite_identity;
 #[cfg(feature = "sqlite")]
 mod sqlite_inbox;
+#[cfg(feature = "sqlite")]
+mod sqlite_journal;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};

@@ -22,7 +22,7 @@ use tokio_postgres::types::ToSql;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const POSTGRES_SCHEMA_VERSION: i32 = 5;
+pub const POSTGRES_SCHEMA_VERSION: i32 = 6;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (
@@ -138,6 +138,27 @@ CREATE TABLE {s}.opt_outs (
 INSERT INTO {s}.opt_outs (key, purpose, opted_out, at_ns)
     SELECT key, '', true, 0 FROM {s}.gov_opt_out;
 DROP TABLE {s}.gov_opt_out;
+"#,
+    ),
+    (
+        6,
+        // The webhook journal (`WebhookJournal`): verified events until processed, their keys
+        // until purged. `due_ns` is set while pending, `ended_ns` once processed or failed.
+        r#"
+CREATE TABLE IF NOT EXISTS {s}.webhook_journal (
+    id          BIGSERIAL PRIMARY KEY,
+    key         TEXT COLLATE "C" UNIQUE,
+    event       TEXT,
+    recorded_ns BIGINT NOT NULL,
+    due_ns      BIGINT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    ended_ns    BIGINT,
+    error       TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_journal_due ON {s}.webhook_journal (due_ns, id)
+    WHERE due_ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS webhook_journal_ended ON {s}.webhook_journal (ended_ns)
+    WHERE ended_ns IS NOT NULL;
 "#,
     ),
 ];

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const SQLITE_SCHEMA_VERSION: u32 = 6;
+pub const SQLITE_SCHEMA_VERSION: u32 = 7;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (
@@ -143,6 +143,27 @@ CREATE TABLE opt_outs (
 ) WITHOUT ROWID;
 INSERT INTO opt_outs (key, purpose, opted_out, at_ns) SELECT key, '', 1, 0 FROM gov_opt_out;
 DROP TABLE gov_opt_out;
+",
+    ),
+    (
+        7,
+        // The webhook journal (`WebhookJournal`): verified events until processed, their keys
+        // until purged. `due_ns` is set while pending, `ended_ns` once processed or failed.
+        "
+CREATE TABLE IF NOT EXISTS webhook_journal (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT UNIQUE,
+    event       TEXT,
+    recorded_ns INTEGER NOT NULL,
+    due_ns      INTEGER,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    ended_ns    INTEGER,
+    error       TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_journal_due ON webhook_journal (due_ns, id)
+    WHERE due_ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS webhook_journal_ended ON webhook_journal (ended_ns)
+    WHERE ended_ns IS NOT NULL;
 ",
     ),
 ];

@@ -130,6 +130,7 @@ pub use messaging_sms as sms;
 /// | [`inbox_store`](testkit::inbox_store) | [`InboxStore`](crate::inbox::InboxStore) | [`MemoryInboxStore`](crate::inbox::MemoryInboxStore) |
 /// | [`sender_counters`](testkit::sender_counters) | [`SenderCounters`](crate::hygiene::SenderCounters) | [`MemoryCounters`](crate::hygiene::MemoryCounters) |
 /// | [`opt_out_store`](testkit::opt_out_store) | [`OptOutStore`](crate::consent::OptOutStore) | [`MemoryOptOutStore`](crate::consent::MemoryOptOutStore) |
+/// | [`webhook_journal`](testkit::webhook_journal) | [`WebhookJournal`](crate::journal::WebhookJournal) | [`MemoryWebhookJournal`](crate::journal::MemoryWebhookJournal) |
 ///
 /// ```
 /// use messaging::consent::MemoryOptOutStore;
@@ -149,6 +150,8 @@ pub mod testkit {
     pub use messaging_conversations::inbox::conformance as inbox_store;
     /// The opt-out store conformance suite.
     pub use messaging_core::consent::conformance as opt_out_store;
+    /// The webhook journal conformance suite.
+    pub use messaging_core::journal::conformance as webhook_journal;
     pub use messaging_core::testkit::channel_suite;
     pub use messaging_core::testkit::*;
     /// The sender counters conformance suite.
