@@ -18,6 +18,7 @@
 //! | [`window`] | the WhatsApp 24-hour window: its length, its key, where it is kept |
 //! | [`consent`] | stop words ("СТОП", "unsubscribe") and [`OptOutStore`](consent::OptOutStore), the one opt-out record the inbox, the governor and the engine read |
 //! | [`StoreError`] | the one error every storage trait returns |
+//! | [`task`] | background loops that survive a panic: [`catch_panic`](task::catch_panic), [`supervise`](task::supervise) (logged, restarted with a bounded backoff) |
 //! | [`pace`] | client-side pacing under a provider's rate limit (overall and per key) |
 //! | [`text`] | SMS encoding and segments, splitting, transliteration, links, length limits |
 //! | [`webhook`] | framework-free webhook verification and parsing |
@@ -40,6 +41,7 @@ mod model;
 pub mod pace;
 mod phone;
 pub mod sink;
+pub mod task;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;

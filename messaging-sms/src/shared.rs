@@ -353,6 +353,11 @@ impl BasicAuth {
         }
     }
 
+    /// The password and the `Authorization: Basic` credentials, to scrub from errors.
+    pub(crate) fn redactor(&self) -> messaging_http::Redactor {
+        messaging_http::Redactor::new().basic_auth(&self.user, self.password.expose_secret())
+    }
+
     /// The request with these credentials in its `Authorization` header.
     pub(crate) fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         req.basic_auth(&self.user, Some(self.password.expose_secret()))
