@@ -682,6 +682,24 @@ pub struct PreparedSms {
     pub segments: u32,
 }
 
+impl PreparedSms {
+    /// A prepared SMS as [`SmsChannel`](crate::SmsChannel) makes one (for a provider's parser
+    /// tests; the channel itself checks the number and counts the segments).
+    ///
+    /// ```
+    /// use messaging_core::Phone;
+    /// let sms = messaging_sms::PreparedSms::new(Phone::parse("+79123456789").unwrap(), "hi", 1);
+    /// assert_eq!(sms.segments, 1);
+    /// ```
+    pub fn new(phone: messaging_core::Phone, text: impl Into<String>, segments: u32) -> Self {
+        PreparedSms {
+            phone,
+            text: text.into(),
+            segments,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
