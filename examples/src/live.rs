@@ -1139,11 +1139,17 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
             }
         }));
         tasks.server = Some(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
+            // Hardened against hostile clients: a connection limit, header and request
+            // timeouts (`axum::serve` has none).
+            let served = messaging::conversations::listener::serve(
+                listener,
+                app,
+                messaging::conversations::listener::ListenerConfig::default(),
+                async move {
                     let _ = stop_rx.await;
-                })
-                .await;
+                },
+            )
+            .await;
             if let Err(e) = served {
                 tracing::warn!(error = %e, "webhook listener stopped");
             }

@@ -12,10 +12,11 @@
 //!
 //! ```no_run
 //! use messaging_conversations::listener::{ListenerConfig, serve};
-//! # async fn run(app: axum::Router) -> std::io::Result<()> {
+//! # async fn run(app: axum::Router, stop: tokio::sync::oneshot::Receiver<()>) -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
-//! serve(listener, app, ListenerConfig::default(), async {
-//!     let _ = tokio::signal::ctrl_c().await;
+//! let config = ListenerConfig::default().max_connections(256);
+//! serve(listener, app, config, async {
+//!     let _ = stop.await; // or tokio::signal::ctrl_c()
 //! })
 //! .await
 //! # }

@@ -33,10 +33,10 @@ const MIN_INNER_BASE64: usize = 8;
 ///
 /// ```
 /// use messaging_http::Redactor;
-/// let r = Redactor::new().secret("s3cr3t+/=").basic_auth("AC1", "tok");
+/// let r = Redactor::new().secret("s3cr3t+/=").basic_auth("AC1", "auth-9f2c");
 /// assert_eq!(r.redact("token s3cr3t+/= in the URL"), "token [redacted] in the URL");
 /// assert_eq!(r.redact("api_id=s3cr3t%2B%2F%3D"), "api_id=[redacted]");
-/// assert_eq!(r.redact("Authorization: Basic QUMxOnRvaw=="), "Authorization: Basic [redacted]");
+/// assert_eq!(r.redact("Authorization: Basic QUMxOmF1dGgtOWYyYw=="), "Authorization: Basic [redacted]");
 /// assert!(!format!("{r:?}").contains("s3cr3t"));
 /// ```
 #[derive(Clone, Default)]
