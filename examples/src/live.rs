@@ -79,6 +79,7 @@ use messaging::max::MaxBot;
 use messaging::router::WebhookRouter;
 use messaging::sms::{SmsOptions, StatusPoller};
 use messaging::store::SqliteStore;
+use messaging::task::{Supervised, catch_panic, supervise};
 use messaging::telegram::{TelegramChannel, TelegramWebhook};
 use messaging::waba::WabaChannel;
 use messaging::webhook::WebhookHandler;
@@ -89,7 +90,7 @@ use messaging::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::scenario::{ChannelFigures, PatientRow};
@@ -1014,8 +1015,9 @@ struct Submitted {
 
 #[derive(Default)]
 struct Tasks {
-    engine_stop: Option<oneshot::Sender<()>>,
-    engine: Option<JoinHandle<()>>,
+    engine_stop: Option<watch::Sender<bool>>,
+    /// Restarted if it panics (logged).
+    engine: Option<Supervised<()>>,
     server_stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     processor: Option<JoinHandle<()>>,
@@ -1054,13 +1056,12 @@ impl fmt::Debug for LiveRun {
 
 impl Drop for LiveRun {
     fn drop(&mut self) {
-        for h in [
-            self.tasks.engine.take(),
-            self.tasks.server.take(),
-            self.tasks.processor.take(),
-        ]
-        .into_iter()
-        .flatten()
+        if let Some(engine) = self.tasks.engine.take() {
+            engine.abort();
+        }
+        for h in [self.tasks.server.take(), self.tasks.processor.take()]
+            .into_iter()
+            .flatten()
         {
             h.abort();
         }
@@ -1133,13 +1134,24 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
             source,
         })?);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        tasks.processor = Some(tokio::spawn(processor.run()));
+        // The processor cannot be started again (it owns the queue), but its panic is logged.
+        tasks.processor = Some(tokio::spawn(async move {
+            if let Err(p) = catch_panic(processor.run()).await {
+                tracing::error!(panic = %p.message, "webhook processor panicked");
+            }
+        }));
         tasks.server = Some(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
+            // Hardened against hostile clients: a connection limit, header and request
+            // timeouts (`axum::serve` has none).
+            let served = messaging::conversations::listener::serve(
+                listener,
+                app,
+                messaging::conversations::listener::ListenerConfig::default(),
+                async move {
                     let _ = stop_rx.await;
-                })
-                .await;
+                },
+            )
+            .await;
             if let Err(e) = served {
                 tracing::warn!(error = %e, "webhook listener stopped");
             }
@@ -1151,14 +1163,19 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
                 .into(),
         );
     }
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // The engine loop catches a panicking cascade itself; should the loop still panic, it is
+    // logged and started again.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let runner = engine.clone();
-    tasks.engine = Some(tokio::spawn(async move {
-        runner
-            .run(async move {
-                let _ = stop_rx.await;
-            })
-            .await;
+    tasks.engine = Some(supervise("engine", move || {
+        let (runner, mut stop_rx) = (runner.clone(), stop_rx.clone());
+        async move {
+            runner
+                .run(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+        }
     }));
     tasks.engine_stop = Some(stop_tx);
 
@@ -1459,9 +1476,17 @@ impl LiveRun {
         // The processor ends once the router is gone, after handing over what was queued.
         join(self.tasks.processor.take(), Duration::from_secs(5)).await;
         if let Some(tx) = self.tasks.engine_stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
-        join(self.tasks.engine.take(), Duration::from_secs(30)).await;
+        if let Some(engine) = self.tasks.engine.take() {
+            let abort = engine.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(30), engine.join())
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
     }
 
     async fn report(&self, ended: Ended) -> Result<Report, LiveError> {

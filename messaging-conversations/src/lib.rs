@@ -20,6 +20,9 @@ pub mod identity;
 pub mod inbox;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod listener;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod router;
 
 pub use identity::{IdentityStore, Link, Linker, Provenance};

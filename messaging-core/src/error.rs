@@ -289,6 +289,60 @@ impl StoreError {
     }
 }
 
+/// Scrubbing (kept apart from the constructors and getters above).
+impl ChannelError {
+    /// The same error with `redact` applied to every text it carries: the message, the provider
+    /// code and the source chain. A source whose text (`Display` or `Debug`, down its own
+    /// chain) `redact` changes is replaced by a plain error holding the redacted text; a source
+    /// it leaves alone is kept, typed, so `downcast_ref` on it still works.
+    ///
+    /// Adapters use it with their configured secrets (`messaging_http::Redactor`) on every
+    /// error they return, because providers echo requests in their error text.
+    ///
+    /// ```
+    /// use messaging_core::{ChannelError, ErrorKind};
+    /// let e = ChannelError::channel_down("Unauthorized: token 123:ABC")
+    ///     .redact_with(|s| s.replace("123:ABC", "[redacted]"));
+    /// assert_eq!(e.message(), "Unauthorized: token [redacted]");
+    /// assert_eq!(e.kind(), ErrorKind::ChannelDown);
+    /// ```
+    pub fn redact_with(mut self, redact: impl Fn(&str) -> String) -> Self {
+        self.message = redact(&self.message);
+        self.provider_code = self.provider_code.map(|c| redact(&c));
+        if let Some(source) = self.source.take() {
+            let mut chain = Vec::new();
+            let mut changed = false;
+            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
+            while let Some(e) = next {
+                let display = e.to_string();
+                let debug = format!("{e:?}");
+                let clean = redact(&display);
+                changed |= clean != display || redact(&debug) != debug;
+                chain.push(clean);
+                next = e.source();
+            }
+            self.source = if changed {
+                Some(Box::new(RedactedSource(chain.join(": "))))
+            } else {
+                Some(source)
+            };
+        }
+        self
+    }
+}
+
+/// A source error whose text held a secret: only its redacted text is kept.
+#[derive(Debug)]
+struct RedactedSource(String);
+
+impl fmt::Display for RedactedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedactedSource {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +365,36 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "needs_template: outside window (provider code 131047)"
+        );
+    }
+
+    #[test]
+    fn redact_with_scrubs_message_code_and_a_leaking_source_only() {
+        #[derive(Debug)]
+        struct Typed(&'static str);
+        impl fmt::Display for Typed {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Typed {}
+        let scrub = |s: &str| s.replace("SECRET", "[redacted]");
+        let e = ChannelError::unexpected("echo SECRET")
+            .with_provider_code("SECRET")
+            .with_source(Typed("source SECRET"))
+            .redact_with(scrub);
+        let text = format!("{e} {e:?} {}", std::error::Error::source(&e).unwrap());
+        assert!(!text.contains("SECRET"), "{text}");
+        assert_eq!(e.message(), "echo [redacted]");
+        let clean = ChannelError::unexpected("x")
+            .with_source(Typed("no secret"))
+            .redact_with(scrub);
+        assert!(
+            std::error::Error::source(&clean)
+                .unwrap()
+                .downcast_ref::<Typed>()
+                .is_some(),
+            "an untouched source stays typed"
         );
     }
 }

@@ -12,6 +12,7 @@
 //! | [`parse_retry_after`] / [`retry_after`] | `Retry-After` as delta-seconds or an HTTP date, relative to the adapter's [`Clock`](messaging_core::Clock), never longer than [`MAX_RETRY_AFTER`] (one hour) |
 //! | [`status_kind`] | the kind an HTTP error status means when the body says nothing better (429, 401/403, 408/5xx) |
 //! | [`retry_after_secs`] | the same bound for seconds a provider puts in its body (Telegram's `parameters.retry_after`) |
+//! | [`Redactor`] | the adapter's secrets scrubbed from text a provider echoes (raw, percent-encoded, base64), and from a [`ChannelError`](messaging_core::ChannelError) |
 //! | [`ClientConfig`] | the user's own `reqwest::Client`, or a default one: rustls, certificates always verified, a connect timeout, optional extra roots and `User-Agent` |
 //!
 //! Adapters keep what is theirs: reading a provider's error bodies, its codes, its pacing.
@@ -39,8 +40,10 @@
 
 mod client;
 mod retry_after;
+mod scrub;
 mod transport;
 
 pub use client::{ClientConfig, ClientError, DEFAULT_CONNECT_TIMEOUT};
 pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after, retry_after, retry_after_secs};
+pub use scrub::{REDACTED, Redactor};
 pub use transport::{Reply, execute, status_kind, transport_error, unreadable_success};

@@ -227,8 +227,12 @@ impl MaxBotBuilder {
             .user_agent(concat!("messaging-max/", env!("CARGO_PKG_VERSION")))
             .client(self.client)?;
         let contact_key = self.contact_key.unwrap_or_else(|| self.token.clone());
+        let redactor = messaging_http::Redactor::new()
+            .secret(self.token.expose_secret())
+            .secret(contact_key.expose_secret());
         Ok(MaxBot {
             inner: Arc::new(Inner {
+                redactor,
                 token: self.token,
                 channel_id: self.channel_id,
                 base: base.as_str().trim_end_matches('/').to_owned(),
@@ -258,6 +262,8 @@ struct Inner {
     timeout: Duration,
     /// Dates receipts whose answer carries no time.
     clock: Arc<dyn Clock>,
+    /// The token and the contact key, scrubbed from every error (providers echo requests).
+    redactor: messaging_http::Redactor,
 }
 
 /// A Max bot: a [`Channel`] that sends with `POST /messages`, plus subscriptions, updates and
@@ -451,6 +457,15 @@ impl MaxBot {
     }
 
     async fn execute_now(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ChannelError> {
+        self.execute_unscrubbed(req)
+            .await
+            .map_err(|e| self.inner.redactor.redact_error(e))
+    }
+
+    async fn execute_unscrubbed(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, ChannelError> {
         let reply = messaging_http::execute(req, "Max API", &*self.inner.clock)
             .await
             // Every failure without an answer carries the same code, for dashboards.
@@ -473,8 +488,11 @@ impl MaxBot {
     ) -> Result<T, ChannelError> {
         let body = self.execute(req).await?;
         serde_json::from_slice(&body).map_err(|e| {
-            ChannelError::unexpected(format!("Max {what}: unreadable response: {e}"))
-                .with_provider_code("bad_response")
+            // serde quotes the values it could not read, which may be echoed input.
+            self.inner.redactor.redact_error(
+                ChannelError::unexpected(format!("Max {what}: unreadable response: {e}"))
+                    .with_provider_code("bad_response"),
+            )
         })
     }
 
@@ -510,18 +528,23 @@ impl MaxBot {
             }
             body["secret"] = Value::String(s.expose_secret().to_owned());
         }
+        // The webhook secret is scrubbed from what Max answers, as the token is.
+        let scrub = messaging_http::Redactor::new()
+            .secrets(secret.map(ExposeSecret::expose_secret))
+            .merge(&self.inner.redactor);
         let res: SimpleQueryResult = self
             .json(
                 self.request(reqwest::Method::POST, "subscriptions")
                     .json(&body),
                 "POST /subscriptions",
             )
-            .await?;
+            .await
+            .map_err(|e| scrub.redact_error(e))?;
         if res.success {
             Ok(())
         } else {
             Err(MaxError::Refused(
-                res.message.unwrap_or_else(|| "success: false".into()),
+                scrub.redact(res.message.as_deref().unwrap_or("success: false")),
             ))
         }
     }
@@ -542,7 +565,9 @@ impl MaxBot {
             Ok(())
         } else {
             Err(MaxError::Refused(
-                res.message.unwrap_or_else(|| "success: false".into()),
+                self.inner
+                    .redactor
+                    .redact(res.message.as_deref().unwrap_or("success: false")),
             ))
         }
     }

@@ -60,6 +60,10 @@ pub enum MaxError {
     /// The marker store failed.
     #[error("marker store: {0}")]
     MarkerStore(String),
+    /// A poll panicked (a bug); the panic message. [`Poller::run`](crate::Poller::run) logs it,
+    /// backs off and polls again.
+    #[error("polling panicked: {0}")]
+    Panicked(String),
 }
 
 impl From<messaging_http::ClientError> for MaxError {

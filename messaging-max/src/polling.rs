@@ -9,6 +9,7 @@
 //! Max documents long polling as a development tool (rate-limited, events kept for a limited
 //! time); production bots should use webhooks. An active webhook disables polling.
 
+use messaging_core::task::{Supervised, catch_panic, supervise};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -173,8 +174,12 @@ impl Poller {
     pub async fn run(&self, tx: mpsc::Sender<Event>) -> Result<(), MaxError> {
         let mut backoff = self.initial_backoff;
         loop {
+            // A panic while polling or reading a batch is logged and retried like any failure,
+            // with backoff: it never ends the loop silently.
             let polled = tokio::select! {
-                r = self.poll_once() => r,
+                r = catch_panic(self.poll_once()) => {
+                    r.unwrap_or_else(|p| Err(MaxError::Panicked(p.message)))
+                }
                 () = tx.closed() => return Ok(()),
             };
             let batch = match polled {
@@ -187,7 +192,11 @@ impl Poller {
                         MaxError::Api(api) => api.retry_after().unwrap_or(backoff),
                         _ => backoff,
                     };
-                    tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "Max poll failed; backing off");
+                    if let MaxError::Panicked(_) = e {
+                        tracing::error!(error = %e, wait_ms = wait.as_millis() as u64, "Max poll panicked; backing off");
+                    } else {
+                        tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "Max poll failed; backing off");
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = tx.closed() => return Ok(()),
@@ -205,6 +214,30 @@ impl Poller {
             self.commit_with_retry(&batch).await?;
             backoff = self.initial_backoff;
         }
+    }
+
+    /// [`run`](Self::run) in its own task under [`supervise`]: a panic that escapes the loop is
+    /// logged and the poller started again (from the stored marker) after a short backoff.
+    /// Ends as `run` does.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use messaging_max::{InMemoryMarkerStore, MaxBot, Poller};
+    /// let bot = MaxBot::builder(std::env::var("MAX_BOT_TOKEN")?).build()?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::channel(100);
+    /// let task = Poller::new(bot, Arc::new(InMemoryMarkerStore::new())).spawn(tx);
+    /// while let Some(event) = rx.recv().await {
+    ///     println!("{}", serde_json::to_string(&event)?);
+    /// }
+    /// task.abort();
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn(self, tx: mpsc::Sender<Event>) -> Supervised<Result<(), MaxError>> {
+        supervise("max poller", move || {
+            let (poller, tx) = (self.clone(), tx.clone());
+            async move { poller.run(tx).await }
+        })
     }
 
     async fn commit_with_retry(&self, batch: &UpdatesBatch) -> Result<(), MaxError> {

@@ -138,6 +138,12 @@ pub trait SmsProvider: fmt::Debug + Send + Sync + Sized + 'static {
 
     /// The callback handler for a channel, tagged and dated by `stamp`.
     fn webhook(&self, stamp: EventStamp) -> Self::Webhook;
+
+    /// The credentials to scrub from every error the channel returns (providers echo requests
+    /// in their error text); none by default. [`SmsChannel`] asks once, when it is built.
+    fn redactor(&self) -> messaging_http::Redactor {
+        messaging_http::Redactor::new()
+    }
 }
 
 /// What a provider said about an accepted message.
@@ -217,6 +223,8 @@ impl Endpoint<'_> {
 pub struct SmsChannel<P: SmsProvider> {
     http: HttpBase,
     provider: P,
+    /// The provider's credentials, scrubbed from every error.
+    redactor: messaging_http::Redactor,
 }
 
 impl<P: SmsProvider> fmt::Debug for SmsChannel<P> {
@@ -250,6 +258,7 @@ impl<P: SmsProvider> SmsChannel<P> {
     pub fn with_provider(options: SmsOptions, provider: P) -> Self {
         SmsChannel {
             http: HttpBase::new(P::NAME, options, P::DEFAULT_BASE_URL),
+            redactor: provider.redactor(),
             provider,
         }
     }
@@ -290,6 +299,17 @@ impl<P: SmsProvider> Channel for SmsChannel<P> {
         self.http.opts.capabilities()
     }
     async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, ChannelError> {
+        self.send_unscrubbed(message)
+            .await
+            .map_err(|e| self.redactor.redact_error(e))
+    }
+}
+
+impl<P: SmsProvider> SmsChannel<P> {
+    async fn send_unscrubbed(
+        &self,
+        message: &OutboundMessage,
+    ) -> Result<SendReceipt, ChannelError> {
         let opts = &self.http.opts;
         let sms = shared::prepare(opts, message, self.provider.accepts_any_number(opts))?;
         let request = self.provider.send_request(&self.http.endpoint()?, &sms)?;
@@ -326,6 +346,14 @@ impl<P: SmsProvider> StatusPoller for SmsChannel<P> {
     /// Up to [`SmsProvider::STATUS_BATCH`] ids per request, requests paced by
     /// [`SmsOptions::poll_interval`]; ids the provider cannot ask about are skipped.
     async fn poll_statuses(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
+        self.poll_unscrubbed(ids)
+            .await
+            .map_err(|e| self.redactor.redact_error(e))
+    }
+}
+
+impl<P: SmsProvider> SmsChannel<P> {
+    async fn poll_unscrubbed(&self, ids: &[ProviderMessageId]) -> Result<Vec<Event>, ChannelError> {
         let mut events = Vec::new();
         for chunk in ids.chunks(P::STATUS_BATCH.max(1)) {
             let Some(request) = self.provider.status_request(&self.http.endpoint()?, chunk) else {

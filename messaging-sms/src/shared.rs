@@ -353,6 +353,11 @@ impl BasicAuth {
         }
     }
 
+    /// The password and the `Authorization: Basic` credentials, to scrub from errors.
+    pub(crate) fn redactor(&self) -> messaging_http::Redactor {
+        messaging_http::Redactor::new().basic_auth(&self.user, self.password.expose_secret())
+    }
+
     /// The request with these credentials in its `Authorization` header.
     pub(crate) fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         req.basic_auth(&self.user, Some(self.password.expose_secret()))
@@ -675,6 +680,24 @@ pub struct PreparedSms {
     pub text: String,
     /// Its segment count by the core's SMS encoding.
     pub segments: u32,
+}
+
+impl PreparedSms {
+    /// A prepared SMS as [`SmsChannel`](crate::SmsChannel) makes one (for a provider's parser
+    /// tests; the channel itself checks the number and counts the segments).
+    ///
+    /// ```
+    /// use messaging_core::Phone;
+    /// let sms = messaging_sms::PreparedSms::new(Phone::parse("+79123456789").unwrap(), "hi", 1);
+    /// assert_eq!(sms.segments, 1);
+    /// ```
+    pub fn new(phone: messaging_core::Phone, text: impl Into<String>, segments: u32) -> Self {
+        PreparedSms {
+            phone,
+            text: text.into(),
+            segments,
+        }
+    }
 }
 
 #[cfg(test)]

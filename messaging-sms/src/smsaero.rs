@@ -157,6 +157,10 @@ impl SmsProvider for SmsAero {
         parse_callback(stamp, request)
     }
 
+    fn redactor(&self) -> messaging_http::Redactor {
+        self.auth.redactor()
+    }
+
     fn webhook(&self, stamp: EventStamp) -> SmsAeroWebhook {
         UnsignedWebhook::with_stamp(stamp)
     }

@@ -233,6 +233,15 @@ impl SmsProvider for Smsc {
         parse_callback(stamp, request)
     }
 
+    fn redactor(&self) -> messaging_http::Redactor {
+        match &self.auth {
+            SmscAuth::ApiKey(k) => messaging_http::Redactor::new().secret(k.expose_secret()),
+            SmscAuth::Login { password, .. } => {
+                messaging_http::Redactor::new().secret(password.expose_secret())
+            }
+        }
+    }
+
     fn webhook(&self, stamp: EventStamp) -> SmscWebhook {
         UnsignedWebhook::with_stamp(stamp)
     }

@@ -206,6 +206,15 @@ impl SmsProvider for SmsRu {
         WebhookReply::text("100")
     }
 
+    fn redactor(&self) -> messaging_http::Redactor {
+        match &self.auth {
+            SmsRuAuth::ApiId(k) => messaging_http::Redactor::new().secret(k.expose_secret()),
+            SmsRuAuth::Login { password, .. } => {
+                messaging_http::Redactor::new().secret(password.expose_secret())
+            }
+        }
+    }
+
     fn webhook(&self, stamp: EventStamp) -> SmsRuWebhook {
         UnsignedWebhook::with_stamp(stamp)
     }

@@ -227,6 +227,10 @@ impl SmsProvider for Twilio {
     }
 
     /// A handler that checks signatures with this account's auth token.
+    fn redactor(&self) -> messaging_http::Redactor {
+        self.auth.redactor()
+    }
+
     fn webhook(&self, stamp: EventStamp) -> TwilioWebhook {
         TwilioWebhook {
             auth_token: Some(self.auth.password.clone()),

@@ -18,6 +18,8 @@ pub(crate) struct BotApi {
     test_env: bool,
     /// Dates a `Retry-After` given as an HTTP date.
     clock: Arc<dyn Clock>,
+    /// The token, scrubbed from every error (the Bot API may quote the URL it was called at).
+    redactor: messaging_http::Redactor,
 }
 
 impl fmt::Debug for BotApi {
@@ -39,6 +41,7 @@ impl BotApi {
         clock: Arc<dyn Clock>,
     ) -> Self {
         BotApi {
+            redactor: messaging_http::Redactor::new().secret(token.expose_secret()),
             client,
             base: base.trim_end_matches('/').to_owned(),
             token,
@@ -72,6 +75,24 @@ impl BotApi {
         params: &Value,
         timeout: Duration,
     ) -> Result<Value, ChannelError> {
+        self.call_unscrubbed(method, params, timeout)
+            .await
+            .map_err(|e| self.redactor.redact_error(e))
+    }
+
+    /// The token scrubbed from an error body's description, before it becomes the message and
+    /// the typed source of a [`ChannelError`].
+    fn scrubbed(&self, mut error: ApiError) -> ChannelError {
+        error.description = self.redactor.redact(&error.description);
+        error.into_channel_error()
+    }
+
+    async fn call_unscrubbed(
+        &self,
+        method: &str,
+        params: &Value,
+        timeout: Duration,
+    ) -> Result<Value, ChannelError> {
         let request = self
             .client
             .post(self.url(method))
@@ -84,9 +105,7 @@ impl BotApi {
             if v.get("ok").and_then(Value::as_bool) == Some(true) {
                 return Ok(v.get("result").cloned().unwrap_or(Value::Null));
             }
-            return Err(
-                ApiError::from_parsed(Some(status), reply.retry_after, &v).into_channel_error()
-            );
+            return Err(self.scrubbed(ApiError::from_parsed(Some(status), reply.retry_after, &v)));
         }
         if reply.status.is_success() {
             // Telegram answers every call with JSON; a 2xx that is not may still have sent it.
@@ -95,6 +114,10 @@ impl BotApi {
                 "not JSON",
             ));
         }
-        Err(ApiError::from_answer(status, reply.retry_after, &reply.body).into_channel_error())
+        Err(self.scrubbed(ApiError::from_answer(
+            status,
+            reply.retry_after,
+            &reply.body,
+        )))
     }
 }

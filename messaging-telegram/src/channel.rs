@@ -515,9 +515,11 @@ impl TelegramChannel {
         if let Some(s) = secret {
             params["secret_token"] = json!(s);
         }
+        let scrub = messaging_http::Redactor::new().secrets(secret);
         self.call("setWebhook", &params, self.inner.timeout)
             .await
             .map(|_| ())
+            .map_err(|e| scrub.redact_error(e))
     }
 
     /// `deleteWebhook` (long polling does not work while a webhook is set).

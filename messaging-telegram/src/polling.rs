@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use messaging_core::task::catch_panic;
 use messaging_core::{ChannelError, ErrorKind, Event};
 use serde_json::json;
 
@@ -152,6 +153,10 @@ pub enum PollError {
     /// The offset could not be loaded or stored.
     #[error(transparent)]
     Store(#[from] OffsetStoreError),
+    /// Reading a batch or handing it over panicked (a bug, here or in the handler); the panic
+    /// message. [`LongPoller::run`] logs it, backs off and polls again.
+    #[error("polling panicked: {0}")]
+    Panicked(String),
 }
 
 impl PollError {
@@ -321,12 +326,17 @@ impl<S: OffsetStore> LongPoller<S> {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = self.config.backoff_min;
         loop {
+            // A panic while reading or handing over a batch is logged and retried like any
+            // failure, with backoff: it never ends the loop silently.
             let fetched = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                r = self.fetch() => r,
+                r = catch_panic(self.fetch()) => r.unwrap_or_else(|p| Err(PollError::Panicked(p.message))),
             };
             let outcome = match fetched {
-                Ok(batch) => self.deliver(batch, &mut handler).await.map(|_| ()),
+                Ok(batch) => catch_panic(self.deliver(batch, &mut handler))
+                    .await
+                    .unwrap_or_else(|p| Err(PollError::Panicked(p.message)))
+                    .map(|_| ()),
                 Err(e) => Err(e),
             };
             let err = match outcome {
@@ -340,7 +350,11 @@ impl<S: OffsetStore> LongPoller<S> {
                 Err(e) => e,
             };
             let wait = err.retry_after().unwrap_or(backoff);
-            tracing::warn!(error = %err, wait_ms = wait.as_millis() as u64, "telegram polling failed; backing off");
+            if let PollError::Panicked(_) = err {
+                tracing::error!(error = %err, wait_ms = wait.as_millis() as u64, "telegram polling panicked; backing off");
+            } else {
+                tracing::warn!(error = %err, wait_ms = wait.as_millis() as u64, "telegram polling failed; backing off");
+            }
             backoff = (backoff * 2).min(self.config.backoff_max);
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),

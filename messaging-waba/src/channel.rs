@@ -240,6 +240,7 @@ impl WabaBuilder {
         }
         .ok_or_else(|| ConfigError::BaseUrl(base_str.to_owned()))?;
         Ok(WabaChannel {
+            redactor: messaging_http::Redactor::new().secret(self.token.expose_secret()),
             id: self.id,
             provider: self.provider,
             token: self.token,
@@ -323,6 +324,8 @@ pub struct WabaChannel {
     prices: Option<PriceTable>,
     waba_id: Option<String>,
     enforce_window: bool,
+    /// The token, scrubbed from every error (Graph echoes requests in `error.message`).
+    redactor: messaging_http::Redactor,
 }
 
 impl fmt::Debug for WabaChannel {
@@ -604,7 +607,9 @@ impl WabaChannel {
     }
 
     async fn get_json(&self, url: Url) -> Result<Value, ChannelError> {
-        self.execute(self.client.get(url), false).await
+        self.execute(self.client.get(url), false)
+            .await
+            .map_err(|e| self.redactor.redact_error(e))
     }
 
     /// Posts one message; the wamid on success.
@@ -842,7 +847,10 @@ impl Channel for WabaChannel {
                 Some(wait),
             ));
         }
-        let result = self.send_inner(message, &to, &key, window_open).await;
+        let result = self
+            .send_inner(message, &to, &key, window_open)
+            .await
+            .map_err(|e| self.redactor.redact_error(e));
         if let Err(e) = &result {
             if e.provider_code() != Some("131056") {
                 self.pair.release(&key, now);

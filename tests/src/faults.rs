@@ -81,7 +81,7 @@ impl FaultyProxy {
                     s.seen += 1;
                     let n = s.seen;
                     let f = s.next.pop_front().unwrap_or(match &s.every {
-                        Some((k, faults)) if n % k == 0 && !faults.is_empty() => {
+                        Some((k, faults)) if n.is_multiple_of(*k) && !faults.is_empty() => {
                             faults[(n / k - 1) % faults.len()]
                         }
                         _ => Fault::None,

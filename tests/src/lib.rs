@@ -2,6 +2,7 @@
 //! and the load example. Each module starts an axum server on a random loopback port.
 #![forbid(unsafe_code)]
 
+pub mod echo;
 pub mod faults;
 pub mod max;
 pub mod sms;

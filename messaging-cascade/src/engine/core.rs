@@ -23,6 +23,7 @@ use crate::store::{CascadeStore, Inserted, MemoryStore};
 use messaging_core::StoreError;
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
 use messaging_core::sink::{EventSink, SinkError};
+use messaging_core::task::catch_panic;
 use messaging_core::{
     Address, ChannelId, ChannelKind, ContactId, NotificationId, PolicyId, ProviderMessageId,
     Purpose,
@@ -163,6 +164,17 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A step panicked (a channel's or a gate's bug); the panic message. The cascade stays in
+    /// flight until its lease runs out, then is retried.
+    #[error("a cascade step panicked: {0}")]
+    Panicked(String),
+}
+
+/// A cascade whose step panicked, logged (never silent) and reported as a failed step: it is
+/// left in flight, so its lease runs out and the next tick retries it.
+fn panicked(id: &NotificationId, p: &messaging_core::task::Panicked) -> EngineError {
+    tracing::error!(notification = %id, panic = %p.message, "cascade step panicked; retried when its lease runs out");
+    EngineError::Panicked(p.message.clone())
 }
 
 /// Knobs of the engine that are not part of a policy.
@@ -591,7 +603,10 @@ impl Engine {
             }
             Inserted::New => self.publish(&id, &rec.history),
         }
-        let outcome = match self.drive(&id, Some(rec), Input::Submitted).await {
+        let first = catch_panic(self.drive(&id, Some(rec), Input::Submitted))
+            .await
+            .unwrap_or_else(|p| Err(panicked(&id, &p)));
+        let outcome = match first {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Accepted and stored with a due timer: the next tick picks it up again.
@@ -678,7 +693,14 @@ impl Engine {
             total += due.len();
             let n = due.len();
             let results: Vec<Result<(), EngineError>> = futures::stream::iter(due)
-                .map(|id| async move { self.drive(&id, None, Input::TimerFired).await.map(|_| ()) })
+                .map(|id| async move {
+                    // A panic (a channel's bug) is this cascade's alone: the others of the batch
+                    // go on, and it stays in flight until its lease runs out, then is retried.
+                    catch_panic(self.drive(&id, None, Input::TimerFired))
+                        .await
+                        .unwrap_or_else(|p| Err(panicked(&id, &p)))
+                        .map(|_| ())
+                })
                 .buffer_unordered(self.inner.settings.concurrency)
                 .collect()
                 .await;
@@ -703,8 +725,10 @@ impl Engine {
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "engine tick failed");
+            match catch_panic(self.tick()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "engine tick failed"),
+                Err(p) => tracing::error!(panic = %p.message, "engine tick panicked; going on"),
             }
             let now = self.now();
             let mut sleep = self.inner.settings.poll_interval;

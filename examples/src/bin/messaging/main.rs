@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the answer is negative (an error-level diagnostic, an invalid
-//! number, a text that cannot be split), 2 on a usage error.
+//! number, a text that cannot be split), 2 on a usage error. A usage error never quotes a secret:
+//! the values of `--app-secret`, `--secret`, `--auth-token` and `--header`, the secret files'
+//! contents and the `MESSAGING_*` secret variables are scrubbed from it.
 
 mod lint;
 mod parse_webhook;
@@ -79,8 +81,81 @@ pub(crate) fn parse_purpose(s: &str) -> Result<Purpose, String> {
     s.parse()
 }
 
+/// The values of secret-bearing arguments (`--flag value` and `--flag=value`), the contents of
+/// secret files and the secret environment variables: what a usage error must not quote.
+fn secrets_in(args: &[String]) -> Vec<String> {
+    const FLAGS: [&str; 4] = ["--app-secret", "--secret", "--auth-token", "--header"];
+    const FILES: [&str; 3] = ["--app-secret-file", "--secret-file", "--auth-token-file"];
+    let mut r = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        for flag in FLAGS.iter().chain(&FILES) {
+            let value = if arg == flag {
+                args.get(i + 1).cloned()
+            } else {
+                arg.strip_prefix(&format!("{flag}=")).map(str::to_owned)
+            };
+            let Some(value) = value else { continue };
+            if FILES.contains(flag) {
+                if let Ok(s) = std::fs::read_to_string(&value) {
+                    r.push(s.trim_end_matches(['\r', '\n']).to_owned());
+                }
+                continue;
+            }
+            if *flag == "--header"
+                && let Some((_, v)) = value.split_once(':')
+            {
+                r.push(v.trim().to_owned());
+            }
+            r.push(value);
+        }
+    }
+    for var in parse_webhook::SECRET_ENV {
+        if let Ok(v) = std::env::var(var) {
+            r.push(v);
+        }
+    }
+    r.retain(|s| !s.is_empty());
+    r
+}
+
+/// A usage error without the secrets: every form of them, and every quoted fragment (`'-S'`)
+/// that is a piece of one (clap quotes the part of a secret it took for a flag).
+fn scrub_usage(text: &str, secrets: &[String]) -> String {
+    let text = messaging_http::Redactor::new()
+        .secrets(secrets)
+        .redact(text);
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('\'');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        out.push('\'');
+        // Odd parts (counted from 0) are inside quotes.
+        if i % 2 == 0 && !part.is_empty() && secrets.iter().any(|s| s.contains(part)) {
+            out.push_str(messaging_http::REDACTED);
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap quotes the argument it could not read, which may be a secret (`--secret -x…`).
+            let args: Vec<String> = std::env::args().collect();
+            let text = scrub_usage(&e.render().to_string(), &secrets_in(&args));
+            let _ = if e.use_stderr() {
+                write!(std::io::stderr(), "{text}")
+            } else {
+                write!(std::io::stdout(), "{text}")
+            };
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     let out = match cli.command {
         Command::Lint(a) => lint::run(a),
         Command::Segments(a) => segments::run(a),
