@@ -44,7 +44,7 @@
 //! |---|---|---|
 //! | WhatsApp | delivered / read status | webhook `POST /webhooks/waba` (signature checked with `META_APP_SECRET`) |
 //! | Telegram, Max | accepted (bots get no receipts) | the send itself; replies by webhook `/webhooks/telegram`, `/webhooks/max` |
-//! | SMS | delivery report | status polling every [`LiveConfig::poll_interval`], and callbacks on `/webhooks/<provider>` |
+//! | SMS | delivery report | status polling every [`LiveConfig::poll_interval`], and callbacks on `/webhooks/sms/<secret>/<provider>` (SMS.ru, SMSC, SMS Aero sign nothing: [`LiveConfig::sms_webhook_secret`]) or `/webhooks/twilio` (signed) |
 //!
 //! Webhooks reach the listener only if the provider can call it: put it behind a public HTTPS
 //! URL and register `<url>/webhooks/<provider>` with the provider (Meta app dashboard,
@@ -659,6 +659,12 @@ pub struct LiveConfig {
     pub batch: String,
     /// Progress lines, if wanted.
     pub progress: Option<Progress>,
+    /// The secret path segment the unsigned SMS delivery-report endpoints (SMS.ru, SMSC,
+    /// SMS Aero) are mounted under: `/webhooks/sms/<secret>/<provider>`. Those providers sign
+    /// nothing, so an unguessable path is what keeps a forged "delivered" out. `None`: one is
+    /// generated for this run and printed with the URL to register
+    /// (`SMS_WEBHOOK_SECRET` / `--sms-webhook-secret` keep it stable between runs).
+    pub sms_webhook_secret: Option<String>,
 }
 
 impl fmt::Debug for LiveConfig {
@@ -693,6 +699,7 @@ impl LiveConfig {
             text: DEFAULT_TEXT.into(),
             batch: chrono::Local::now().format("%Y-%m-%d").to_string(),
             progress: None,
+            sms_webhook_secret: None,
         }
     }
 
@@ -711,6 +718,16 @@ impl LiveConfig {
         if self.poll_interval.is_zero() {
             return Err(LiveError::Config(
                 "the SMS polling interval must be longer than zero".into(),
+            ));
+        }
+        if let Some(secret) = &self.sms_webhook_secret
+            && (secret.len() < 16
+                || !secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+        {
+            return Err(LiveError::Config(
+                "the SMS webhook secret must be at least 16 characters of A-Z a-z 0-9 - _".into(),
             ));
         }
         if self.batch.is_empty()
@@ -804,7 +821,17 @@ fn config_err(what: &str) -> impl Fn(&dyn fmt::Display) -> LiveError + '_ {
     move |e| LiveError::Config(format!("{what}: {e}"))
 }
 
-async fn build_channels(config: &LiveConfig, store: &SqliteStore) -> Result<Built, LiveError> {
+/// A fresh secret path segment for the unsigned SMS report endpoints: 128 bits from `rand`'s
+/// thread generator (a CSPRNG seeded from the operating system), in hex.
+fn generate_sms_webhook_secret() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+async fn build_channels(
+    config: &LiveConfig,
+    store: &SqliteStore,
+    sms_secret: &str,
+) -> Result<Built, LiveError> {
     let p = &config.providers;
     let mut b = Built {
         channels: Vec::new(),
@@ -919,13 +946,19 @@ async fn build_channels(config: &LiveConfig, store: &SqliteStore) -> Result<Buil
         if let Some(s) = &p.sms_sender {
             opts = opts.sender(s);
         }
+        // Twilio signs its callbacks; the others sign nothing, so they are served only under
+        // the secret path.
+        let path = match sms.account {
+            SmsAccount::Twilio { .. } => format!("/webhooks/{id}"),
+            _ => format!("/webhooks/sms/{}/{id}", sms_secret),
+        };
         if let Some(u) = &config.public_url
             && matches!(
                 sms.account,
                 SmsAccount::SmsAero { .. } | SmsAccount::Twilio { .. }
             )
         {
-            opts = opts.callback_url(format!("{}/webhooks/{id}", u.trim_end_matches('/')));
+            opts = opts.callback_url(format!("{}{path}", u.trim_end_matches('/')));
         }
         let (channel, poller, hook): (DynChannel, Arc<dyn StatusPoller>, Arc<dyn WebhookHandler>) =
             match &sms.account {
@@ -983,7 +1016,7 @@ async fn build_channels(config: &LiveConfig, store: &SqliteStore) -> Result<Buil
                     (c.clone(), c, hook)
                 }
             };
-        b.handlers.push((format!("/webhooks/{id}"), hook));
+        b.handlers.push((path, hook));
         b.channels.push(channel);
         b.pollers.push((ChannelId::new(id), poller));
         b.order.push((ChannelId::new(id), ChannelKind::Sms));
@@ -1085,7 +1118,11 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
     let store = SqliteStore::open(&config.db)
         .await
         .map_err(|e| store_err(&e))?;
-    let built = build_channels(&config, &store).await?;
+    let (sms_secret, generated) = match &config.sms_webhook_secret {
+        Some(s) => (s.clone(), false),
+        None => (generate_sms_webhook_secret(), true),
+    };
+    let built = build_channels(&config, &store, &sms_secret).await?;
     let policy = clinic_policy(&built.order, config.window);
     let mut builder = Engine::builder()
         .clock(SystemClock)
@@ -1111,7 +1148,25 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
         if let Some(u) = &config.public_url {
             router = router.public_base_url(u.as_str());
         }
+        let base = config
+            .public_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/').to_owned());
         for (path, handler) in built.handlers {
+            if path.starts_with("/webhooks/sms/") {
+                // Printed once: the path is what the clinic registers at the provider.
+                notes.push(format!(
+                    "{} delivery reports: register {}{path} at the provider (it signs nothing: \
+                     the secret path is the only protection{})",
+                    handler.provider(),
+                    base.as_deref().unwrap_or("<public URL>"),
+                    if generated {
+                        "; generated for this run, set SMS_WEBHOOK_SECRET to keep it"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             webhook_paths.push(path.clone());
             router = router.mount(path, handler);
         }

@@ -17,6 +17,8 @@ use serde_json::json;
 
 const APP_SECRET: &str = "meta-app-secret-live-demo";
 const PHONE_NUMBER_ID: &str = "106540352242922";
+/// The secret path segment of the unsigned SMS report endpoints.
+const SMS_SECRET: &str = "sms-hook-0123456789abcdef";
 /// Every step's window: long enough for the test to answer, short enough to keep it fast.
 const WINDOW: Duration = Duration::from_secs(3);
 
@@ -76,6 +78,7 @@ fn config(
     c.wait = Duration::from_secs(20);
     c.poll_interval = Duration::from_millis(200);
     c.batch = "test".into();
+    c.sms_webhook_secret = Some(SMS_SECRET.into());
     let lines = lines.clone();
     c.progress = Some(Arc::new(move |l: &str| {
         println!("  {l}");
@@ -198,8 +201,25 @@ name,phone,telegram,max
             ),
         )
         .finish();
-    let answer = http
+    // SMS.ru signs nothing: at the guessable path a forged report finds nothing to talk to...
+    let forged = http
         .post(format!("http://{addr}/webhooks/smsru"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(callback.clone())
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(forged.status(), 404);
+    assert!(
+        run.webhook_paths()
+            .iter()
+            .any(|p| p == &format!("/webhooks/sms/{SMS_SECRET}/smsru")),
+        "{:?}",
+        run.webhook_paths()
+    );
+    // ...the callback registered under the secret path is taken.
+    let answer = http
+        .post(format!("http://{addr}/webhooks/sms/{SMS_SECRET}/smsru"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(callback)
         .send()

@@ -44,8 +44,11 @@
 //!   quoted; semicolons work as separators too. A bad line is reported with its number and
 //!   nothing is sent (exit 2).
 //! - Evidence: `--listen` serves the providers' webhooks on `/webhooks/waba`,
-//!   `/webhooks/telegram`, `/webhooks/max` and `/webhooks/<sms provider>` (WhatsApp statuses,
-//!   replies, SMS callbacks); SMS statuses are also polled every `--poll-secs`.
+//!   `/webhooks/telegram`, `/webhooks/max`, `/webhooks/twilio` and, for the SMS providers that
+//!   sign nothing (SMS.ru, SMSC, SMS Aero), `/webhooks/sms/<secret>/<provider>` (WhatsApp
+//!   statuses, replies, SMS callbacks); the secret comes from `--sms-webhook-secret` or
+//!   `SMS_WEBHOOK_SECRET` (at least 16 of `A-Z a-z 0-9 - _`), else one is generated for the run;
+//!   the URL to register is printed at start. SMS statuses are also polled every `--poll-secs`.
 //! - `--window-secs` replaces every step's window (policy: WhatsApp 60 min, Telegram and Max
 //!   15 min, SMS 24 h); `--wait-secs` bounds the run (default 600). Cascades still running then
 //!   are reported as running and stay in the store: run again with the same `--db` and
@@ -113,6 +116,10 @@ struct Args {
     /// Twilio's signature check and SMS status callback URLs.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// --live: the secret path segment of the unsigned SMS delivery-report endpoints
+    /// (`/webhooks/sms/<secret>/smsru`); also `SMS_WEBHOOK_SECRET`. Default: generated per run.
+    #[arg(long, value_name = "SECRET")]
+    sms_webhook_secret: Option<String>,
     /// --live: every step's window in seconds (default: the policy's, WhatsApp 3600, Telegram
     /// and Max 900, SMS 86400).
     #[arg(long, value_name = "SECS")]
@@ -257,6 +264,11 @@ async fn live_mode(args: Args) -> Result<(), LiveError> {
     let mut config = LiveConfig::new(providers, patients, db);
     config.listen = args.listen;
     config.public_url = args.public_url.clone();
+    config.sms_webhook_secret = args.sms_webhook_secret.clone().or_else(|| {
+        std::env::var("SMS_WEBHOOK_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
     config.window = args.window_secs.map(Duration::from_secs);
     config.wait = Duration::from_secs(args.wait_secs);
     config.poll_interval = Duration::from_secs(args.poll_secs.max(1));
