@@ -44,7 +44,7 @@
 //! |---|---|---|
 //! | WhatsApp | delivered / read status | webhook `POST /webhooks/waba` (signature checked with `META_APP_SECRET`) |
 //! | Telegram, Max | accepted (bots get no receipts) | the send itself; replies by webhook `/webhooks/telegram`, `/webhooks/max` |
-//! | SMS | delivery report | status polling every [`LiveConfig::poll_interval`], and callbacks on `/webhooks/sms/<secret>/<provider>` (SMS.ru, SMSC, SMS Aero sign nothing: [`LiveConfig::sms_webhook_secret`]) or `/webhooks/twilio` (signed) |
+//! | SMS | delivery report | status polling every [`LiveConfig::poll_interval`], and callbacks on `/webhooks/sms/<provider>/<secret>` (SMS.ru, SMSC, SMS Aero sign nothing: [`LiveConfig::sms_webhook_secret`]) or `/webhooks/twilio` (signed) |
 //!
 //! Webhooks reach the listener only if the provider can call it: put it behind a public HTTPS
 //! URL and register `<url>/webhooks/<provider>` with the provider (Meta app dashboard,
@@ -76,7 +76,7 @@ use messaging::engine::{
     AttemptState, CascadeEvent, CascadeStatus, HistoryKind, Phase, SubmitError,
 };
 use messaging::max::MaxBot;
-use messaging::router::WebhookRouter;
+use messaging::router::{UnsignedGuard, WebhookRouter};
 use messaging::sms::{SmsOptions, StatusPoller};
 use messaging::store::SqliteStore;
 use messaging::task::{Supervised, catch_panic, supervise};
@@ -812,7 +812,8 @@ struct Built {
     channels: Vec<DynChannel>,
     order: Vec<(ChannelId, ChannelKind)>,
     waba: Option<Arc<WabaChannel>>,
-    handlers: Vec<(String, Arc<dyn WebhookHandler>)>,
+    /// Path, handler, and for handlers that authenticate nothing the secret path segment.
+    handlers: Vec<(String, Arc<dyn WebhookHandler>, Option<String>)>,
     pollers: Vec<(ChannelId, Arc<dyn StatusPoller>)>,
     notes: Vec<String>,
 }
@@ -885,7 +886,8 @@ async fn build_channels(
         if let Some(t) = &wa.verify_token {
             hook = hook.verify_token(t.expose_secret());
         }
-        b.handlers.push(("/webhooks/waba".into(), Arc::new(hook)));
+        b.handlers
+            .push(("/webhooks/waba".into(), Arc::new(hook), None));
         b.channels.push(channel.clone());
         b.order
             .push((ChannelId::new("whatsapp"), ChannelKind::WhatsApp));
@@ -910,7 +912,7 @@ async fn build_channels(
         }
         .channel_id("telegram");
         b.handlers
-            .push(("/webhooks/telegram".into(), Arc::new(hook)));
+            .push(("/webhooks/telegram".into(), Arc::new(hook), None));
         b.channels.push(Arc::new(channel));
         b.order
             .push((ChannelId::new("telegram"), ChannelKind::Telegram));
@@ -936,7 +938,8 @@ async fn build_channels(
             );
         }
         let hook = bot.webhook_handler(mx.webhook_secret.clone());
-        b.handlers.push(("/webhooks/max".into(), Arc::new(hook)));
+        b.handlers
+            .push(("/webhooks/max".into(), Arc::new(hook), None));
         b.channels.push(Arc::new(bot));
         b.order.push((ChannelId::new("max"), ChannelKind::Max));
     }
@@ -947,10 +950,10 @@ async fn build_channels(
             opts = opts.sender(s);
         }
         // Twilio signs its callbacks; the others sign nothing, so they are served only under
-        // the secret path.
-        let path = match sms.account {
-            SmsAccount::Twilio { .. } => format!("/webhooks/{id}"),
-            _ => format!("/webhooks/sms/{}/{id}", sms_secret),
+        // the secret path segment.
+        let (path, secret) = match sms.account {
+            SmsAccount::Twilio { .. } => (format!("/webhooks/{id}"), None),
+            _ => (format!("/webhooks/sms/{id}"), Some(sms_secret.to_owned())),
         };
         if let Some(u) = &config.public_url
             && matches!(
@@ -958,7 +961,11 @@ async fn build_channels(
                 SmsAccount::SmsAero { .. } | SmsAccount::Twilio { .. }
             )
         {
-            opts = opts.callback_url(format!("{}{path}", u.trim_end_matches('/')));
+            let served = match &secret {
+                Some(s) => format!("{path}/{s}"),
+                None => path.clone(),
+            };
+            opts = opts.callback_url(format!("{}{served}", u.trim_end_matches('/')));
         }
         let (channel, poller, hook): (DynChannel, Arc<dyn StatusPoller>, Arc<dyn WebhookHandler>) =
             match &sms.account {
@@ -1016,7 +1023,7 @@ async fn build_channels(
                     (c.clone(), c, hook)
                 }
             };
-        b.handlers.push((path, hook));
+        b.handlers.push((path, hook, secret));
         b.channels.push(channel);
         b.pollers.push((ChannelId::new(id), poller));
         b.order.push((ChannelId::new(id), ChannelKind::Sms));
@@ -1152,23 +1159,27 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
             .public_url
             .as_deref()
             .map(|u| u.trim_end_matches('/').to_owned());
-        for (path, handler) in built.handlers {
-            if path.starts_with("/webhooks/sms/") {
-                // Printed once: the path is what the clinic registers at the provider.
-                notes.push(format!(
-                    "{} delivery reports: register {}{path} at the provider (it signs nothing: \
-                     the secret path is the only protection{})",
-                    handler.provider(),
-                    base.as_deref().unwrap_or("<public URL>"),
-                    if generated {
-                        "; generated for this run, set SMS_WEBHOOK_SECRET to keep it"
-                    } else {
-                        ""
-                    }
-                ));
-            }
-            webhook_paths.push(path.clone());
-            router = router.mount(path, handler);
+        for (path, handler, secret) in built.handlers {
+            let Some(secret) = secret else {
+                webhook_paths.push(path.clone());
+                router = router.mount(path, handler);
+                continue;
+            };
+            // Printed once: the URL is what the clinic registers at the provider.
+            let served = format!("{path}/{secret}");
+            notes.push(format!(
+                "{} delivery reports: register {}{served} at the provider (it signs nothing: \
+                 the secret path is the only protection{})",
+                handler.provider(),
+                base.as_deref().unwrap_or("<public URL>"),
+                if generated {
+                    "; generated for this run, set SMS_WEBHOOK_SECRET to keep it"
+                } else {
+                    ""
+                }
+            ));
+            webhook_paths.push(served);
+            router = router.mount_unsigned(path, handler, UnsignedGuard::SecretPath(secret));
         }
         if let Some(wa) = &built.waba {
             // An inbound message opens the WhatsApp window the channel reads.

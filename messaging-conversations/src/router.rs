@@ -100,11 +100,78 @@ pub enum RouterError {
     /// Two handlers under one path.
     #[error("path {0:?} is mounted twice")]
     DuplicatePath(String),
+    /// A handler that cannot tell the provider's calls from forged ones (it
+    /// [`authenticates`](WebhookHandler::authenticates) nothing) was mounted with
+    /// [`WebhookRouter::mount`]; use [`WebhookRouter::mount_unsigned`].
+    #[error(
+        "{provider} webhooks are not signed: mount {path:?} under a secret path or behind an allow-list (mount_unsigned)"
+    )]
+    Unguarded {
+        /// The path.
+        path: String,
+        /// The handler's provider.
+        provider: &'static str,
+    },
+    /// A secret path segment shorter than 16 characters or with characters other than
+    /// `A-Z a-z 0-9 - _` (the secret itself is not repeated here).
+    #[error("the secret path segment under {0:?} must be at least 16 of A-Z a-z 0-9 - _")]
+    WeakSecret(String),
+}
+
+/// How a handler that authenticates nothing (SMS.ru, SMSC and SMS Aero delivery reports) is
+/// kept from forged calls. See [`WebhookRouter::mount_unsigned`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum UnsignedGuard {
+    /// Served at `{path}/{secret}`: only who knows the URL (the provider you registered it
+    /// with) can call it. At least 16 of `A-Z a-z 0-9 - _`; generate it, keep it out of logs.
+    SecretPath(String),
+    /// Served at `path` as it is: you restrict who can reach it (an allow-list of the
+    /// provider's addresses in your proxy or firewall); the router takes your word for it.
+    AllowList,
+}
+
+impl fmt::Debug for UnsignedGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnsignedGuard::SecretPath(_) => f.write_str("SecretPath([redacted])"),
+            UnsignedGuard::AllowList => f.write_str("AllowList"),
+        }
+    }
+}
+
+/// One handler and where it is served.
+struct MountSpec {
+    /// The path as the user gave it (without a secret segment).
+    path: String,
+    handler: Arc<dyn WebhookHandler>,
+    guard: Option<UnsignedGuard>,
+}
+
+impl MountSpec {
+    /// The path the route is served at.
+    fn served_at(&self) -> String {
+        match &self.guard {
+            Some(UnsignedGuard::SecretPath(s)) => {
+                format!("{}/{s}", self.path.trim_end_matches('/'))
+            }
+            _ => self.path.clone(),
+        }
+    }
+    /// The path as it may be shown (`Debug`, errors): the secret replaced.
+    fn shown(&self) -> String {
+        match &self.guard {
+            Some(UnsignedGuard::SecretPath(_)) => {
+                format!("{}/[secret]", self.path.trim_end_matches('/'))
+            }
+            _ => self.path.clone(),
+        }
+    }
 }
 
 /// Builds the webhook router. See the [module docs](crate::router).
 pub struct WebhookRouter {
-    mounts: Vec<(String, Arc<dyn WebhookHandler>)>,
+    mounts: Vec<MountSpec>,
     public_base_url: Option<String>,
     sinks: Sinks,
     queue_capacity: usize,
@@ -152,7 +219,7 @@ impl fmt::Debug for WebhookRouter {
                 &self
                     .mounts
                     .iter()
-                    .map(|(p, h)| (p.as_str(), h.provider()))
+                    .map(|m| (m.shown(), m.handler.provider()))
                     .collect::<Vec<_>>(),
             )
             .field("public_base_url", &self.public_base_url)
@@ -185,9 +252,43 @@ impl WebhookRouter {
     }
 
     /// Serves `handler` under `path` (`"/webhooks/waba"`): any method, so GET handshakes and
-    /// POST deliveries alike.
+    /// POST deliveries alike. A handler that authenticates nothing is refused at
+    /// [`build`](Self::build): mount it with [`mount_unsigned`](Self::mount_unsigned).
     pub fn mount(mut self, path: impl Into<String>, handler: Arc<dyn WebhookHandler>) -> Self {
-        self.mounts.push((path.into(), handler));
+        self.mounts.push(MountSpec {
+            path: path.into(),
+            handler,
+            guard: None,
+        });
+        self
+    }
+
+    /// Serves a handler that cannot tell the provider's calls from forged ones (SMS.ru, SMSC
+    /// and SMS Aero sign nothing: anyone who finds the URL could post a "delivered") behind
+    /// `guard`: under a secret path segment, or behind an allow-list you enforce.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use messaging_conversations::router::{UnsignedGuard, WebhookRouter};
+    /// # use messaging_core::webhook::WebhookHandler;
+    /// # fn demo(smsru: Arc<dyn WebhookHandler>) {
+    /// // Register https://clinic.example/webhooks/smsru/<secret> at SMS.ru.
+    /// let secret = std::env::var("SMS_WEBHOOK_SECRET").expect("a generated secret");
+    /// let router = WebhookRouter::new()
+    ///     .mount_unsigned("/webhooks/smsru", smsru, UnsignedGuard::SecretPath(secret));
+    /// # }
+    /// ```
+    pub fn mount_unsigned(
+        mut self,
+        path: impl Into<String>,
+        handler: Arc<dyn WebhookHandler>,
+        guard: UnsignedGuard,
+    ) -> Self {
+        self.mounts.push(MountSpec {
+            path: path.into(),
+            handler,
+            guard: Some(guard),
+        });
         self
     }
 
@@ -279,12 +380,30 @@ impl WebhookRouter {
     /// The axum router and the processor that must run for events to be handled.
     pub fn build(self) -> Result<(Router, WebhookProcessor), RouterError> {
         let mut seen_paths = std::collections::HashSet::new();
-        for (p, _) in &self.mounts {
+        for m in &self.mounts {
+            let p = &m.path;
             if !p.starts_with('/') || p.contains(['{', '}', '*']) {
-                return Err(RouterError::InvalidPath(p.clone()));
+                return Err(RouterError::InvalidPath(m.shown()));
             }
-            if !seen_paths.insert(p.clone()) {
-                return Err(RouterError::DuplicatePath(p.clone()));
+            match &m.guard {
+                None if !m.handler.authenticates() => {
+                    return Err(RouterError::Unguarded {
+                        path: p.clone(),
+                        provider: m.handler.provider(),
+                    });
+                }
+                Some(UnsignedGuard::SecretPath(s))
+                    if s.len() < 16
+                        || !s
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')) =>
+                {
+                    return Err(RouterError::WeakSecret(p.clone()));
+                }
+                _ => {}
+            }
+            if !seen_paths.insert(m.served_at()) {
+                return Err(RouterError::DuplicatePath(m.shown()));
             }
         }
         let seen = Arc::new(Mutex::new(RecentSet::new(self.dedupe_capacity)));
@@ -314,7 +433,9 @@ impl WebhookRouter {
             }
         };
         let mut router = Router::new();
-        for (path, handler) in self.mounts {
+        for spec in self.mounts {
+            let path = spec.served_at();
+            let handler = spec.handler;
             let limit = handler.max_body();
             let mount = Arc::new(Mount {
                 path: path.clone(),

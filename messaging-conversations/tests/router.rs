@@ -757,3 +757,96 @@ async fn with_a_journal_a_full_backlog_answers_503_and_the_retry_is_processed() 
     assert_eq!(send(&app, signed(second)).await.0, StatusCode::OK);
     sink.wait_for(2).await;
 }
+
+/// A provider that signs nothing (like SMS.ru, SMSC and SMS Aero): any body parses.
+#[derive(Debug, Default)]
+struct UnsignedProvider;
+
+impl WebhookHandler for UnsignedProvider {
+    fn provider(&self) -> &'static str {
+        "unsigned"
+    }
+    fn channel_kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+    fn verify(&self, _: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        Ok(())
+    }
+    fn authenticates(&self) -> bool {
+        false
+    }
+    fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError> {
+        TestProvider::default().parse(request)
+    }
+}
+
+#[tokio::test]
+async fn an_unsigned_handler_is_served_only_behind_a_guard() {
+    use messaging_conversations::router::UnsignedGuard;
+    let h: Arc<dyn WebhookHandler> = Arc::new(UnsignedProvider);
+    // Mounted like a signed one: refused, so a forged "delivered" has nowhere to go.
+    assert!(matches!(
+        WebhookRouter::new()
+            .mount("/hooks/sms", h.clone())
+            .build()
+            .err(),
+        Some(RouterError::Unguarded {
+            provider: "unsigned",
+            ..
+        })
+    ));
+    // A guessable secret is refused without being repeated.
+    let weak = WebhookRouter::new()
+        .mount_unsigned(
+            "/hooks/sms",
+            h.clone(),
+            UnsignedGuard::SecretPath("1234".into()),
+        )
+        .build()
+        .expect_err("refused");
+    assert!(matches!(weak, RouterError::WeakSecret(_)));
+    assert!(!weak.to_string().contains("1234"), "{weak}");
+
+    const SECRET: &str = "Zq7-secret_path-0123456789";
+    let router = WebhookRouter::new().mount_unsigned(
+        "/hooks/sms",
+        h.clone(),
+        UnsignedGuard::SecretPath(SECRET.into()),
+    );
+    assert!(!format!("{router:?}").contains(SECRET), "{router:?}");
+    // The processor is kept (not run): its queue takes the calls.
+    let (app, _processor) = router.build().expect("router");
+    let post = |path: String| {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body(&[delivery(
+                "m-1",
+                DeliveryStatus::Delivered,
+            )])))
+            .unwrap()
+    };
+    assert_eq!(
+        send(&app, post("/hooks/sms".into())).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&app, post("/hooks/sms/not-the-secret-0000".into()))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&app, post(format!("/hooks/sms/{SECRET}"))).await.0,
+        StatusCode::OK
+    );
+
+    // Behind an allow-list the user enforces, it is served at its path.
+    let (app, _processor) = WebhookRouter::new()
+        .mount_unsigned("/hooks/sms", h, UnsignedGuard::AllowList)
+        .build()
+        .expect("router");
+    assert_eq!(
+        send(&app, post("/hooks/sms".into())).await.0,
+        StatusCode::OK
+    );
+}

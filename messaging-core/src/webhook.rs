@@ -156,6 +156,14 @@ pub trait WebhookHandler: Send + Sync + fmt::Debug {
     /// Checks the signature or secret over the raw body. Must compare in constant time.
     fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError>;
 
+    /// Whether [`verify`](Self::verify) proves that a call came from the provider (a signature
+    /// or a shared secret). SMS.ru, SMSC and SMS Aero sign nothing, so their handlers answer
+    /// `false`, and the router serves them only under a secret path or behind an allow-list
+    /// the user vouches for (`WebhookRouter::mount_unsigned`). Default: `true`.
+    fn authenticates(&self) -> bool {
+        true
+    }
+
     /// Parses a verified body into events. Unknown update types are skipped, not errors.
     fn parse(&self, request: &WebhookRequest<'_>) -> Result<Vec<Event>, WebhookError>;
 

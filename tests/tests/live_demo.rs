@@ -213,13 +213,13 @@ name,phone,telegram,max
     assert!(
         run.webhook_paths()
             .iter()
-            .any(|p| p == &format!("/webhooks/sms/{SMS_SECRET}/smsru")),
+            .any(|p| p == &format!("/webhooks/sms/smsru/{SMS_SECRET}")),
         "{:?}",
         run.webhook_paths()
     );
     // ...the callback registered under the secret path is taken.
     let answer = http
-        .post(format!("http://{addr}/webhooks/sms/{SMS_SECRET}/smsru"))
+        .post(format!("http://{addr}/webhooks/sms/smsru/{SMS_SECRET}"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(callback)
         .send()

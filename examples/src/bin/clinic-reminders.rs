@@ -45,7 +45,7 @@
 //!   nothing is sent (exit 2).
 //! - Evidence: `--listen` serves the providers' webhooks on `/webhooks/waba`,
 //!   `/webhooks/telegram`, `/webhooks/max`, `/webhooks/twilio` and, for the SMS providers that
-//!   sign nothing (SMS.ru, SMSC, SMS Aero), `/webhooks/sms/<secret>/<provider>` (WhatsApp
+//!   sign nothing (SMS.ru, SMSC, SMS Aero), `/webhooks/sms/<provider>/<secret>` (WhatsApp
 //!   statuses, replies, SMS callbacks); the secret comes from `--sms-webhook-secret` or
 //!   `SMS_WEBHOOK_SECRET` (at least 16 of `A-Z a-z 0-9 - _`), else one is generated for the run;
 //!   the URL to register is printed at start. SMS statuses are also polled every `--poll-secs`.
@@ -117,7 +117,7 @@ struct Args {
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
     /// --live: the secret path segment of the unsigned SMS delivery-report endpoints
-    /// (`/webhooks/sms/<secret>/smsru`); also `SMS_WEBHOOK_SECRET`. Default: generated per run.
+    /// (`/webhooks/sms/smsru/<secret>`); also `SMS_WEBHOOK_SECRET`. Default: generated per run.
     #[arg(long, value_name = "SECRET")]
     sms_webhook_secret: Option<String>,
     /// --live: every step's window in seconds (default: the policy's, WhatsApp 3600, Telegram
