@@ -844,6 +844,8 @@ async fn edits_deletions_and_reactions_amend_the_thread_and_end_no_cascade() {
     assert_eq!(amended.id, before.id, "the same message, amended");
     assert_eq!(amended.text.as_deref(), Some("Приду в 11"));
     assert_eq!(amended.edited_at, Some(w.clock.now()));
+    // The edit ended nothing.
+    assert_eq!(w.engine.status(&n).await.unwrap().unwrap().outcome, None);
     // A repeat of the same edit is dropped.
     assert!(
         w.inbox
@@ -897,9 +899,20 @@ async fn edits_deletions_and_reactions_amend_the_thread_and_end_no_cascade() {
     echo.from = "15550001111".into();
     assert_eq!(w.take(echo).await.direction, Direction::Out);
 
-    // None of them ended the cascade; the reaction is read evidence for it.
+    // None of them is a reply; the reaction is read evidence for the notice, which the
+    // policy waited for: the cascade ends as delivered (read), not as replied.
     let st = w.engine.status(&n).await.unwrap().unwrap();
-    assert_eq!(st.outcome, None, "{:?}", st.history);
+    assert!(
+        matches!(
+            st.outcome,
+            Some(Outcome::Delivered {
+                evidence: Evidence::Read,
+                ..
+            })
+        ),
+        "{:?}",
+        st.history
+    );
     assert_eq!(st.attempts[0].evidence, Some(Evidence::Read));
     // None of them opened the WhatsApp window further.
     assert_eq!(
@@ -920,15 +933,6 @@ async fn edits_deletions_and_reactions_amend_the_thread_and_end_no_cascade() {
         Some(InboundAction::Reaction { .. })
     ));
     assert_eq!(thread[2].direction, Direction::Out);
-
-    // A new message still ends it.
-    w.take(w.wa_msg("wa", "Спасибо", "wamid.P2")).await;
-    let st = w.engine.status(&n).await.unwrap().unwrap();
-    assert!(
-        matches!(st.outcome, Some(Outcome::Replied { .. })),
-        "{:?}",
-        st.outcome
-    );
 }
 
 /// A Telegram edit keeps the message id: it is not dropped as a repeat of the message.
