@@ -824,9 +824,12 @@ impl Inbox {
             return Ok(None);
         };
         let store = &self.inner.store;
-        let found = store.thread(thread).await?.into_iter().rev().find(|x| {
-            x.channel == m.channel && x.provider_message_id.as_ref() == Some(target)
-        });
+        let found = store
+            .thread(thread)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|x| x.channel == m.channel && x.provider_message_id.as_ref() == Some(target));
         let Some(mut msg) = found else {
             tracing::debug!(
                 action = m.action.name(),

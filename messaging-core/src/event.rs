@@ -588,11 +588,15 @@ mod tests {
         assert_eq!(back.action, InboundAction::Message);
         let cases = [
             (
-                InboundAction::Edit { of: "wamid.A".into() },
+                InboundAction::Edit {
+                    of: "wamid.A".into(),
+                },
                 serde_json::json!({"type": "edit", "of": "wamid.A"}),
             ),
             (
-                InboundAction::Deletion { of: "wamid.A".into() },
+                InboundAction::Deletion {
+                    of: "wamid.A".into(),
+                },
                 serde_json::json!({"type": "deletion", "of": "wamid.A"}),
             ),
             (

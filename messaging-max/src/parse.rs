@@ -156,14 +156,15 @@ impl UpdateParser {
                         ));
                     }
                 };
-                let m = InboundMessage::new(ChannelKind::Max, address, None, at(raw.timestamp, kind)?)
-                    .action(InboundAction::Deletion { of: mid.into() });
+                let m =
+                    InboundMessage::new(ChannelKind::Max, address, None, at(raw.timestamp, kind)?)
+                        .action(InboundAction::Deletion { of: mid.into() });
                 Some(Event::Inbound(m))
             }
             "bot_removed" => {
-                let chat = raw.chat_id.ok_or_else(|| {
-                    WebhookError::malformed(PROVIDER, "bot_removed: no chat_id")
-                })?;
+                let chat = raw
+                    .chat_id
+                    .ok_or_else(|| WebhookError::malformed(PROVIDER, "bot_removed: no chat_id"))?;
                 let from = user_id_of(&raw).map_or_else(|| chat.to_string(), |u| u.to_string());
                 Some(Event::Signal(ChannelSignal::new(
                     ChannelKind::Max,
@@ -433,8 +434,10 @@ mod tests {
         assert_eq!(m.address, Address::MaxUser(10001));
         assert!(!m.counts_as_reply());
 
-        let e = one(json!({"update_type": "message_removed", "timestamp": 1770679900000i64,
-            "message_id": "mid.1", "chat_id": 182182182, "user_id": 10001, "user_locale": "ru"}));
+        let e = one(
+            json!({"update_type": "message_removed", "timestamp": 1770679900000i64,
+            "message_id": "mid.1", "chat_id": 182182182, "user_id": 10001, "user_locale": "ru"}),
+        );
         let Event::Inbound(m) = e else { panic!() };
         assert_eq!(m.action, InboundAction::Deletion { of: "mid.1".into() });
         assert_eq!(m.address, Address::MaxUser(10001));
@@ -443,8 +446,10 @@ mod tests {
         let v = serde_json::to_value(Event::Inbound(m)).unwrap();
         assert_eq!(v["action"], json!({"type": "deletion", "of": "mid.1"}));
 
-        let e = one(json!({"update_type": "bot_removed", "timestamp": 5, "chat_id": -77,
-            "user": {"user_id": 8, "first_name": "Admin"}, "is_channel": false}));
+        let e = one(
+            json!({"update_type": "bot_removed", "timestamp": 5, "chat_id": -77,
+            "user": {"user_id": 8, "first_name": "Admin"}, "is_channel": false}),
+        );
         let Event::Signal(s) = e else { panic!() };
         assert_eq!(
             s.signal,
@@ -468,7 +473,10 @@ mod tests {
             json!({"update_type": "bot_removed", "timestamp": 5}),
         ] {
             assert!(
-                matches!(p.parse(bad.to_string().as_bytes()), Err(WebhookError::Malformed { .. })),
+                matches!(
+                    p.parse(bad.to_string().as_bytes()),
+                    Err(WebhookError::Malformed { .. })
+                ),
                 "{bad}"
             );
         }

@@ -651,11 +651,7 @@ fn whatsapp_inbound(
     from: &str,
     now: DateTime<Utc>,
 ) -> Result<InboundMessage, WebhookError> {
-    let get = |k: &str| {
-        shared::field(f, k)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
+    let get = |k: &str| shared::field(f, k).map(str::trim).filter(|v| !v.is_empty());
     let digits = get("WaId")
         .or_else(|| whatsapp_digits(from))
         .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
@@ -737,10 +733,7 @@ fn parse_callback(
         let from = get("From")
             .ok_or_else(|| WebhookError::malformed(PROVIDER, "inbound SMS without From"))?;
         let (kind, inbound) = if whatsapp_digits(from).is_some() {
-            (
-                ChannelKind::WhatsApp,
-                whatsapp_inbound(&f, sid, from, now)?,
-            )
+            (ChannelKind::WhatsApp, whatsapp_inbound(&f, sid, from, now)?)
         } else {
             let phone = Phone::parse(from)
                 .map_err(|e| WebhookError::malformed(PROVIDER, format!("From: {e}")))?;
@@ -985,7 +978,10 @@ mod tests {
         .unwrap();
         assert_eq!(ev.len(), 1);
         let Event::Delivery(r) = &ev[0] else { panic!() };
-        assert_eq!(r.error.as_ref().unwrap().kind, Some(ErrorKind::NeedsTemplate));
+        assert_eq!(
+            r.error.as_ref().unwrap().kind,
+            Some(ErrorKind::NeedsTemplate)
+        );
 
         // Bad WhatsApp senders are a typed error, not a panic.
         for body in [

@@ -715,7 +715,9 @@ mod tests {
             "user":{"id":42,"first_name":"Ivan"},"date":1767225802,"old_reaction":[],
             "new_reaction":[{"type":"custom_emoji","custom_emoji_id":"5368324170671202286"}]}}"#,
         );
-        assert!(matches!(m.action, InboundAction::Reaction { emoji: Some(e), .. } if e == "custom_emoji:5368324170671202286"));
+        assert!(
+            matches!(m.action, InboundAction::Reaction { emoji: Some(e), .. } if e == "custom_emoji:5368324170671202286")
+        );
         // An anonymous admin's reaction (actor_chat, no user) is skipped.
         assert!(
             one(r#"{"update_id":14,"message_reaction":{"chat":{"id":-100,"type":"supergroup"},"message_id":9,

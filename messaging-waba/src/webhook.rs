@@ -454,7 +454,10 @@ impl Ctx<'_> {
     fn inbound(&self, m: &Value, contacts: &[Value]) -> Option<Event> {
         let kind = m.get("type").and_then(Value::as_str).unwrap_or("unknown");
         if kind == "system" || kind == "request_welcome" {
-            tracing::debug!(kind, "skipping a WhatsApp message that WhatsApp itself wrote");
+            tracing::debug!(
+                kind,
+                "skipping a WhatsApp message that WhatsApp itself wrote"
+            );
             return None;
         }
         if kind == "unsupported" {
@@ -614,7 +617,9 @@ impl Ctx<'_> {
         for m in array(value, "message_echoes") {
             let (Some(from), Some(to)) = (
                 m.get("from").and_then(Value::as_str),
-                m.get("to").and_then(Value::as_str).filter(|t| !t.is_empty()),
+                m.get("to")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty()),
             ) else {
                 tracing::debug!("skipping a WhatsApp message echo without from or to");
                 continue;
@@ -1203,12 +1208,12 @@ mod tests {
         let ev = parse(
             "smb_message_echoes",
             json!({"messaging_product": "whatsapp",
-                   "metadata": {"display_phone_number": "15550001111", "phone_number_id": "10"},
-                   "message_echoes": [
-                       {"from": "15550001111", "to": "79990001122", "id": "wamid.ECHO", "timestamp": "1700000020",
-                        "type": "text", "text": {"body": "Ждём вас завтра"}},
-                       {"from": "15550001111", "id": "wamid.NOTO", "type": "text", "text": {"body": "?"}}
-                   ]}),
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "10"},
+            "message_echoes": [
+                {"from": "15550001111", "to": "79990001122", "id": "wamid.ECHO", "timestamp": "1700000020",
+                 "type": "text", "text": {"body": "Ждём вас завтра"}},
+                {"from": "15550001111", "id": "wamid.NOTO", "type": "text", "text": {"body": "?"}}
+            ]}),
         );
         assert_eq!(ev.len(), 1);
         let e = inbound_of(&ev[0]);

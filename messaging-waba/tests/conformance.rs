@@ -136,9 +136,13 @@ fn expected(file: &str) -> Option<Vec<&'static str>> {
         "meta_text.json" => vec![
             "in from=16505551234 text=Does it come in another color? payload=- name=Sheena Nelson",
         ],
-        "reaction.json" => vec!["in from=972987654321 text=- payload=- name=Test Name action=reaction:wamid.yzxyzx=:\u{1f62e}"],
+        "reaction.json" => vec![
+            "in from=972987654321 text=- payload=- name=Test Name action=reaction:wamid.yzxyzx=:\u{1f62e}",
+        ],
         "reaction_removed_empty_emoji.json" => {
-            vec!["in from=972987654321 text=- payload=- name=Test Name action=reaction:wamid.yzxyzx=:-"]
+            vec![
+                "in from=972987654321 text=- payload=- name=Test Name action=reaction:wamid.yzxyzx=:-",
+            ]
         }
         "status_delivered_cbp.json" => {
             vec!["dlv id=wamid.xyzxyz status=delivered to=972987654321 nid=- err=-"]

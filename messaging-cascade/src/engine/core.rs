@@ -782,7 +782,8 @@ impl Engine {
         if let Some(target) = m.read_evidence()
             && let Some(mref) = self.inner.store.find_message(target).await?
         {
-            let mut report = DeliveryReport::new(m.channel, target.clone(), DeliveryStatus::Read, m.at);
+            let mut report =
+                DeliveryReport::new(m.channel, target.clone(), DeliveryStatus::Read, m.at);
             report.channel_id = m.channel_id.clone();
             let input = Input::DeliveryReport {
                 attempt: mref.attempt,
