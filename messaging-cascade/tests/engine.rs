@@ -421,6 +421,57 @@ async fn a_reply_on_any_channel_ends_the_cascade() {
 }
 
 #[tokio::test]
+async fn edits_deletions_reactions_and_echoes_are_not_replies() {
+    let w = World::new();
+    let engine = w.clinic();
+    engine
+        .submit(reminder("n1", patient_everywhere("1")))
+        .await
+        .unwrap();
+    let wa = |action: InboundAction| {
+        Event::Inbound(
+            InboundMessage::new(
+                ChannelKind::WhatsApp,
+                Address::WhatsApp("79123456789".into()),
+                Some("СТОП".into()),
+                w.clock.now(),
+            )
+            .action(action),
+        )
+    };
+    for action in [
+        InboundAction::Edit {
+            of: "wamid.old".into(),
+        },
+        InboundAction::Deletion {
+            of: "wamid.old".into(),
+        },
+        // A reaction to a message this engine never sent is not evidence of anything.
+        InboundAction::Reaction {
+            to: "wamid.unknown".into(),
+            emoji: Some("👍".into()),
+        },
+        InboundAction::Echo,
+    ] {
+        engine.handle_event(&wa(action.clone())).await.unwrap();
+        assert_eq!(status(&engine, "n1").await.outcome, None, "{action:?}");
+    }
+    // A message in a WhatsApp group is the person's reply (by their number in `from`).
+    let mut group = InboundMessage::new(
+        ChannelKind::WhatsApp,
+        Address::WhatsApp("group:Y2FwaV9ncm91cDox".into()),
+        Some("Да".into()),
+        w.clock.now(),
+    );
+    group.from = "79123456789".into();
+    engine.handle_event(&Event::Inbound(group)).await.unwrap();
+    assert!(matches!(
+        status(&engine, "n1").await.outcome,
+        Some(Outcome::Replied { .. })
+    ));
+}
+
+#[tokio::test]
 async fn late_report_for_earlier_step_stops_later_steps() {
     let w = World::new();
     let engine = Engine::builder()

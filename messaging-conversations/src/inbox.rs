@@ -18,6 +18,15 @@
 //!    (see [`messaging_core::consent`]);
 //! 7. stores it in its thread and publishes it to [`Inbox::subscribe`]rs.
 //!
+//! What the person did decides the rest ([`InboundAction`]): only a new message opens the
+//! WhatsApp window, runs the linker and tells the sinks a contact replied. An edit replaces the
+//! text of the message it names in the thread (and sets `edited_at`), a deletion sets
+//! `deleted_at`, a reaction sets `reaction` on the message reacted to (ours or theirs), each
+//! published again to subscribers; when that message is not in the thread, the change is stored
+//! as its own entry so that no word is lost. An echo of the business's own message (WhatsApp
+//! Business app) is stored as an outbound message. Stop and start words are read in new
+//! messages and edits only.
+//!
 //! Channel signals update identity links (a block marks the link inactive, an unblock
 //! re-activates it), provider opt-out signals are recorded in the [`OptOutStore`], and all go to
 //! the sinks, like delivery reports.
@@ -51,7 +60,7 @@ use messaging_core::window::{WHATSAPP_WINDOW, WindowStore, whatsapp_window_key};
 use messaging_core::{Address, ChannelId, ChannelKind, ContactId, ProviderMessageId, Purpose};
 use messaging_core::{Clock, SystemClock};
 use messaging_core::{DynChannel, OutboundMessage, SendReceipt};
-use messaging_core::{Event, InboundMessage, Signal};
+use messaging_core::{Event, InboundAction, InboundMessage, Signal};
 
 /// The phone behind a WhatsApp or phone address.
 fn phone_of(address: &Address) -> Option<Phone> {
@@ -143,6 +152,15 @@ pub struct InboxMessage {
     /// The inbound message as the adapter gave it (shared contact, start payload, button).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbound: Option<InboundMessage>,
+    /// When the person last edited it (the `text` is the edited one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When the person deleted it ("delete for everyone"). The text is kept for the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The person's current reaction to it (an emoji), ours or theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<String>,
 }
 
 /// Messages per thread.
@@ -172,6 +190,16 @@ pub trait InboxStore: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes a thread and its messages (erasure). Returns how many messages were deleted.
     async fn erase_thread(&self, thread: &ThreadId) -> Result<usize, StoreError>;
+
+    /// Replaces the stored message of `message.thread` with the same `id` (an edit, a
+    /// deletion or a reaction changed it), keeping its place. Returns whether it was found.
+    ///
+    /// The default finds nothing: the inbox then appends the change as its own entry, so no
+    /// word is lost. The stores of this workspace implement it.
+    async fn replace(&self, message: &InboxMessage) -> Result<bool, StoreError> {
+        let _ = message;
+        Ok(false)
+    }
 }
 
 /// Threads in process memory.
@@ -242,6 +270,18 @@ impl InboxStore for MemoryInboxStore {
 
     async fn erase_thread(&self, thread: &ThreadId) -> Result<usize, StoreError> {
         Ok(self.lock().remove(thread).map_or(0, |v| v.len()))
+    }
+
+    async fn replace(&self, message: &InboxMessage) -> Result<bool, StoreError> {
+        let mut threads = self.lock();
+        let Some(m) = threads
+            .get_mut(&message.thread)
+            .and_then(|v| v.iter_mut().find(|m| m.id == message.id))
+        else {
+            return Ok(false);
+        };
+        *m = message.clone();
+        Ok(true)
     }
 }
 
@@ -619,6 +659,18 @@ impl Inbox {
                         .opt_out(&consent_keys(address, contact.as_ref()), *purpose, s.at)
                         .await?;
                 }
+                if let (
+                    Signal::OptIn {
+                        address, purpose, ..
+                    },
+                    Some(store),
+                ) = (&s.signal, &self.inner.opt_outs)
+                {
+                    let contact = self.resolve_quietly(address).await;
+                    store
+                        .opt_in(&consent_keys(address, contact.as_ref()), *purpose, s.at)
+                        .await?;
+                }
                 Ok(None)
             }
             _ => {
@@ -634,12 +686,22 @@ impl Inbox {
     }
 
     fn dedupe_key(m: &InboundMessage) -> Option<String> {
-        let pmid = m.provider_message_id.as_ref()?;
         let channel = m
             .channel_id
             .as_ref()
             .map_or_else(|| m.channel.as_str().to_owned(), |c| c.to_string());
-        Some(format!("{channel}|{pmid}"))
+        if m.action.is_message() {
+            let pmid = m.provider_message_id.as_ref()?;
+            return Some(format!("{channel}|{pmid}"));
+        }
+        // An edit keeps the message's id on Telegram and Max, and a message may be edited or
+        // reacted to many times: the action, its target and its time tell repeats apart.
+        let target = m.action.target().or(m.provider_message_id.as_ref())?;
+        Some(format!(
+            "{channel}|{}:{target}|{}",
+            m.action.name(),
+            m.at.timestamp_micros()
+        ))
     }
 
     async fn handle_inbound(
@@ -671,14 +733,16 @@ impl Inbox {
 
     async fn take_in(&self, event: &Event, m: &InboundMessage) -> Result<InboxMessage, InboxError> {
         let inner = &self.inner;
-        if m.channel == ChannelKind::WhatsApp {
+        // Only the person writing opens the WhatsApp window: not an edit, a reaction or an
+        // echo of the business's own message.
+        if m.channel == ChannelKind::WhatsApp && m.counts_as_reply() {
             self.record_window(m).await?;
         }
         self.to_sinks(event).await;
 
         let mut newly_linked = false;
         let mut contact = None;
-        if let Some(linker) = &inner.linker {
+        if let Some(linker) = inner.linker.as_ref().filter(|_| m.action.is_message()) {
             match linker.on_inbound(m).await {
                 Ok(LinkOutcome::Known(link)) => contact = Some(link.contact),
                 Ok(LinkOutcome::Linked(link)) => {
@@ -705,15 +769,29 @@ impl Inbox {
                     .rethread(&ThreadId::address(&m.address), &thread, c)
                     .await?;
             }
-            let _ = inner.sinks.contact_replied(c, m.channel, m.at).await;
+            if m.counts_as_reply() {
+                let _ = inner.sinks.contact_replied(c, m.channel, m.at).await;
+            }
         }
 
-        let opt_out = self.opt_out(m, contact.as_ref()).await;
+        let opt_out = if m.carries_words() {
+            self.opt_out(m, contact.as_ref()).await
+        } else {
+            false
+        };
+        if let Some(amended) = self.amend(&thread, m, opt_out).await? {
+            let _ = inner.stream.send(amended.clone());
+            return Ok(amended);
+        }
+        let direction = match m.action {
+            InboundAction::Echo => Direction::Out,
+            _ => Direction::In,
+        };
         let msg = InboxMessage {
             id: self.next_id(m.at),
             thread,
             contact,
-            direction: Direction::In,
+            direction,
             channel: m.channel,
             channel_id: m.channel_id.clone(),
             address: m.address.clone(),
@@ -722,11 +800,57 @@ impl Inbox {
             provider_message_id: m.provider_message_id.clone(),
             opt_out,
             inbound: Some(m.clone()),
+            edited_at: None,
+            deleted_at: None,
+            reaction: None,
         };
         inner.store.append(&msg).await?;
         // No subscriber is not an error: the store has the message.
         let _ = inner.stream.send(msg.clone());
         Ok(msg)
+    }
+
+    /// Applies an edit, a deletion or a reaction to the message of `thread` it is about (same
+    /// channel kind and provider message id): the edited text, the time of deletion, the
+    /// reaction. Returns the changed message; `None` when there is nothing to apply or the
+    /// message is not in the thread (the change is then stored as its own entry).
+    async fn amend(
+        &self,
+        thread: &ThreadId,
+        m: &InboundMessage,
+        opt_out: bool,
+    ) -> Result<Option<InboxMessage>, StoreError> {
+        let Some(target) = m.action.target() else {
+            return Ok(None);
+        };
+        let store = &self.inner.store;
+        let found = store
+            .thread(thread)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|x| x.channel == m.channel && x.provider_message_id.as_ref() == Some(target));
+        let Some(mut msg) = found else {
+            tracing::debug!(
+                action = m.action.name(),
+                "the message an inbound change is about is not in its thread"
+            );
+            return Ok(None);
+        };
+        match &m.action {
+            InboundAction::Edit { .. } => {
+                msg.text = m.text.clone();
+                msg.edited_at = Some(m.at);
+                msg.opt_out |= opt_out;
+                if let Some(inbound) = msg.inbound.as_mut() {
+                    inbound.text = m.text.clone();
+                }
+            }
+            InboundAction::Deletion { .. } => msg.deleted_at = Some(m.at),
+            InboundAction::Reaction { emoji, .. } => msg.reaction = emoji.clone(),
+            _ => return Ok(None),
+        }
+        Ok(store.replace(&msg).await?.then_some(msg))
     }
 
     /// Records a stop or start word; returns whether it was a stop word.
@@ -900,6 +1024,9 @@ impl Inbox {
             provider_message_id: Some(receipt.provider_message_id.clone()),
             opt_out: false,
             inbound: None,
+            edited_at: None,
+            deleted_at: None,
+            reaction: None,
         };
         inner.store.append(&sent).await?;
         Ok(receipt)

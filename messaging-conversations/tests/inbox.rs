@@ -16,7 +16,7 @@ use messaging_core::consent::{MemoryOptOutStore, OptOutStore, contact_key};
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
 use messaging_core::sink::EventSink;
 use messaging_core::testkit::StubChannel;
-use messaging_core::window::WindowStore;
+use messaging_core::window::{WindowStore, whatsapp_window_key};
 use messaging_core::*;
 use messaging_hygiene::governor::{Governor, GovernorConfig};
 
@@ -801,4 +801,151 @@ async fn reply_without_a_matching_channel_is_a_typed_error() {
         w.inbox.reply(&msg, Content::text("x")).await,
         Err(ReplyError::NoChannel(id)) if id == "tg-old"
     ));
+}
+
+/// What people do to messages: an edit, a deletion, a reaction and an echo end no cascade;
+/// the edit and the deletion amend the message in the thread; a reaction to the notice is
+/// read evidence; none opens the WhatsApp window.
+#[tokio::test]
+async fn edits_deletions_and_reactions_amend_the_thread_and_end_no_cascade() {
+    let w = World::new();
+    // The person wrote before the notice: in the thread already.
+    let before = w.take(w.wa_msg("wa", "Приду в 10", "wamid.P1")).await;
+    let window_key = whatsapp_window_key(&Address::WhatsApp("79123456789".into())).unwrap();
+    let window = w
+        .windows
+        .last_inbound(&ChannelId::new("wa"), &window_key)
+        .await
+        .unwrap();
+    assert!(window.is_some());
+    w.advance(60);
+    let n = NotificationId::new("n-1");
+    w.engine
+        .submit(Notification::new(
+            "n-1",
+            Recipient::with_phone("patient-7", PATIENT_PHONE).unwrap(),
+            Content::text("Напоминаем о приёме"),
+        ))
+        .await
+        .unwrap();
+    let sent = w.engine.status(&n).await.unwrap().unwrap().attempts[0]
+        .provider_message_id
+        .clone()
+        .expect("the WhatsApp attempt was accepted");
+    w.advance(60);
+
+    // An edit of the earlier message.
+    let edit = w
+        .wa_msg("wa", "Приду в 11", "wamid.E1")
+        .action(InboundAction::Edit {
+            of: "wamid.P1".into(),
+        });
+    let amended = w.take(edit.clone()).await;
+    assert_eq!(amended.id, before.id, "the same message, amended");
+    assert_eq!(amended.text.as_deref(), Some("Приду в 11"));
+    assert_eq!(amended.edited_at, Some(w.clock.now()));
+    // The edit ended nothing.
+    assert_eq!(w.engine.status(&n).await.unwrap().unwrap().outcome, None);
+    // A repeat of the same edit is dropped.
+    assert!(
+        w.inbox
+            .handle_event(&Event::Inbound(edit))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A reaction to the reminder (sent by the engine, not stored in the inbox).
+    let mut reaction = InboundMessage::new(
+        ChannelKind::WhatsApp,
+        Address::WhatsApp(PATIENT_PHONE[1..].to_owned()),
+        None,
+        w.clock.now(),
+    )
+    .provider_message_id("wamid.R1")
+    .action(InboundAction::Reaction {
+        to: sent.clone(),
+        emoji: Some("👍".into()),
+    });
+    reaction.channel_id = Some(ChannelId::new("wa"));
+    let own_entry = w.take(reaction).await;
+    assert_eq!(own_entry.text, None);
+    // A reaction to the person's own message is recorded on it.
+    let mut reaction = InboundMessage::new(
+        ChannelKind::WhatsApp,
+        Address::WhatsApp(PATIENT_PHONE[1..].to_owned()),
+        None,
+        w.clock.now(),
+    )
+    .provider_message_id("wamid.R2")
+    .action(InboundAction::Reaction {
+        to: "wamid.P1".into(),
+        emoji: Some("❤".into()),
+    });
+    reaction.channel_id = Some(ChannelId::new("wa"));
+    assert_eq!(w.take(reaction).await.reaction.as_deref(), Some("❤"));
+    // A deletion of the earlier message.
+    let deletion = w
+        .wa_msg("wa", "", "wamid.D1")
+        .action(InboundAction::Deletion {
+            of: "wamid.P1".into(),
+        });
+    let deleted = w.take(deletion).await;
+    assert_eq!(deleted.id, before.id);
+    assert_eq!(deleted.deleted_at, Some(w.clock.now()));
+    // An echo of what the business wrote in the Business app.
+    let mut echo = w
+        .wa_msg("wa", "Ждём вас", "wamid.ECHO")
+        .action(InboundAction::Echo);
+    echo.from = "15550001111".into();
+    assert_eq!(w.take(echo).await.direction, Direction::Out);
+
+    // None of them is a reply; the reaction is read evidence for the notice, which the
+    // policy waited for: the cascade ends as delivered (read), not as replied.
+    let st = w.engine.status(&n).await.unwrap().unwrap();
+    assert!(
+        matches!(
+            st.outcome,
+            Some(Outcome::Delivered {
+                evidence: Evidence::Read,
+                ..
+            })
+        ),
+        "{:?}",
+        st.history
+    );
+    assert_eq!(st.attempts[0].evidence, Some(Evidence::Read));
+    // None of them opened the WhatsApp window further.
+    assert_eq!(
+        w.windows
+            .last_inbound(&ChannelId::new("wa"), &window_key)
+            .await
+            .unwrap(),
+        window
+    );
+
+    let thread = w.inbox.thread(&patient_thread()).await.unwrap();
+    assert_eq!(thread.len(), 3, "{thread:?}");
+    assert_eq!(thread[0].text.as_deref(), Some("Приду в 11"));
+    assert!(thread[0].deleted_at.is_some() && thread[0].edited_at.is_some());
+    assert_eq!(thread[0].reaction.as_deref(), Some("❤"));
+    assert!(matches!(
+        thread[1].inbound.as_ref().map(|m| &m.action),
+        Some(InboundAction::Reaction { .. })
+    ));
+    assert_eq!(thread[2].direction, Direction::Out);
+}
+
+/// A Telegram edit keeps the message id: it is not dropped as a repeat of the message.
+#[tokio::test]
+async fn a_telegram_edit_is_not_a_repeat_of_its_message() {
+    let w = World::new();
+    let first = w.take(w.tg_msg(5, "hi", "5:1")).await;
+    w.advance(5);
+    let mut edit = w
+        .tg_msg(5, "hello", "5:1")
+        .action(InboundAction::Edit { of: "5:1".into() });
+    edit.at = w.clock.now();
+    let amended = w.take(edit).await;
+    assert_eq!(amended.id, first.id);
+    assert_eq!(amended.text.as_deref(), Some("hello"));
 }

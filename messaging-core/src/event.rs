@@ -217,6 +217,85 @@ pub struct InboundMessage {
     /// The provider's id of the message this one answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<ProviderMessageId>,
+    /// What the person did: a new message (the default, left out of the JSON), an edit, a
+    /// deletion or a reaction. Serialized as `"action": {"type": "edit", "of": "..."}`.
+    #[serde(default, skip_serializing_if = "InboundAction::is_message")]
+    pub action: InboundAction,
+    /// Provider data that has no field of its own (a WhatsApp Flow's `response_json`, a
+    /// location, a shared contact's raw number, the group a message was written in), as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Value>,
+}
+
+/// What a person did to a conversation: wrote a new message, or edited, deleted or reacted to
+/// one. Serialized with a `"type"` tag:
+///
+/// ```json
+/// {"type":"message"}
+/// {"type":"edit","of":"wamid.A"}
+/// {"type":"deletion","of":"wamid.A"}
+/// {"type":"reaction","to":"wamid.B","emoji":"👍"}
+/// {"type":"echo"}
+/// ```
+///
+/// Only [`Message`](Self::Message) is a reply (see [`InboundMessage::counts_as_reply`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum InboundAction {
+    /// A new message, a button press or another explicit answer.
+    #[default]
+    Message,
+    /// The person changed the text of an earlier message (the new text is the message's
+    /// `text`).
+    Edit {
+        /// The provider's id of the edited message.
+        of: ProviderMessageId,
+    },
+    /// The person deleted an earlier message ("delete for everyone").
+    Deletion {
+        /// The provider's id of the deleted message.
+        of: ProviderMessageId,
+    },
+    /// The person reacted to a message (ours or theirs) with an emoji.
+    Reaction {
+        /// The provider's id of the message reacted to.
+        to: ProviderMessageId,
+        /// The emoji; `None` when the person took their reaction back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emoji: Option<String>,
+    },
+    /// A message the business wrote from another device (WhatsApp Business app echoes,
+    /// `smb_message_echoes`): `address` is the person it went to, `from` the business number.
+    /// Not from the person at all.
+    Echo,
+}
+
+impl InboundAction {
+    /// Whether this is a new message.
+    pub fn is_message(&self) -> bool {
+        matches!(self, InboundAction::Message)
+    }
+
+    /// The snake-case name (`"message"`, `"edit"`, `"deletion"`, `"reaction"`, `"echo"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            InboundAction::Message => "message",
+            InboundAction::Edit { .. } => "edit",
+            InboundAction::Deletion { .. } => "deletion",
+            InboundAction::Reaction { .. } => "reaction",
+            InboundAction::Echo => "echo",
+        }
+    }
+
+    /// The message this action is about (edited, deleted, reacted to), if any.
+    pub fn target(&self) -> Option<&ProviderMessageId> {
+        match self {
+            InboundAction::Edit { of } | InboundAction::Deletion { of } => Some(of),
+            InboundAction::Reaction { to, .. } => Some(to),
+            InboundAction::Message | InboundAction::Echo => None,
+        }
+    }
 }
 
 impl InboundMessage {
@@ -241,6 +320,8 @@ impl InboundMessage {
             contact_is_own: None,
             button_payload: None,
             reply_to: None,
+            action: InboundAction::Message,
+            extra: None,
         }
     }
     /// Sets the provider's message id.
@@ -268,6 +349,46 @@ impl InboundMessage {
     pub fn button_payload(mut self, p: impl Into<String>) -> Self {
         self.button_payload = Some(p.into());
         self
+    }
+    /// Sets the id of the message this one answers.
+    pub fn reply_to(mut self, id: impl Into<ProviderMessageId>) -> Self {
+        self.reply_to = Some(id.into());
+        self
+    }
+    /// Sets what the person did (default: a new message).
+    pub fn action(mut self, action: InboundAction) -> Self {
+        self.action = action;
+        self
+    }
+    /// Sets the provider data without a field of its own.
+    pub fn extra(mut self, extra: serde_json::Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// Whether this is the person answering: a new message, a button press, a Flow reply. An
+    /// edit, a deletion, a reaction or an echo of the business's own message is not; the
+    /// cascade engine and the sender governor count only these as replies.
+    pub fn counts_as_reply(&self) -> bool {
+        self.action.is_message()
+    }
+
+    /// Whether this shows the person read the message it is about: a reaction (one can only
+    /// react to a message one sees). Returns that message's id.
+    pub fn read_evidence(&self) -> Option<&ProviderMessageId> {
+        match &self.action {
+            InboundAction::Reaction { to, .. } => Some(to),
+            _ => None,
+        }
+    }
+
+    /// Whether the words of this event are the person's (a new message or an edit): stop and
+    /// start words are read from these only.
+    pub fn carries_words(&self) -> bool {
+        matches!(
+            self.action,
+            InboundAction::Message | InboundAction::Edit { .. }
+        )
     }
 }
 
@@ -343,6 +464,16 @@ pub enum Signal {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<crate::model::Purpose>,
     },
+    /// The person asked for messages again after an opt-out (WhatsApp marketing resume).
+    OptIn {
+        /// The person, as a plain string.
+        from: String,
+        /// The person, typed.
+        address: Address,
+        /// Which purpose they opted back in to (`None`: every purpose).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<crate::model::Purpose>,
+    },
     /// The person blocked the bot (Telegram `kicked`, Max `bot_stopped`).
     Blocked {
         /// The person, as a plain string.
@@ -375,6 +506,7 @@ impl Signal {
             Signal::Restriction { .. } => "restriction",
             Signal::TemplateStatus { .. } => "template_status",
             Signal::OptOut { .. } => "opt_out",
+            Signal::OptIn { .. } => "opt_in",
             Signal::Blocked { .. } => "blocked",
             Signal::Unblocked { .. } => "unblocked",
             Signal::Tier { .. } => "tier",
@@ -435,5 +567,83 @@ mod tests {
         assert_eq!(v["signal"], "blocked");
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn inbound_actions_serialize_and_old_json_reads_as_a_message() {
+        let base = InboundMessage::new(
+            ChannelKind::WhatsApp,
+            Address::WhatsApp("7999".into()),
+            Some("new text".into()),
+            t(),
+        );
+        // A plain message keeps the old shape: no `action` key.
+        let v = serde_json::to_value(Event::Inbound(base.clone())).unwrap();
+        assert!(v.get("action").is_none());
+        assert!(base.counts_as_reply() && base.carries_words());
+        // JSON stored before the field existed (no `action`) reads as a new message.
+        let Event::Inbound(back) = serde_json::from_value::<Event>(v).unwrap() else {
+            panic!()
+        };
+        assert_eq!(back.action, InboundAction::Message);
+        let cases = [
+            (
+                InboundAction::Edit {
+                    of: "wamid.A".into(),
+                },
+                serde_json::json!({"type": "edit", "of": "wamid.A"}),
+            ),
+            (
+                InboundAction::Deletion {
+                    of: "wamid.A".into(),
+                },
+                serde_json::json!({"type": "deletion", "of": "wamid.A"}),
+            ),
+            (
+                InboundAction::Reaction {
+                    to: "wamid.B".into(),
+                    emoji: Some("👍".into()),
+                },
+                serde_json::json!({"type": "reaction", "to": "wamid.B", "emoji": "👍"}),
+            ),
+            (
+                InboundAction::Reaction {
+                    to: "wamid.B".into(),
+                    emoji: None,
+                },
+                serde_json::json!({"type": "reaction", "to": "wamid.B"}),
+            ),
+            (InboundAction::Echo, serde_json::json!({"type": "echo"})),
+        ];
+        for (action, want) in cases {
+            let m = base.clone().action(action.clone());
+            assert!(!m.counts_as_reply(), "{action:?}");
+            assert_eq!(
+                m.read_evidence().is_some(),
+                matches!(action, InboundAction::Reaction { .. })
+            );
+            let e = Event::Inbound(m);
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(v["kind"], "inbound");
+            assert_eq!(v["action"], want);
+            let back: Event = serde_json::from_value(v).unwrap();
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
+    fn opt_in_signal_round_trips() {
+        let s = Event::Signal(ChannelSignal::new(
+            ChannelKind::WhatsApp,
+            t(),
+            Signal::OptIn {
+                from: "7999".into(),
+                address: Address::WhatsApp("7999".into()),
+                purpose: Some(crate::model::Purpose::Marketing),
+            },
+        ));
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["signal"], "opt_in");
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), s);
     }
 }

@@ -61,7 +61,8 @@ pub use content::{
 };
 pub use error::{ChannelError, ErrorKind, RetryStatus, StoreError, UNEXPECTED_RETRIES};
 pub use event::{
-    ChannelSignal, DeliveryReport, DeliveryStatus, Event, InboundMessage, ProviderError, Signal,
+    ChannelSignal, DeliveryReport, DeliveryStatus, Event, InboundAction, InboundMessage,
+    ProviderError, Signal,
 };
 pub use kind::{ChannelKind, Evidence, KIND_FACTS, KindFacts};
 pub use model::{

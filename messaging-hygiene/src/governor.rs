@@ -404,10 +404,14 @@ impl SenderCounters for MemoryCounters {
 pub enum InboundEffect {
     /// Counted as a reply.
     Reply,
-    /// A stop word: the person is now opted out (also counted as a reply).
+    /// A stop word: the person is now opted out (also counted as a reply when it is a new
+    /// message, not an edit).
     OptedOut,
-    /// A start word: the person opted back in (also counted as a reply).
+    /// A start word: the person opted back in (also counted as a reply when it is a new
+    /// message, not an edit).
     OptedIn,
+    /// Not a reply and no stop or start word: an edit, a deletion, a reaction, an echo.
+    NotAReply,
 }
 
 /// Replies against outbound messages of one channel over the last 7 days.
@@ -536,14 +540,29 @@ impl<C: SenderCounters> Governor<C> {
     ///
     /// Replies count for the message's `channel_id` (webhook handlers set it), else for a
     /// channel named after its kind (`"whatsapp"`).
+    ///
+    /// Only a new message counts as a reply ([`InboundMessage::counts_as_reply`]); an edit
+    /// still acts on a stop or start word written into it (the person's words), while a
+    /// deletion, a reaction or an echo of the business's own message does nothing:
+    /// [`InboundEffect::NotAReply`].
     pub async fn observe_inbound(&self, msg: &InboundMessage) -> Result<InboundEffect, StoreError> {
-        let key = msg.address.key();
-        self.counters
-            .record_inbound(&inbound_channel(msg), &key, msg.at)
-            .await?;
-        let text = msg.text.as_deref().or(msg.button_payload.as_deref());
+        if msg.counts_as_reply() {
+            let key = msg.address.key();
+            self.counters
+                .record_inbound(&inbound_channel(msg), &key, msg.at)
+                .await?;
+        }
+        let text = if msg.carries_words() {
+            msg.text.as_deref().or(msg.button_payload.as_deref())
+        } else {
+            None
+        };
         let Some(text) = text else {
-            return Ok(InboundEffect::Reply);
+            return Ok(if msg.counts_as_reply() {
+                InboundEffect::Reply
+            } else {
+                InboundEffect::NotAReply
+            });
         };
         if matches_word(text, &self.config.stop_words) {
             self.opt_out(&msg.address, msg.at).await?;
@@ -551,14 +570,17 @@ impl<C: SenderCounters> Governor<C> {
         } else if matches_word(text, &self.config.start_words) {
             self.opt_in(&msg.address, msg.at).await?;
             Ok(InboundEffect::OptedIn)
-        } else {
+        } else if msg.counts_as_reply() {
             Ok(InboundEffect::Reply)
+        } else {
+            Ok(InboundEffect::NotAReply)
         }
     }
 
-    /// Feeds any event: inbound messages ([`Governor::observe_inbound`]), opt-out signals (of
-    /// the purpose they name, WhatsApp's marketing stop only stops marketing) and
-    /// messaging-limit tier changes. Other events are ignored.
+    /// Feeds any event: inbound messages ([`Governor::observe_inbound`]), opt-out and opt-in
+    /// signals (of the purpose they name: WhatsApp's marketing stop only stops marketing, its
+    /// resume only resumes marketing) and messaging-limit tier changes. Other events are
+    /// ignored.
     pub async fn observe_event(&self, event: &Event) -> Result<(), StoreError> {
         match event {
             Event::Inbound(m) => self.observe_inbound(m).await.map(|_| ()),
@@ -568,6 +590,13 @@ impl<C: SenderCounters> Governor<C> {
                 } => {
                     self.opt_outs
                         .opt_out(&address_keys(address), *purpose, s.at)
+                        .await
+                }
+                Signal::OptIn {
+                    address, purpose, ..
+                } => {
+                    self.opt_outs
+                        .opt_in(&address_keys(address), *purpose, s.at)
                         .await
                 }
                 Signal::Tier { limit, .. } => {
@@ -1122,6 +1151,82 @@ mod tests {
             try_send(&g, &s, t(2, 10), Purpose::Service).await,
             GateDecision::Allow
         );
+        // WhatsApp's marketing resume lifts it.
+        let ev = Event::Signal(messaging_core::ChannelSignal::new(
+            ChannelKind::WhatsApp,
+            t(2, 11),
+            Signal::OptIn {
+                from: s.address.to_string(),
+                address: s.address.clone(),
+                purpose: Some(Purpose::Marketing),
+            },
+        ));
+        g.observe_event(&ev).await.unwrap();
+        assert_eq!(
+            try_send(&g, &s, t(2, 12), Purpose::Marketing).await,
+            GateDecision::Allow
+        );
+    }
+
+    #[tokio::test]
+    async fn edits_deletions_and_reactions_are_not_replies() {
+        use messaging_core::InboundAction;
+        let g = Governor::new(no_new_cap());
+        let s = send("wa", 1);
+        let wa = ChannelId::new("whatsapp");
+        let m = |text: Option<&str>, action: InboundAction| {
+            InboundMessage::new(
+                ChannelKind::WhatsApp,
+                s.address.clone(),
+                text.map(str::to_owned),
+                t(2, 9),
+            )
+            .action(action)
+        };
+        for action in [
+            InboundAction::Deletion { of: "w1".into() },
+            InboundAction::Reaction {
+                to: "w1".into(),
+                emoji: Some("👍".into()),
+            },
+            InboundAction::Echo,
+            InboundAction::Edit { of: "w1".into() },
+        ] {
+            assert_eq!(
+                g.observe_inbound(&m(Some("ok"), action.clone()))
+                    .await
+                    .unwrap(),
+                InboundEffect::NotAReply,
+                "{action:?}"
+            );
+        }
+        assert_eq!(g.counters().replies_since(&wa, t(1, 0)).await.unwrap(), 0);
+        // A stop word in a deletion or an echo is not the person's; in an edit it is.
+        assert_eq!(
+            g.observe_inbound(&m(Some("СТОП"), InboundAction::Echo))
+                .await
+                .unwrap(),
+            InboundEffect::NotAReply
+        );
+        assert_eq!(
+            try_send(&g, &s, t(2, 10), Purpose::Service).await,
+            GateDecision::Allow
+        );
+        assert_eq!(
+            g.observe_inbound(&m(Some("СТОП"), InboundAction::Edit { of: "w1".into() }))
+                .await
+                .unwrap(),
+            InboundEffect::OptedOut
+        );
+        assert_eq!(g.counters().replies_since(&wa, t(1, 0)).await.unwrap(), 0);
+        // A new message is a reply.
+        assert_eq!(
+            g.observe_inbound(&m(Some("Спасибо"), InboundAction::Message))
+                .await
+                .unwrap(),
+            InboundEffect::Reply
+        );
+        assert_eq!(g.counters().replies_since(&wa, t(1, 0)).await.unwrap(), 1);
     }
 
     #[tokio::test]

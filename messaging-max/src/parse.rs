@@ -7,16 +7,21 @@
 //! | `message_created` with a `contact` attachment | the above plus `contact_phone` / `contact_is_own` (see [`crate::contact`]) |
 //! | `bot_started` | [`Event::Inbound`] with `start_payload` (the deep-link payload) when there is one |
 //! | `message_callback` | [`Event::Inbound`] with `button_payload`; `reply_to` is the message the button was under |
+//! | `message_edited` | [`Event::Inbound`] as `message_created`, with [`InboundAction::Edit`] `{of: body.mid}` and the new text |
+//! | `message_removed` | [`Event::Inbound`] with [`InboundAction::Deletion`] `{of: message_id}`, from `user_id` |
 //! | `bot_stopped`, `dialog_removed` | [`Signal::Blocked`] for [`Address::MaxUser`] |
 //! | `user_removed` | [`Signal::Blocked`] for the user, with the group chat as the address ([`Address::MaxChat`]) |
-//! | anything else | skipped (no event, no error) |
+//! | `bot_removed` | [`Signal::Blocked`] for the group chat ([`Address::MaxChat`]): the bot can no longer write there |
+//! | `bot_added`, `user_added` | skipped (debug line): membership, nobody wrote anything |
+//! | `dialog_muted`, `dialog_unmuted` | skipped (debug line): the person silenced notifications, messages still arrive |
+//! | anything else (`chat_title_changed`, `dialog_cleared`, ...) | skipped (debug line naming the type; no event, no error) |
 //!
 //! Messages from bots (`sender.is_bot`) are skipped. Timestamps are Unix milliseconds.
 
 use chrono::{DateTime, Utc};
 use messaging_core::webhook::WebhookError;
 use messaging_core::{
-    Address, ChannelId, ChannelKind, ChannelSignal, Event, InboundMessage, Signal,
+    Address, ChannelId, ChannelKind, ChannelSignal, Event, InboundAction, InboundMessage, Signal,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -35,6 +40,9 @@ pub const HANDLED_UPDATE_TYPES: &[&str] = &[
     "bot_stopped",
     "dialog_removed",
     "user_removed",
+    "message_edited",
+    "message_removed",
+    "bot_removed",
 ];
 
 /// Turns Max update JSON into core events.
@@ -123,12 +131,50 @@ impl UpdateParser {
             return Err(WebhookError::malformed(PROVIDER, "no update_type"));
         };
         if !HANDLED_UPDATE_TYPES.contains(&kind) {
+            tracing::debug!(kind, "ignoring a Max update of this type");
             return Ok(None);
         }
         let raw: RawUpdate = serde_json::from_value(update.clone())
             .map_err(|e| WebhookError::malformed(PROVIDER, format!("{kind}: {e}")))?;
         let event = match kind {
             "message_created" => self.message_created(&raw)?,
+            "message_edited" => self.message_edited(&raw)?,
+            "message_removed" => {
+                let Some(mid) = raw.message_id.as_deref().filter(|m| !m.is_empty()) else {
+                    return Err(WebhookError::malformed(
+                        PROVIDER,
+                        "message_removed: no message_id",
+                    ));
+                };
+                let address = match (user_id_of(&raw), raw.chat_id) {
+                    (Some(user), _) => Address::MaxUser(user),
+                    (None, Some(chat)) => Address::MaxChat(chat),
+                    (None, None) => {
+                        return Err(WebhookError::malformed(
+                            PROVIDER,
+                            "message_removed: neither user_id nor chat_id",
+                        ));
+                    }
+                };
+                let m =
+                    InboundMessage::new(ChannelKind::Max, address, None, at(raw.timestamp, kind)?)
+                        .action(InboundAction::Deletion { of: mid.into() });
+                Some(Event::Inbound(m))
+            }
+            "bot_removed" => {
+                let chat = raw
+                    .chat_id
+                    .ok_or_else(|| WebhookError::malformed(PROVIDER, "bot_removed: no chat_id"))?;
+                let from = user_id_of(&raw).map_or_else(|| chat.to_string(), |u| u.to_string());
+                Some(Event::Signal(ChannelSignal::new(
+                    ChannelKind::Max,
+                    at(raw.timestamp, kind)?,
+                    Signal::Blocked {
+                        from,
+                        address: Address::MaxChat(chat),
+                    },
+                )))
+            }
             "message_callback" => self.message_callback(&raw)?,
             "bot_started" => self.bot_started(&raw)?,
             "bot_stopped" | "dialog_removed" => {
@@ -209,6 +255,21 @@ impl UpdateParser {
             }
         }
         Ok(Some(Event::Inbound(m)))
+    }
+
+    /// `message_edited`: the message as it is now; its `mid` is the edited message's.
+    fn message_edited(&self, raw: &RawUpdate) -> Result<Option<Event>, WebhookError> {
+        let Some(Event::Inbound(m)) = self.message_created(raw)? else {
+            return Ok(None);
+        };
+        let Some(of) = m.provider_message_id.clone() else {
+            tracing::debug!(
+                kind = "message_edited",
+                "skipping a Max edit that names no message"
+            );
+            return Ok(None);
+        };
+        Ok(Some(Event::Inbound(m.action(InboundAction::Edit { of }))))
     }
 
     fn message_callback(&self, raw: &RawUpdate) -> Result<Option<Event>, WebhookError> {
@@ -345,9 +406,79 @@ mod tests {
         let bot = json!({"update_type": "message_created", "timestamp": 1,
             "message": {"sender": {"user_id": 1, "is_bot": true}, "timestamp": 1, "body": {"text": "x"}}});
         assert!(p.parse(bot.to_string().as_bytes()).unwrap().is_empty());
-        for t in ["message_edited", "user_added", "bot_added", "something_new"] {
+        for t in [
+            "user_added",
+            "bot_added",
+            "dialog_muted",
+            "dialog_unmuted",
+            "chat_title_changed",
+            "something_new",
+        ] {
             let v = json!({"update_type": t, "timestamp": "not even a number", "message": 5});
             assert!(p.parse(v.to_string().as_bytes()).unwrap().is_empty(), "{t}");
+        }
+    }
+
+    /// Edits, deletions and the membership updates, shaped as the Max Bot API schema shows them.
+    #[test]
+    fn edits_deletions_and_membership() {
+        let e = one(json!({
+            "update_type": "message_edited", "timestamp": 1770679800000i64,
+            "message": {"sender": {"user_id": 10001, "first_name": "Ivan", "is_bot": false},
+                        "recipient": {"chat_id": 182182182, "chat_type": "dialog", "user_id": 10002},
+                        "timestamp": 1770679787821i64,
+                        "body": {"mid": "mid.1", "seq": 1, "text": "hello, edited"}}}));
+        let Event::Inbound(m) = e else { panic!() };
+        assert_eq!(m.action, InboundAction::Edit { of: "mid.1".into() });
+        assert_eq!(m.text.as_deref(), Some("hello, edited"));
+        assert_eq!(m.address, Address::MaxUser(10001));
+        assert!(!m.counts_as_reply());
+
+        let e = one(
+            json!({"update_type": "message_removed", "timestamp": 1770679900000i64,
+            "message_id": "mid.1", "chat_id": 182182182, "user_id": 10001, "user_locale": "ru"}),
+        );
+        let Event::Inbound(m) = e else { panic!() };
+        assert_eq!(m.action, InboundAction::Deletion { of: "mid.1".into() });
+        assert_eq!(m.address, Address::MaxUser(10001));
+        assert_eq!(m.text, None);
+        assert!(!m.counts_as_reply());
+        let v = serde_json::to_value(Event::Inbound(m)).unwrap();
+        assert_eq!(v["action"], json!({"type": "deletion", "of": "mid.1"}));
+
+        let e = one(
+            json!({"update_type": "bot_removed", "timestamp": 5, "chat_id": -77,
+            "user": {"user_id": 8, "first_name": "Admin"}, "is_channel": false}),
+        );
+        let Event::Signal(s) = e else { panic!() };
+        assert_eq!(
+            s.signal,
+            Signal::Blocked {
+                from: "8".into(),
+                address: Address::MaxChat(-77)
+            }
+        );
+
+        let p = UpdateParser::new();
+        for v in [
+            json!({"update_type": "bot_added", "timestamp": 5, "chat_id": -77, "user": {"user_id": 8}, "is_channel": false}),
+            json!({"update_type": "user_added", "timestamp": 5, "chat_id": -77, "user": {"user_id": 9}, "inviter_id": 8, "is_channel": false}),
+            json!({"update_type": "dialog_muted", "timestamp": 5, "chat_id": 182182182, "user": {"user_id": 10001}, "muted_until": 1770779900000i64, "user_locale": "ru"}),
+        ] {
+            assert!(p.parse(v.to_string().as_bytes()).unwrap().is_empty(), "{v}");
+        }
+        for bad in [
+            json!({"update_type": "message_removed", "timestamp": 5, "chat_id": 1, "user_id": 2}),
+            json!({"update_type": "message_removed", "timestamp": 5, "message_id": "mid.1"}),
+            json!({"update_type": "bot_removed", "timestamp": 5}),
+        ] {
+            assert!(
+                matches!(
+                    p.parse(bad.to_string().as_bytes()),
+                    Err(WebhookError::Malformed { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 

@@ -129,6 +129,9 @@ pub(crate) struct RawUpdate {
     pub user_id: Option<i64>,
     #[serde(default)]
     pub payload: Option<String>,
+    /// `message_removed`: the deleted message's id.
+    #[serde(default)]
+    pub message_id: Option<String>,
 }
 
 /// The `payload` of a `contact` attachment.

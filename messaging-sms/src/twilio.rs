@@ -6,6 +6,13 @@
 //! with `MG`. With [`SmsOptions::sandbox`] on, the mobile-number check is skipped so that
 //! Twilio's test credentials can be used with the [`magic`] numbers.
 //!
+//! WhatsApp senders on Twilio post to the same webhook with `From=whatsapp:+…` (inbound) and
+//! `To=whatsapp:+…` (status callbacks). [`TwilioWebhook`] reads them as WhatsApp events: channel
+//! kind [`ChannelKind::WhatsApp`], the person at [`Address::WhatsApp`] (their `WaId` digits),
+//! the profile name, a quick-reply `ButtonPayload`, a shared location and media URLs in `extra`;
+//! the handler's channel id (the Twilio channel) stays on them. Sending WhatsApp messages
+//! through Twilio is not part of this crate.
+//!
 //! ```no_run
 //! use messaging_core::{Address, ChannelExt, Phone};
 //! use messaging_sms::{SmsOptions, twilio::TwilioChannel};
@@ -303,6 +310,9 @@ pub fn error_kind(code: i64) -> ErrorKind {
             K::Unreachable
         }
         21602 | 21617 | 30007 | 30019 => K::InvalidContent,
+        // WhatsApp through Twilio: outside the 24-hour window; not a WhatsApp number.
+        63016 => K::NeedsTemplate,
+        63003 => K::Unreachable,
         _ => K::Unexpected,
     }
 }
@@ -623,7 +633,82 @@ impl WebhookHandler for TwilioWebhook {
     }
 }
 
+/// The prefix Twilio puts on WhatsApp addresses (`whatsapp:+14155238886`).
+const WHATSAPP_PREFIX: &str = "whatsapp:";
+
+/// The digits of a Twilio WhatsApp address (`whatsapp:+14155238886` → `14155238886`), `None`
+/// when it is not one.
+fn whatsapp_digits(v: &str) -> Option<&str> {
+    let rest = v.trim().strip_prefix(WHATSAPP_PREFIX)?;
+    Some(rest.trim().trim_start_matches('+'))
+}
+
+/// An inbound WhatsApp message forwarded by Twilio: `From=whatsapp:+…`, the sender's `WaId`
+/// and `ProfileName`, a quick-reply `ButtonPayload`, a shared location, media URLs.
+fn whatsapp_inbound(
+    f: &[(String, String)],
+    sid: &str,
+    from: &str,
+    now: DateTime<Utc>,
+) -> Result<InboundMessage, WebhookError> {
+    let get = |k: &str| shared::field(f, k).map(str::trim).filter(|v| !v.is_empty());
+    let digits = get("WaId")
+        .or_else(|| whatsapp_digits(from))
+        .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+        .ok_or_else(|| {
+            WebhookError::malformed(PROVIDER, "WhatsApp From without a number after whatsapp:")
+        })?;
+    let text = shared::field(f, "Body")
+        .filter(|b| !b.is_empty())
+        .map(str::to_owned);
+    let mut m = InboundMessage::new(
+        ChannelKind::WhatsApp,
+        Address::WhatsApp(digits.to_owned()),
+        text,
+        now,
+    )
+    .provider_message_id(sid);
+    if let Some(name) = get("ProfileName") {
+        m = m.sender_name(name);
+    }
+    if let Some(p) = get("ButtonPayload") {
+        m = m.button_payload(p);
+        if m.text.is_none() {
+            m.text = get("ButtonText").map(str::to_owned);
+        }
+    }
+    if let Some(r) = get("OriginalRepliedMessageSid") {
+        m = m.reply_to(r);
+    }
+    let mut extra = serde_json::Map::new();
+    if let (Some(lat), Some(lon)) = (get("Latitude"), get("Longitude")) {
+        extra.insert(
+            "location".into(),
+            serde_json::json!({"latitude": lat, "longitude": lon, "address": get("Address"), "label": get("Label")}),
+        );
+    }
+    let media: Vec<Value> = (0..get("NumMedia").and_then(|n| n.parse::<usize>().ok()).unwrap_or(0).min(10))
+        .filter_map(|i| {
+            let url = get(&format!("MediaUrl{i}"))?;
+            Some(serde_json::json!({"url": url, "content_type": get(&format!("MediaContentType{i}"))}))
+        })
+        .collect();
+    if !media.is_empty() {
+        extra.insert("media".into(), Value::Array(media));
+    }
+    if !extra.is_empty() {
+        m = m.extra(Value::Object(extra));
+    }
+    Ok(m)
+}
+
 /// Reads a (verified) status callback or inbound SMS form.
+///
+/// WhatsApp through Twilio (`From=whatsapp:+…` inbound, `To=whatsapp:+…` on a status
+/// callback) gives events of channel kind [`ChannelKind::WhatsApp`]: an inbound message at
+/// [`Address::WhatsApp`] (the `WaId` digits), reports whose recipient is Twilio's
+/// `whatsapp:+…` string. They keep the handler's channel id: the Twilio channel they came
+/// through.
 fn parse_callback(
     stamp: &EventStamp,
     request: &WebhookRequest<'_>,
@@ -647,19 +732,23 @@ fn parse_callback(
     if matches!(status, "received" | "receiving") {
         let from = get("From")
             .ok_or_else(|| WebhookError::malformed(PROVIDER, "inbound SMS without From"))?;
-        let phone = Phone::parse(from)
-            .map_err(|e| WebhookError::malformed(PROVIDER, format!("From: {e}")))?;
-        let address = Address::Phone(phone);
-        let text = shared::field(&f, "Body").map(str::to_owned);
-        let mut out = vec![
-            stamp.tag(Event::Inbound(
-                InboundMessage::new(ChannelKind::Sms, address.clone(), text, now)
+        let (kind, inbound) = if whatsapp_digits(from).is_some() {
+            (ChannelKind::WhatsApp, whatsapp_inbound(&f, sid, from, now)?)
+        } else {
+            let phone = Phone::parse(from)
+                .map_err(|e| WebhookError::malformed(PROVIDER, format!("From: {e}")))?;
+            let text = shared::field(&f, "Body").map(str::to_owned);
+            (
+                ChannelKind::Sms,
+                InboundMessage::new(ChannelKind::Sms, Address::Phone(phone), text, now)
                     .provider_message_id(sid),
-            )),
-        ];
+            )
+        };
+        let address = inbound.address.clone();
+        let mut out = vec![stamp.tag(Event::Inbound(inbound))];
         if get("OptOutType").is_some_and(|t| t.eq_ignore_ascii_case("STOP")) {
             out.push(stamp.tag(Event::Signal(ChannelSignal::new(
-                ChannelKind::Sms,
+                kind,
                 now,
                 Signal::OptOut {
                     from: address.to_string(),
@@ -674,6 +763,11 @@ fn parse_callback(
     let mut r = report(sid, status, get("ErrorCode"), get("ErrorMessage"), at);
     if let Some(to) = get("To") {
         r = r.recipient(to);
+    }
+    if get("To").is_some_and(|t| whatsapp_digits(t).is_some())
+        || get("ChannelPrefix").is_some_and(|p| p.eq_ignore_ascii_case("whatsapp"))
+    {
+        r.channel = ChannelKind::WhatsApp;
     }
     let mut out = vec![stamp.tag(Event::Delivery(r))];
     if get("ErrorCode") == Some("21610")
@@ -813,6 +907,96 @@ mod tests {
             h.verify(&WebhookRequest::post(&headers, b"{}").with_url(url)),
             Err(WebhookError::BadSignature)
         );
+    }
+
+    /// WhatsApp through Twilio, shaped as Twilio's WhatsApp webhook docs show it.
+    #[test]
+    fn whatsapp_through_twilio() {
+        let headers = http::HeaderMap::new();
+        let h = TwilioWebhook::unverified().channel_id(ChannelId::new("twilio"));
+        let parse = |body: &[u8]| h.parse(&WebhookRequest::post(&headers, body));
+        let ev = parse(
+            b"SmsMessageSid=SM1&NumMedia=1&ProfileName=Anna&MessageType=image&SmsSid=SM1&WaId=14155550123\
+              &SmsStatus=received&Body=%D0%94%D0%B0&To=whatsapp%3A%2B14155238886&NumSegments=1\
+              &MediaUrl0=https%3A%2F%2Fapi.twilio.com%2Fm%2FME1&MediaContentType0=image%2Fjpeg\
+              &MessageSid=SM1&AccountSid=AC1&From=whatsapp%3A%2B14155550123&ApiVersion=2010-04-01\
+              &OriginalRepliedMessageSid=SM0",
+        )
+        .unwrap();
+        assert_eq!(ev.len(), 1);
+        let Event::Inbound(m) = &ev[0] else { panic!() };
+        assert_eq!(m.channel, ChannelKind::WhatsApp);
+        assert_eq!(m.address, Address::WhatsApp("14155550123".into()));
+        assert_eq!(m.from, "14155550123");
+        assert_eq!(m.text.as_deref(), Some("Да"));
+        assert_eq!(m.sender_name.as_deref(), Some("Anna"));
+        assert_eq!(m.reply_to.as_ref().unwrap().as_str(), "SM0");
+        assert_eq!(
+            m.extra.as_ref().unwrap()["media"][0]["content_type"],
+            "image/jpeg"
+        );
+        assert_eq!(ev[0].channel_id().unwrap().as_str(), "twilio");
+        let v = serde_json::to_value(&ev[0]).unwrap();
+        assert_eq!(v["channel"], "whatsapp");
+
+        // A quick-reply button, a location, no WaId.
+        let ev = parse(
+            b"MessageSid=SM2&SmsStatus=received&From=whatsapp%3A%2B447911123456&To=whatsapp%3A%2B14155238886\
+              &Body=&ButtonText=Yes&ButtonPayload=confirm-42&Latitude=51.5&Longitude=-0.12",
+        )
+        .unwrap();
+        let Event::Inbound(m) = &ev[0] else { panic!() };
+        assert_eq!(m.address, Address::WhatsApp("447911123456".into()));
+        assert_eq!(m.button_payload.as_deref(), Some("confirm-42"));
+        assert_eq!(m.text.as_deref(), Some("Yes"));
+        assert_eq!(m.extra.as_ref().unwrap()["location"]["latitude"], "51.5");
+
+        // A STOP over WhatsApp opts out on WhatsApp.
+        let ev = parse(
+            b"MessageSid=SM3&SmsStatus=received&From=whatsapp%3A%2B447911123456&Body=STOP&OptOutType=STOP",
+        )
+        .unwrap();
+        let Event::Signal(s) = &ev[1] else { panic!() };
+        assert_eq!(s.channel, ChannelKind::WhatsApp);
+        assert!(
+            matches!(&s.signal, Signal::OptOut { address, .. } if *address == Address::WhatsApp("447911123456".into()))
+        );
+
+        // Status callbacks.
+        let ev = parse(
+            b"MessageSid=SM4&MessageStatus=read&ChannelToAddress=%2B1415555&To=whatsapp%3A%2B14155550123\
+              &From=whatsapp%3A%2B14155238886&ChannelPrefix=whatsapp&AccountSid=AC1",
+        )
+        .unwrap();
+        let Event::Delivery(r) = &ev[0] else { panic!() };
+        assert_eq!(r.channel, ChannelKind::WhatsApp);
+        assert_eq!(r.status, DeliveryStatus::Read);
+        assert_eq!(r.recipient.as_deref(), Some("whatsapp:+14155550123"));
+        let ev = parse(
+            b"MessageSid=SM5&MessageStatus=undelivered&ErrorCode=63016&To=whatsapp%3A%2B14155550123",
+        )
+        .unwrap();
+        assert_eq!(ev.len(), 1);
+        let Event::Delivery(r) = &ev[0] else { panic!() };
+        assert_eq!(
+            r.error.as_ref().unwrap().kind,
+            Some(ErrorKind::NeedsTemplate)
+        );
+
+        // Bad WhatsApp senders are a typed error, not a panic.
+        for body in [
+            &b"MessageSid=SM6&SmsStatus=received&From=whatsapp%3A&Body=x"[..],
+            b"MessageSid=SM6&SmsStatus=received&From=whatsapp%3A%2Bnot-a-number&Body=x",
+        ] {
+            assert!(
+                matches!(parse(body), Err(WebhookError::Malformed { .. })),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // SMS stays SMS.
+        let ev = parse(b"MessageSid=SM7&SmsStatus=received&From=%2B447911123456&Body=hi").unwrap();
+        assert_eq!(ev[0].channel(), ChannelKind::Sms);
     }
 
     #[test]

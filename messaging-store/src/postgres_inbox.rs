@@ -111,4 +111,30 @@ impl InboxStore for PostgresStore {
         };
         usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("erased count is {n}")))
     }
+
+    async fn replace(&self, message: &InboxMessage) -> Result<bool, StoreError> {
+        let t = self.t("inbox");
+        let rows = self
+            .query(
+                &format!("SELECT seq, message FROM {t} WHERE thread = $1"),
+                &[&message.thread.as_str()],
+                "reading a thread to replace a message",
+            )
+            .await?;
+        for r in &rows {
+            let seq: i64 = col(r, 0, "inbox seq")?;
+            let m = decode_inbox_message(&col::<String>(r, 1, "inbox message")?)?;
+            if m.id == message.id {
+                let json = encode_inbox_message(message)?;
+                self.query(
+                    &format!("UPDATE {t} SET message = $1 WHERE seq = $2"),
+                    &[&json, &seq],
+                    "replacing an inbox message",
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }

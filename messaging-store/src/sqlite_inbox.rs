@@ -102,4 +102,29 @@ impl InboxStore for SqliteStore {
         })
         .await
     }
+
+    async fn replace(&self, message: &InboxMessage) -> Result<bool, StoreError> {
+        let thread = message.thread.as_str().to_owned();
+        let id = message.id.clone();
+        let json = encode(message)?;
+        self.run(move |c| {
+            let rows: Vec<(i64, String)> = c
+                .prepare_cached("SELECT seq, message FROM inbox WHERE thread = ?1")?
+                .query_map([&thread], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (seq, j) in &rows {
+                match decode(j) {
+                    Ok(m) if m.id == id => {
+                        c.prepare_cached("UPDATE inbox SET message = ?1 WHERE seq = ?2")?
+                            .execute(params![json, seq])?;
+                        return Ok(Ok(true));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            Ok(Ok(false))
+        })
+        .await
+    }
 }

@@ -86,7 +86,8 @@ pub struct PollConfig {
     /// Updates per call, 1-100 (default 100).
     pub limit: u8,
     /// Update types to receive (default: `message`, `edited_message`, `callback_query`,
-    /// `my_chat_member`); empty for Telegram's default set.
+    /// `my_chat_member`, `message_reaction`); empty for Telegram's default set (which leaves
+    /// out reactions).
     pub allowed_updates: Vec<String>,
     /// First wait after a failure (default 1 s); doubles per failure.
     pub backoff_min: Duration,
@@ -104,6 +105,7 @@ impl Default for PollConfig {
                 "edited_message",
                 "callback_query",
                 "my_chat_member",
+                "message_reaction",
             ]
             .map(String::from)
             .to_vec(),

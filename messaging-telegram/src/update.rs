@@ -2,16 +2,26 @@
 //!
 //! | update | event |
 //! |---|---|
-//! | `message`, `edited_message` with text, caption, contact or media | [`InboundMessage`]: text, `/start` payload, shared contact |
+//! | `message` with text, caption, contact or media | [`InboundMessage`]: text, `/start` payload, shared contact |
+//! | `message` with `web_app_data` | [`InboundMessage`]: `button_payload` = the Web App's `data`, `text` = the button's label |
+//! | `edited_message` | [`InboundMessage`] with [`InboundAction::Edit`] `{of: "<chat>:<message_id>"}` and the new text |
+//! | `message_reaction` | [`InboundMessage`] with [`InboundAction::Reaction`] `{to: "<chat>:<message_id>", emoji}` (the first new reaction; none: taken back) |
+//! | `business_message` / `edited_business_message` | as `message` / `edited_message`, with `extra.business_connection_id` |
+//! | `deleted_business_messages` | one [`InboundMessage`] with [`InboundAction::Deletion`] per deleted message |
 //! | `callback_query` | [`InboundMessage`] with `button_payload` (the callback `data`) |
 //! | `my_chat_member` → `kicked` / `left` | [`Signal::Blocked`] |
 //! | `my_chat_member` → `member` / `administrator` after `kicked` / `left` | [`Signal::Unblocked`] |
-//! | service messages (group migrated, members joined, ...), any other update type | nothing (skipped) |
+//! | `my_chat_member`, other changes (the bot made admin of a group, ...) | nothing (debug line) |
+//! | `channel_post`, `edited_channel_post` | nothing (debug line): a channel's admins posting, not a person answering |
+//! | `chat_member`, `message_reaction_count`, `chat_join_request`, `poll`, ... any other type | nothing (debug line naming the type) |
+//! | service messages (group migrated, members joined, ...) | nothing (skipped) |
+//!
+//! Telegram tells a bot of no deletion in ordinary chats; only business connections report one.
 
 use chrono::{DateTime, Utc};
 use messaging_core::{
-    Address, ChannelId, ChannelKind, ChannelSignal, Clock, Event, InboundMessage, Phone, Signal,
-    SystemClock,
+    Address, ChannelId, ChannelKind, ChannelSignal, Clock, Event, InboundAction, InboundMessage,
+    Phone, Signal, SystemClock,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -104,6 +114,46 @@ struct Message {
     location: Option<IgnoredAny>,
     #[serde(default)]
     venue: Option<IgnoredAny>,
+    #[serde(default)]
+    web_app_data: Option<WebAppData>,
+    #[serde(default)]
+    business_connection_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WebAppData {
+    data: String,
+    #[serde(default)]
+    button_text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReactionType {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    emoji: Option<String>,
+    #[serde(default)]
+    custom_emoji_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageReactionUpdated {
+    chat: Chat,
+    message_id: i64,
+    #[serde(default)]
+    user: Option<User>,
+    #[serde(default)]
+    date: i64,
+    #[serde(default)]
+    new_reaction: Vec<ReactionType>,
+}
+
+#[derive(Deserialize)]
+struct BusinessMessagesDeleted {
+    business_connection_id: String,
+    chat: Chat,
+    message_ids: Vec<i64>,
 }
 
 impl Message {
@@ -189,7 +239,7 @@ fn contact_phone(raw: &str) -> Option<Phone> {
 
 fn message_event(m: Message, edited: bool) -> Option<Event> {
     let text = m.text.clone().or_else(|| m.caption.clone());
-    if text.is_none() && m.contact.is_none() && !m.has_media() {
+    if text.is_none() && m.contact.is_none() && !m.has_media() && m.web_app_data.is_none() {
         // A service message (group migrated, member joined, pinned, ...): nobody wrote anything.
         return None;
     }
@@ -231,7 +281,80 @@ fn message_event(m: Message, edited: bool) -> Option<Event> {
     if let Some(r) = &m.reply_to_message {
         inbound.reply_to = Some(format!("{}:{}", m.chat.id, r.message_id).into());
     }
+    if let Some(w) = &m.web_app_data {
+        // A Web App's answer, sent with a keyboard button: an explicit answer.
+        inbound = inbound.button_payload(w.data.clone());
+        if inbound.text.is_none() {
+            inbound.text = w.button_text.clone();
+        }
+    }
+    if let Some(b) = &m.business_connection_id {
+        inbound = inbound.extra(serde_json::json!({ "business_connection_id": b }));
+    }
+    if edited {
+        // Telegram keeps the message id on an edit: the edit is about that very message.
+        inbound = inbound.action(InboundAction::Edit {
+            of: format!("{}:{}", m.chat.id, m.message_id).into(),
+        });
+    }
     Some(Event::Inbound(inbound))
+}
+
+/// A reaction of a person (not an anonymous group admin: no `user`, skipped).
+fn reaction_event(r: MessageReactionUpdated) -> Option<Event> {
+    let Some(user) = r.user else {
+        tracing::debug!(
+            kind = "message_reaction",
+            "skipping an anonymous Telegram reaction"
+        );
+        return None;
+    };
+    let emoji = r.new_reaction.first().map(|t| match t.kind.as_str() {
+        "emoji" => t.emoji.clone().unwrap_or_default(),
+        "custom_emoji" => format!(
+            "custom_emoji:{}",
+            t.custom_emoji_id.as_deref().unwrap_or_default()
+        ),
+        other => other.to_owned(),
+    });
+    let mut m = InboundMessage::new(
+        ChannelKind::Telegram,
+        Address::Telegram(r.chat.id),
+        None,
+        time(r.date),
+    )
+    .action(InboundAction::Reaction {
+        to: format!("{}:{}", r.chat.id, r.message_id).into(),
+        emoji: emoji.filter(|e| !e.is_empty()),
+    });
+    m.from = user.id.to_string();
+    if let Some(name) = user.display_name() {
+        m = m.sender_name(name);
+    }
+    Some(Event::Inbound(m))
+}
+
+/// Messages deleted in a business chat: one deletion each, dated `at` (the update has no time).
+fn business_deleted_events(d: BusinessMessagesDeleted, at: DateTime<Utc>) -> Vec<Event> {
+    d.message_ids
+        .iter()
+        .map(|id| {
+            Event::Inbound(
+                InboundMessage::new(
+                    ChannelKind::Telegram,
+                    Address::Telegram(d.chat.id),
+                    None,
+                    at,
+                )
+                .action(InboundAction::Deletion {
+                    of: format!("{}:{id}", d.chat.id).into(),
+                })
+                .extra(serde_json::json!({
+                    "business_connection_id": d.business_connection_id
+                })),
+            )
+        })
+        .collect()
 }
 
 /// A button press; dated `at`, since a `CallbackQuery` carries no time of its own.
@@ -267,6 +390,12 @@ fn member_event(u: ChatMemberUpdated) -> Option<Event> {
     } else if present(&u.new_chat_member.status) && gone(&u.old_chat_member.status) {
         Signal::Unblocked { from, address }
     } else {
+        tracing::debug!(
+            kind = "my_chat_member",
+            old = %u.old_chat_member.status,
+            new = %u.new_chat_member.status,
+            "ignoring a Telegram membership change of the bot"
+        );
         return None;
     };
     Some(Event::Signal(ChannelSignal::new(
@@ -309,6 +438,27 @@ fn parse_update_value_with_clock(update: &Value, clock: &dyn Clock) -> Option<Ve
         out.extend(
             typed::<Message>(v, "edited_message", update_id).and_then(|m| message_event(m, true)),
         );
+    } else if let Some(v) = update.get("business_message") {
+        out.extend(
+            typed::<Message>(v, "business_message", update_id)
+                .and_then(|m| message_event(m, false)),
+        );
+    } else if let Some(v) = update.get("edited_business_message") {
+        out.extend(
+            typed::<Message>(v, "edited_business_message", update_id)
+                .and_then(|m| message_event(m, true)),
+        );
+    } else if let Some(v) = update.get("deleted_business_messages") {
+        out.extend(
+            typed::<BusinessMessagesDeleted>(v, "deleted_business_messages", update_id)
+                .map(|d| business_deleted_events(d, clock.now()))
+                .unwrap_or_default(),
+        );
+    } else if let Some(v) = update.get("message_reaction") {
+        out.extend(
+            typed::<MessageReactionUpdated>(v, "message_reaction", update_id)
+                .and_then(reaction_event),
+        );
     } else if let Some(v) = update.get("callback_query") {
         out.extend(
             typed::<CallbackQuery>(v, "callback_query", update_id)
@@ -318,6 +468,15 @@ fn parse_update_value_with_clock(update: &Value, clock: &dyn Clock) -> Option<Ve
         out.extend(
             typed::<ChatMemberUpdated>(v, "my_chat_member", update_id).and_then(member_event),
         );
+    } else {
+        let kind = update
+            .as_object()
+            .and_then(|o| o.keys().find(|k| k.as_str() != "update_id"))
+            .map_or("none", String::as_str);
+        // `channel_post` / `edited_channel_post`: a channel's admins posting, not a person
+        // answering; `chat_member`: others joining or leaving a group; the rest carry nothing
+        // for the library yet.
+        tracing::debug!(update_id, kind, "ignoring a Telegram update of this type");
     }
     Some(out)
 }
@@ -511,6 +670,114 @@ mod tests {
         assert!(one(r#"{"update_id":1,"poll":{"id":"1"}}"#).is_empty());
         // A known type with a payload of the wrong shape is skipped, not an error.
         assert!(one(r#"{"update_id":1,"message":{"message_id":"x"}}"#).is_empty());
+    }
+
+    /// Update types beyond messages, shaped as the Bot API documents them.
+    #[test]
+    fn edits_reactions_and_other_update_types() {
+        let m = inbound(
+            r#"{"update_id":10,"edited_message":{"message_id":7,"date":1767225600,"edit_date":1767225700,
+            "chat":{"id":42,"type":"private"},"from":{"id":42,"first_name":"Ivan"},"text":"Приду в 11"}}"#,
+        );
+        assert_eq!(m.action, InboundAction::Edit { of: "42:7".into() });
+        assert_eq!(m.text.as_deref(), Some("Приду в 11"));
+        assert_eq!(m.at.timestamp(), 1767225700);
+        assert!(!m.counts_as_reply());
+
+        let m = inbound(
+            r#"{"update_id":11,"message_reaction":{"chat":{"id":42,"type":"private"},"message_id":9,
+            "user":{"id":42,"is_bot":false,"first_name":"Ivan"},"date":1767225800,
+            "old_reaction":[],"new_reaction":[{"type":"emoji","emoji":"👍"}]}}"#,
+        );
+        assert_eq!(
+            m.action,
+            InboundAction::Reaction {
+                to: "42:9".into(),
+                emoji: Some("👍".into())
+            }
+        );
+        assert_eq!(m.read_evidence().map(|r| r.as_str()), Some("42:9"));
+        // Taken back; and a custom emoji.
+        let m = inbound(
+            r#"{"update_id":12,"message_reaction":{"chat":{"id":42,"type":"private"},"message_id":9,
+            "user":{"id":42,"first_name":"Ivan"},"date":1767225801,
+            "old_reaction":[{"type":"emoji","emoji":"👍"}],"new_reaction":[]}}"#,
+        );
+        assert_eq!(
+            m.action,
+            InboundAction::Reaction {
+                to: "42:9".into(),
+                emoji: None
+            }
+        );
+        let m = inbound(
+            r#"{"update_id":13,"message_reaction":{"chat":{"id":42,"type":"private"},"message_id":9,
+            "user":{"id":42,"first_name":"Ivan"},"date":1767225802,"old_reaction":[],
+            "new_reaction":[{"type":"custom_emoji","custom_emoji_id":"5368324170671202286"}]}}"#,
+        );
+        assert!(
+            matches!(m.action, InboundAction::Reaction { emoji: Some(e), .. } if e == "custom_emoji:5368324170671202286")
+        );
+        // An anonymous admin's reaction (actor_chat, no user) is skipped.
+        assert!(
+            one(r#"{"update_id":14,"message_reaction":{"chat":{"id":-100,"type":"supergroup"},"message_id":9,
+            "actor_chat":{"id":-100,"type":"supergroup"},"date":1,"old_reaction":[],"new_reaction":[]}}"#)
+            .is_empty()
+        );
+
+        // A Web App's answer is an explicit answer, not a service message.
+        let m = inbound(
+            r#"{"update_id":15,"message":{"message_id":20,"date":1767225900,"chat":{"id":42,"type":"private"},
+            "from":{"id":42,"first_name":"Ivan"},"web_app_data":{"data":"{\"slot\":\"10:00\"}","button_text":"Записаться"}}}"#,
+        );
+        assert_eq!(m.button_payload.as_deref(), Some(r#"{"slot":"10:00"}"#));
+        assert_eq!(m.text.as_deref(), Some("Записаться"));
+        assert!(m.counts_as_reply());
+
+        // Business connections: messages, edits, deletions.
+        let m = inbound(
+            r#"{"update_id":16,"business_message":{"message_id":30,"date":1767226000,"business_connection_id":"bc1",
+            "chat":{"id":77,"type":"private","first_name":"Olga"},"from":{"id":77,"first_name":"Olga"},"text":"Здравствуйте"}}"#,
+        );
+        assert_eq!(m.text.as_deref(), Some("Здравствуйте"));
+        assert_eq!(m.extra.as_ref().unwrap()["business_connection_id"], "bc1");
+        assert!(m.counts_as_reply());
+        let m = inbound(
+            r#"{"update_id":17,"edited_business_message":{"message_id":30,"date":1767226000,"edit_date":1767226100,
+            "business_connection_id":"bc1","chat":{"id":77,"type":"private"},"from":{"id":77,"first_name":"Olga"},"text":"Добрый день"}}"#,
+        );
+        assert_eq!(m.action, InboundAction::Edit { of: "77:30".into() });
+        let ev = one(
+            r#"{"update_id":18,"deleted_business_messages":{"business_connection_id":"bc1",
+            "chat":{"id":77,"type":"private"},"message_ids":[30,31]}}"#,
+        );
+        let dels: Vec<_> = ev
+            .iter()
+            .map(|e| match e {
+                Event::Inbound(m) => m.action.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            dels,
+            vec![
+                InboundAction::Deletion { of: "77:30".into() },
+                InboundAction::Deletion { of: "77:31".into() }
+            ]
+        );
+
+        // Deliberately ignored, each with a debug line naming the type.
+        for body in [
+            r#"{"update_id":20,"channel_post":{"message_id":1,"date":1,"chat":{"id":-1001,"type":"channel","title":"News"},"text":"post"}}"#,
+            r#"{"update_id":21,"edited_channel_post":{"message_id":1,"date":1,"edit_date":2,"chat":{"id":-1001,"type":"channel"},"text":"post"}}"#,
+            r#"{"update_id":22,"chat_member":{"chat":{"id":-5,"type":"group"},"from":{"id":5},"date":1,
+                "old_chat_member":{"status":"left","user":{"id":6}},"new_chat_member":{"status":"member","user":{"id":6}}}}"#,
+            r#"{"update_id":23,"my_chat_member":{"chat":{"id":-5,"type":"group"},"from":{"id":5},"date":1,
+                "old_chat_member":{"status":"member"},"new_chat_member":{"status":"administrator"}}}"#,
+            r#"{"update_id":24,"message_reaction_count":{"chat":{"id":-100,"type":"channel"},"message_id":1,"date":1,"reactions":[]}}"#,
+        ] {
+            assert!(one(body).is_empty(), "{body}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use messaging_core::testkit::conformance_files;
-use messaging_core::{Address, ErrorKind, Event, Signal};
+use messaging_core::{Address, ErrorKind, Event, InboundAction, Signal};
 use messaging_telegram::{ApiError, is_blocked, migrated_to, parse_update, parse_updates_response};
 use serde_json::Value;
 
@@ -62,9 +62,32 @@ fn every_update_parses_and_known_ones_match() {
                     m.sender_name.as_deref(),
                     Some("Test Firstname Test Lastname")
                 );
+                // An edit of message 1365, not a new message.
+                assert_eq!(
+                    m.action,
+                    InboundAction::Edit {
+                        of: "1111111:1365".into()
+                    }
+                );
+                assert!(!m.counts_as_reply());
                 checked += 1;
             }
-            "group_migrate_to_chat_id.json" | "message_reaction.json" => {
+            "message_reaction.json" => {
+                let m = inbound();
+                assert_eq!(
+                    m.action,
+                    InboundAction::Reaction {
+                        to: "-1002184233434:35".into(),
+                        emoji: Some("\u{1f32d}".into())
+                    }
+                );
+                assert_eq!(m.from, "1459074222");
+                assert_eq!(m.address, Address::Telegram(-1002184233434));
+                assert_eq!(m.at.timestamp(), 1721306082);
+                assert!(!m.counts_as_reply());
+                checked += 1;
+            }
+            "group_migrate_to_chat_id.json" => {
                 assert!(events.is_empty(), "{n}: {events:?}");
                 checked += 1;
             }

@@ -23,12 +23,21 @@ fn chars(s: &str) -> usize {
     s.chars().count()
 }
 
-/// The envelope every message shares.
+/// The envelope every message shares. A `to` of the form `group:<id>` (the address of a group
+/// message, see [`crate::webhook`]) is sent to the group with `recipient_type: group`.
 pub(crate) fn envelope(to: &str, kind: &str, callback: Option<&str>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("messaging_product".into(), json!("whatsapp"));
-    m.insert("recipient_type".into(), json!("individual"));
-    m.insert("to".into(), json!(to));
+    match to.strip_prefix("group:") {
+        Some(group) => {
+            m.insert("recipient_type".into(), json!("group"));
+            m.insert("to".into(), json!(group));
+        }
+        None => {
+            m.insert("recipient_type".into(), json!("individual"));
+            m.insert("to".into(), json!(to));
+        }
+    }
     m.insert("type".into(), json!(kind));
     if let Some(cb) = callback {
         m.insert("biz_opaque_callback_data".into(), json!(cb));
@@ -314,6 +323,16 @@ pub(crate) fn template(
 mod tests {
     use super::*;
     use messaging_core::{TemplateComponent, TemplateParameter};
+
+    #[test]
+    fn a_group_address_is_sent_to_the_group() {
+        let m = envelope("group:Y2FwaV9ncm91cDox", "text", None);
+        assert_eq!(m["recipient_type"], "group");
+        assert_eq!(m["to"], "Y2FwaV9ncm91cDox");
+        let m = envelope("79990001122", "text", None);
+        assert_eq!(m["recipient_type"], "individual");
+        assert_eq!(m["to"], "79990001122");
+    }
 
     #[test]
     fn template_body_matches_meta_shape() {

@@ -1,19 +1,32 @@
 //! WhatsApp webhooks: the GET verification handshake, the `X-Hub-Signature-256` check over the
 //! raw body, and parsing every change into core [`Event`]s.
 //!
-//! | `field` | events |
+//! | `field` / message `type` | events |
 //! |---|---|
-//! | `messages` / `messages[]` | [`Event::Inbound`]: text, button, interactive reply, media (caption), location, contacts, reaction, unsupported |
+//! | `messages[]`: `text`, `button`, `interactive` (`button_reply`, `list_reply`) | [`Event::Inbound`], a new message; a button's payload in `button_payload` |
+//! | `messages[]`: `interactive` `nfm_reply` (a Flow) | [`Event::Inbound`] with `text` = the `response_json` and `extra.flow` = `{name, response}` (parsed) |
+//! | `messages[]`: `image`, `video`, `document`, `audio`, `sticker` | [`Event::Inbound`], the caption as `text`, the media object in `extra.media` |
+//! | `messages[]`: `location`, `order` | [`Event::Inbound`] with `extra.location` / `extra.order` |
+//! | `messages[]`: `contacts` | [`Event::Inbound`] with `contact_phone`; a number that does not validate is kept raw in `text` |
+//! | `messages[]`: `edit` | [`Event::Inbound`] with [`InboundAction::Edit`] `{of: edit.original_message_id}` and the new text |
+//! | `messages[]`: `revoke` | [`Event::Inbound`] with [`InboundAction::Deletion`] `{of: revoke.original_message_id}` |
+//! | `messages[]`: `reaction` | [`Event::Inbound`] with [`InboundAction::Reaction`] `{to, emoji}` (`emoji` absent: reaction removed) |
+//! | `messages[]` with `group_id` | as above, answered at `Address::WhatsApp("group:<id>")` (sent with `recipient_type: group`) |
+//! | `messages[]`: `unsupported` | [`Event::Inbound`] without text (`extra.unsupported`); an `unsupported` edit, revoke or reaction is skipped |
+//! | `messages[]`: `system`, `request_welcome` | nothing (WhatsApp speaking, not the person) |
 //! | `messages` / `statuses[]` | [`Event::Delivery`]: sent, delivered, read, played (as read), failed with its error |
+//! | `smb_message_echoes` | [`Event::Inbound`] with [`InboundAction::Echo`]: the business's own words, to `to` |
 //! | `message_template_status_update` | [`Signal::TemplateStatus`] with the event (`APPROVED`, `PAUSED`, ...) |
 //! | `message_template_quality_update` | [`Signal::TemplateStatus`] with the new quality score |
+//! | `template_category_update` | nothing (a category changes the price, not whether a template can be sent) |
 //! | `phone_number_quality_update` | [`Signal::Quality`] (`FLAGGED`, `UNFLAGGED`, ...) and [`Signal::Tier`] |
 //! | `business_capability_update` | [`Signal::Tier`] |
-//! | `account_update` | [`Signal::Restriction`] per messaging restriction, and for a disabled or deleted account |
-//! | `user_preferences` | [`Signal::OptOut`] (purpose marketing) on a marketing stop |
+//! | `account_update` | [`Signal::Restriction`] per messaging restriction, and for a disabled or deleted account; [`Signal::Quality`] `ACCOUNT_VIOLATION` for a violation |
+//! | `user_preferences` | [`Signal::OptOut`] on a marketing stop, [`Signal::OptIn`] on a resume (purpose marketing) |
 //!
-//! Anything else (unknown fields, `system` messages, value-level `errors[]`, statuses such as
-//! `deleted`) is skipped, as are single items that cannot be read; the rest of the batch is kept.
+//! Anything else (unknown fields, value-level `errors[]`, statuses such as `deleted`) is skipped
+//! with a `tracing` debug line naming it, as are single items that cannot be read; the rest of
+//! the batch is kept.
 
 use std::fmt;
 
@@ -24,7 +37,8 @@ use messaging_core::webhook::{
 };
 use messaging_core::{
     Address, ChannelId, ChannelKind, ChannelSignal, Clock, DeliveryReport, DeliveryStatus, Event,
-    InboundMessage, NotificationId, Phone, ProviderError, Purpose, Signal, SystemClock,
+    InboundAction, InboundMessage, NotificationId, Phone, ProviderError, ProviderMessageId,
+    Purpose, Signal, SystemClock,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -182,6 +196,15 @@ impl WabaWebhook {
                     "business_capability_update" => ctx.capability(value, &mut out),
                     "account_update" => ctx.account_update(value, &mut out),
                     "user_preferences" => ctx.user_preferences(value, &mut out),
+                    "smb_message_echoes" => ctx.echoes(value, &mut out),
+                    // A new category changes a template's price, not whether it can be sent;
+                    // the template registry learns it at the next sync.
+                    "template_category_update" => tracing::debug!(
+                        field,
+                        template = ?value.get("message_template_name"),
+                        new_category = ?value.get("new_category"),
+                        "ignoring a WhatsApp template category update"
+                    ),
                     other => tracing::debug!(field = other, "skipping WhatsApp webhook change"),
                 }
             }
@@ -303,6 +326,91 @@ fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .unwrap_or_default()
 }
 
+/// The person's words in a message of type `kind`: the text, a button's label, a caption, a
+/// Flow's `response_json` (the answers, not the fixed label "Sent").
+fn content_text(m: &Value, kind: &str) -> Option<String> {
+    let text = match kind {
+        "text" => str_at(m, &["text", "body"]),
+        "button" => str_at(m, &["button", "text"]),
+        "interactive" => {
+            let i = m.get("interactive")?;
+            let ty = i.get("type").and_then(Value::as_str).unwrap_or_default();
+            let reply = i.get(ty)?;
+            if ty == "nfm_reply" {
+                reply.get("response_json").and_then(Value::as_str)
+            } else {
+                reply
+                    .get("title")
+                    .or_else(|| reply.get("body"))
+                    .and_then(Value::as_str)
+            }
+        }
+        "image" | "video" | "document" | "audio" | "sticker" => str_at(m, &[kind, "caption"]),
+        "order" => str_at(m, &["order", "text"]),
+        _ => None,
+    };
+    text.map(str::to_owned)
+}
+
+/// The payload of a pressed button (template quick reply) or chosen reply (button, list).
+fn button_payload(m: &Value, kind: &str) -> Option<String> {
+    match kind {
+        "button" => str_at(m, &["button", "payload"]).map(str::to_owned),
+        "interactive" => {
+            let i = m.get("interactive")?;
+            let ty = i.get("type").and_then(Value::as_str).unwrap_or_default();
+            i.get(ty)?
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
+/// What a message carries besides its words, for [`InboundMessage::extra`]: a Flow's answers
+/// (`flow`), a location, shared contacts, a media object (`media`, with its `type`), an order,
+/// the ad a person came from (`referral`), the real type of an `unsupported` message.
+fn content_extra(m: &Value, kind: &str) -> Option<Value> {
+    let mut extra = serde_json::Map::new();
+    match kind {
+        "interactive" => {
+            if let Some(flow) = m.get("interactive").and_then(|i| i.get("nfm_reply")) {
+                let response = flow
+                    .get("response_json")
+                    .and_then(Value::as_str)
+                    .map(|raw| {
+                        serde_json::from_str::<Value>(raw)
+                            .unwrap_or_else(|_| Value::String(raw.to_owned()))
+                    })
+                    .unwrap_or(Value::Null);
+                extra.insert(
+                    "flow".into(),
+                    serde_json::json!({"name": flow.get("name"), "response": response}),
+                );
+            }
+        }
+        "location" | "contacts" | "order" | "unsupported" => {
+            if let Some(v) = m.get(kind) {
+                extra.insert(kind.into(), v.clone());
+            }
+        }
+        "image" | "video" | "document" | "audio" | "sticker" => {
+            if let Some(Value::Object(o)) = m.get(kind) {
+                let mut media = o.clone();
+                media.remove("caption");
+                media.insert("type".into(), Value::String(kind.to_owned()));
+                extra.insert("media".into(), Value::Object(media));
+            }
+        }
+        _ => {}
+    }
+    if let Some(r) = m.get("referral") {
+        extra.insert("referral".into(), r.clone());
+    }
+    (!extra.is_empty()).then_some(Value::Object(extra))
+}
+
 struct Ctx<'a> {
     entry_time: Option<DateTime<Utc>>,
     prices: Option<&'a PriceTable>,
@@ -346,7 +454,25 @@ impl Ctx<'_> {
     fn inbound(&self, m: &Value, contacts: &[Value]) -> Option<Event> {
         let kind = m.get("type").and_then(Value::as_str).unwrap_or("unknown");
         if kind == "system" || kind == "request_welcome" {
+            tracing::debug!(
+                kind,
+                "skipping a WhatsApp message that WhatsApp itself wrote"
+            );
             return None;
+        }
+        if kind == "unsupported" {
+            // Older API versions show an edit or a deletion as `unsupported` with the real type
+            // inside, and no id of the message it changed: nothing can be applied, and it is
+            // not the person writing.
+            let inner = str_at(m, &["unsupported", "type"]).unwrap_or_default();
+            if matches!(inner, "edit" | "revoke" | "reaction") {
+                tracing::debug!(
+                    kind,
+                    inner,
+                    "skipping an unsupported WhatsApp edit, deletion or reaction"
+                );
+                return None;
+            }
         }
         let from = m
             .get("from")
@@ -354,46 +480,80 @@ impl Ctx<'_> {
             .or_else(|| m.get("from_user_id").and_then(Value::as_str))
             .filter(|s| !s.is_empty())?
             .to_owned();
-        let mut button_payload = None;
-        let text: Option<String> = match kind {
-            "text" => str_at(m, &["text", "body"]).map(str::to_owned),
-            "button" => {
-                button_payload = str_at(m, &["button", "payload"]).map(str::to_owned);
-                str_at(m, &["button", "text"]).map(str::to_owned)
-            }
-            "interactive" => {
-                let i = m.get("interactive")?;
-                let ty = i.get("type").and_then(Value::as_str).unwrap_or_default();
-                let reply = i.get(ty);
-                button_payload = reply
-                    .and_then(|r| r.get("id"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                reply
-                    .and_then(|r| r.get("title").or_else(|| r.get("body")))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            }
-            "image" | "video" | "document" | "audio" | "sticker" => {
-                str_at(m, &[kind, "caption"]).map(str::to_owned)
-            }
-            "reaction" => str_at(m, &["reaction", "emoji"])
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned),
-            _ => None,
-        };
         let at = self.at(m.get("timestamp"));
-        let mut msg = InboundMessage::new(
-            ChannelKind::WhatsApp,
-            Address::WhatsApp(from.clone()),
-            text,
-            at,
-        );
+        // A group message is answered in the group (`group:<id>`, sent with
+        // `recipient_type: group`), not privately.
+        let address = match m.get("group_id").and_then(Value::as_str) {
+            Some(g) if !g.is_empty() => Address::WhatsApp(format!("group:{g}")),
+            _ => Address::WhatsApp(from.clone()),
+        };
+        let mut msg = match kind {
+            "edit" => {
+                let edit = m.get("edit").unwrap_or(&Value::Null);
+                let Some(of) = str_at(edit, &["original_message_id"])
+                    .or_else(|| str_at(edit, &["message_id"]))
+                    .or_else(|| str_at(m, &["context", "id"]))
+                else {
+                    tracing::debug!(kind, "skipping a WhatsApp edit that names no message");
+                    return None;
+                };
+                // The new content: `edit.message` is shaped like a message.
+                let content = edit.get("message").unwrap_or(edit);
+                let inner_kind = content
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("text");
+                let text = content_text(content, inner_kind);
+                InboundMessage::new(ChannelKind::WhatsApp, address, text, at).action(
+                    InboundAction::Edit {
+                        of: ProviderMessageId::new(of),
+                    },
+                )
+            }
+            "revoke" => {
+                let Some(of) = str_at(m, &["revoke", "original_message_id"])
+                    .or_else(|| str_at(m, &["revoke", "message_id"]))
+                    .or_else(|| str_at(m, &["context", "id"]))
+                else {
+                    tracing::debug!(kind, "skipping a WhatsApp deletion that names no message");
+                    return None;
+                };
+                InboundMessage::new(ChannelKind::WhatsApp, address, None, at).action(
+                    InboundAction::Deletion {
+                        of: ProviderMessageId::new(of),
+                    },
+                )
+            }
+            "reaction" => {
+                let Some(to) = str_at(m, &["reaction", "message_id"]) else {
+                    tracing::debug!(kind, "skipping a WhatsApp reaction that names no message");
+                    return None;
+                };
+                let emoji = str_at(m, &["reaction", "emoji"])
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned);
+                InboundMessage::new(ChannelKind::WhatsApp, address, None, at).action(
+                    InboundAction::Reaction {
+                        to: ProviderMessageId::new(to),
+                        emoji,
+                    },
+                )
+            }
+            _ => {
+                let text = content_text(m, kind);
+                let mut msg = InboundMessage::new(ChannelKind::WhatsApp, address, text, at);
+                if let Some(p) = button_payload(m, kind) {
+                    msg = msg.button_payload(p);
+                }
+                if let Some(extra) = content_extra(m, kind) {
+                    msg = msg.extra(extra);
+                }
+                msg
+            }
+        };
+        msg.from = from.clone();
         if let Some(id) = m.get("id").and_then(Value::as_str) {
             msg = msg.provider_message_id(id);
-        }
-        if let Some(p) = button_payload {
-            msg = msg.button_payload(p);
         }
         let name = contacts
             .iter()
@@ -412,25 +572,75 @@ impl Ctx<'_> {
         }
         if kind == "contacts" {
             // The first shared phone that reads as a number; it is the sender's own when its
-            // WhatsApp id or digits are the sender's.
-            let shared = array(m, "contacts")
+            // WhatsApp id or digits are the sender's. A number that does not read as one is kept
+            // raw in the text, so that a person can still read it.
+            let phones: Vec<&Value> = array(m, "contacts")
                 .iter()
                 .flat_map(|c| array(c, "phones"))
-                .find_map(|p| {
-                    let phone = Phone::parse(p.get("phone").and_then(Value::as_str)?).ok()?;
-                    Some((
-                        phone,
-                        p.get("wa_id").and_then(Value::as_str).map(str::to_owned),
-                    ))
-                });
-            if let Some((phone, _wa)) = shared {
-                let own = phone.digits() == from;
-                msg = msg.contact(phone, own);
+                .collect();
+            let shared = phones.iter().find_map(|p| {
+                let phone = Phone::parse(p.get("phone").and_then(Value::as_str)?).ok()?;
+                Some((phone, p.get("wa_id").and_then(Value::as_str)))
+            });
+            match shared {
+                Some((phone, wa)) => {
+                    let own = phone.digits() == from || wa == Some(from.as_str());
+                    msg = msg.contact(phone, own);
+                }
+                None => {
+                    let raw = phones
+                        .iter()
+                        .find_map(|p| p.get("phone").and_then(Value::as_str))
+                        .filter(|r| !r.trim().is_empty());
+                    if let Some(raw) = raw {
+                        let own = phones
+                            .iter()
+                            .any(|p| p.get("wa_id").and_then(Value::as_str) == Some(&from));
+                        msg.contact_is_own = Some(own);
+                        if msg.text.is_none() {
+                            msg.text = Some(raw.to_owned());
+                        }
+                    }
+                }
             }
         }
-        let reply_to = str_at(m, &["context", "id"]).map(str::to_owned);
-        msg.reply_to = reply_to.map(Into::into);
+        if let Some(r) = str_at(m, &["context", "id"]) {
+            msg = msg.reply_to(r);
+        }
         Some(Event::Inbound(msg))
+    }
+
+    /// `smb_message_echoes`: messages the business wrote in the WhatsApp Business app (a
+    /// number on the Cloud API and the app at once). They are the business's words, addressed
+    /// to `to`: inbound events with [`InboundAction::Echo`], never replies.
+    fn echoes(&self, value: &Value, out: &mut Vec<Event>) {
+        for m in array(value, "message_echoes") {
+            let (Some(from), Some(to)) = (
+                m.get("from").and_then(Value::as_str),
+                m.get("to")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty()),
+            ) else {
+                tracing::debug!("skipping a WhatsApp message echo without from or to");
+                continue;
+            };
+            let kind = m.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            let mut msg = InboundMessage::new(
+                ChannelKind::WhatsApp,
+                Address::WhatsApp(to.to_owned()),
+                content_text(m, kind),
+                self.at(m.get("timestamp")),
+            )
+            .action(InboundAction::Echo);
+            msg.from = from.to_owned();
+            if let Some(id) = m.get("id").and_then(Value::as_str) {
+                msg = msg.provider_message_id(id);
+            }
+            if let Some(extra) = content_extra(m, kind) {
+                msg = msg.extra(extra);
+            }
+            out.push(Event::Inbound(msg));
+        }
     }
 
     fn status(&self, s: &Value, value_errors: &[Value]) -> Option<Event> {
@@ -593,6 +803,21 @@ impl Ctx<'_> {
                 },
             ));
         }
+        if event == "ACCOUNT_VIOLATION" || v.get("violation_info").is_some() {
+            // A policy violation lowers the account's standing: passed on as a quality rating
+            // (the engine marks the channel degraded), with the violation type logged.
+            tracing::debug!(
+                violation = ?str_at(v, &["violation_info", "violation_type"]),
+                "WhatsApp account violation"
+            );
+            out.push(self.signal(
+                self.at(None),
+                Signal::Quality {
+                    rating: "ACCOUNT_VIOLATION".to_owned(),
+                    phone_number: string_of(v.get("phone_number")),
+                },
+            ));
+        }
         let banned = str_at(v, &["ban_info", "waba_ban_state"]) == Some("DISABLE");
         if banned || matches!(event, "ACCOUNT_DELETED" | "ACCOUNT_OFFBOARDED") {
             out.push(self.signal(
@@ -619,16 +844,29 @@ impl Ctx<'_> {
             let Some(wa_id) = p.get("wa_id").and_then(Value::as_str) else {
                 continue;
             };
-            if category.starts_with("marketing") && value.eq_ignore_ascii_case("stop") {
-                out.push(self.signal(
-                    self.at(p.get("timestamp")),
-                    Signal::OptOut {
-                        from: wa_id.to_owned(),
-                        address: Address::WhatsApp(wa_id.to_owned()),
-                        purpose: Some(Purpose::Marketing),
-                    },
-                ));
+            if !category.starts_with("marketing") {
+                tracing::debug!(category, "ignoring a WhatsApp user preference");
+                continue;
             }
+            let (from, address) = (wa_id.to_owned(), Address::WhatsApp(wa_id.to_owned()));
+            let purpose = Some(Purpose::Marketing);
+            let signal = if value.eq_ignore_ascii_case("stop") {
+                Signal::OptOut {
+                    from,
+                    address,
+                    purpose,
+                }
+            } else if value.eq_ignore_ascii_case("resume") {
+                Signal::OptIn {
+                    from,
+                    address,
+                    purpose,
+                }
+            } else {
+                tracing::debug!(value, "ignoring a WhatsApp marketing preference");
+                continue;
+            };
+            out.push(self.signal(self.at(p.get("timestamp")), signal));
         }
     }
 }
@@ -820,12 +1058,217 @@ mod tests {
         assert_eq!(inbound[2].text.as_deref(), Some("Нет"));
         assert_eq!(inbound[2].button_payload.as_deref(), Some("no"));
         assert_eq!(inbound[3].text.as_deref(), Some("фото"));
+        assert_eq!(
+            inbound[3].extra.as_ref().unwrap()["media"],
+            json!({"type": "image", "id": "1"})
+        );
         assert_eq!(inbound[4].text, None);
+        assert_eq!(
+            inbound[4].extra.as_ref().unwrap()["location"]["latitude"],
+            1.0
+        );
         assert_eq!(inbound[5].text, None);
+        // An unknown type from a person is still their message.
+        assert!(inbound.iter().all(|m| m.counts_as_reply()));
         assert_eq!(
             inbound[5].provider_message_id.as_ref().map(|r| r.as_str()),
             Some("w8")
         );
+    }
+
+    fn inbound_of(e: &Event) -> &InboundMessage {
+        match e {
+            Event::Inbound(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Edits, deletions and reactions, shaped as Meta's messages webhook reference shows them.
+    #[test]
+    fn edits_deletions_and_reactions_are_not_new_messages() {
+        let contacts = json!([{"profile": {"name": "Anna"}, "wa_id": "79990001122"}]);
+        let msgs = json!([
+            {"from": "79990001122", "id": "wamid.EDIT", "timestamp": "1700000010", "type": "edit",
+             "edit": {"original_message_id": "wamid.ORIG", "message": {"type": "text", "text": {"body": "Приду в 11"}}}},
+            {"from": "79990001122", "id": "wamid.REVOKE", "timestamp": "1700000011", "type": "revoke",
+             "revoke": {"original_message_id": "wamid.ORIG"}},
+            {"from": "79990001122", "id": "wamid.R1", "timestamp": "1700000012", "type": "reaction",
+             "reaction": {"message_id": "wamid.OURS", "emoji": "👍"}},
+            {"from": "79990001122", "id": "wamid.R2", "timestamp": "1700000013", "type": "reaction",
+             "reaction": {"message_id": "wamid.OURS", "emoji": ""}},
+            // Older versions: an edit as `unsupported`, naming no message.
+            {"from": "79990001122", "id": "wamid.U", "timestamp": "1700000014", "type": "unsupported",
+             "unsupported": {"type": "edit"}, "errors": [{"code": 131051, "title": "Message type unknown"}]},
+            // An edit or deletion naming no message cannot be applied.
+            {"from": "79990001122", "id": "wamid.E2", "timestamp": "1700000015", "type": "edit", "edit": {}},
+            {"from": "79990001122", "id": "wamid.D2", "timestamp": "1700000016", "type": "revoke"},
+            {"from": "79990001122", "id": "wamid.R3", "timestamp": "1700000017", "type": "reaction", "reaction": {"emoji": "👍"}}
+        ]);
+        let ev = parse("messages", json!({"contacts": contacts, "messages": msgs}));
+        assert_eq!(ev.len(), 4, "{ev:?}");
+        let edit = inbound_of(&ev[0]);
+        assert_eq!(
+            edit.action,
+            InboundAction::Edit {
+                of: "wamid.ORIG".into()
+            }
+        );
+        assert_eq!(edit.text.as_deref(), Some("Приду в 11"));
+        assert_eq!(edit.sender_name.as_deref(), Some("Anna"));
+        assert!(!edit.counts_as_reply());
+        let del = inbound_of(&ev[1]);
+        assert_eq!(
+            del.action,
+            InboundAction::Deletion {
+                of: "wamid.ORIG".into()
+            }
+        );
+        assert_eq!(del.text, None);
+        assert!(!del.counts_as_reply());
+        let r = inbound_of(&ev[2]);
+        assert_eq!(
+            r.action,
+            InboundAction::Reaction {
+                to: "wamid.OURS".into(),
+                emoji: Some("👍".into())
+            }
+        );
+        assert_eq!(r.read_evidence().map(|i| i.as_str()), Some("wamid.OURS"));
+        assert!(!r.counts_as_reply());
+        assert_eq!(
+            inbound_of(&ev[3]).action,
+            InboundAction::Reaction {
+                to: "wamid.OURS".into(),
+                emoji: None
+            }
+        );
+        let v = serde_json::to_value(&ev[0]).unwrap();
+        assert_eq!(v["action"], json!({"type": "edit", "of": "wamid.ORIG"}));
+        let v = serde_json::to_value(&ev[1]).unwrap();
+        assert_eq!(v["action"], json!({"type": "deletion", "of": "wamid.ORIG"}));
+    }
+
+    /// Flow replies, locations, contacts, media, groups, shaped as Meta documents them.
+    #[test]
+    fn other_message_types() {
+        let contacts = json!([{"profile": {"name": "Anna"}, "wa_id": "79990001122"}]);
+        let msgs = json!([
+            {"from": "79990001122", "id": "w1", "timestamp": "1700000000", "type": "interactive",
+             "context": {"from": "15550001111", "id": "wamid.FLOW"},
+             "interactive": {"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent",
+                 "response_json": "{\"flow_token\":\"t1\",\"date\":\"2026-01-02\"}"}}},
+            {"from": "79990001122", "id": "w2", "timestamp": "1700000001", "type": "location",
+             "location": {"latitude": 55.75, "longitude": 37.61, "name": "Клиника", "address": "Москва"}},
+            {"from": "79990001122", "id": "w3", "timestamp": "1700000002", "type": "contacts",
+             "contacts": [{"name": {"formatted_name": "Ivan"}, "phones": [{"phone": "12", "type": "CELL"}]}]},
+            {"from": "79990001122", "id": "w4", "timestamp": "1700000003", "type": "contacts",
+             "contacts": [{"name": {"formatted_name": "Me"}, "phones": [{"phone": "+7 999 000-11-22", "wa_id": "79990001122", "type": "CELL"}]}]},
+            {"from": "79990001122", "id": "w5", "timestamp": "1700000004", "type": "document",
+             "document": {"caption": "анализы", "filename": "a.pdf", "mime_type": "application/pdf", "sha256": "x", "id": "m5"}},
+            {"from": "79990001122", "id": "w6", "timestamp": "1700000005", "type": "text",
+             "group_id": "Y2FwaV9ncm91cDox", "text": {"body": "всем привет"}}
+        ]);
+        let ev = parse("messages", json!({"contacts": contacts, "messages": msgs}));
+        assert_eq!(ev.len(), 6);
+        let flow = inbound_of(&ev[0]);
+        assert_eq!(
+            flow.text.as_deref(),
+            Some("{\"flow_token\":\"t1\",\"date\":\"2026-01-02\"}")
+        );
+        assert_eq!(
+            flow.extra.as_ref().unwrap()["flow"],
+            json!({"name": "flow", "response": {"flow_token": "t1", "date": "2026-01-02"}})
+        );
+        assert_eq!(flow.reply_to.as_ref().unwrap().as_str(), "wamid.FLOW");
+        assert!(flow.counts_as_reply(), "a Flow reply is an explicit answer");
+        let loc = inbound_of(&ev[1]);
+        assert_eq!(loc.extra.as_ref().unwrap()["location"]["name"], "Клиника");
+        // A number that does not validate is kept raw.
+        let bad = inbound_of(&ev[2]);
+        assert_eq!(bad.contact_phone, None);
+        assert_eq!(bad.text.as_deref(), Some("12"));
+        assert_eq!(bad.contact_is_own, Some(false));
+        let own = inbound_of(&ev[3]);
+        assert_eq!(own.contact_phone.as_ref().unwrap().as_str(), "+79990001122");
+        assert_eq!(own.contact_is_own, Some(true));
+        let doc = inbound_of(&ev[4]);
+        assert_eq!(doc.text.as_deref(), Some("анализы"));
+        assert_eq!(doc.extra.as_ref().unwrap()["media"]["filename"], "a.pdf");
+        let group = inbound_of(&ev[5]);
+        assert_eq!(
+            group.address,
+            Address::WhatsApp("group:Y2FwaV9ncm91cDox".into())
+        );
+        assert_eq!(group.from, "79990001122");
+    }
+
+    /// `smb_message_echoes`: what the business wrote in the Business app.
+    #[test]
+    fn business_app_echoes_are_not_replies() {
+        let ev = parse(
+            "smb_message_echoes",
+            json!({"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "10"},
+            "message_echoes": [
+                {"from": "15550001111", "to": "79990001122", "id": "wamid.ECHO", "timestamp": "1700000020",
+                 "type": "text", "text": {"body": "Ждём вас завтра"}},
+                {"from": "15550001111", "id": "wamid.NOTO", "type": "text", "text": {"body": "?"}}
+            ]}),
+        );
+        assert_eq!(ev.len(), 1);
+        let e = inbound_of(&ev[0]);
+        assert_eq!(e.action, InboundAction::Echo);
+        assert_eq!(e.address, Address::WhatsApp("79990001122".into()));
+        assert_eq!(e.from, "15550001111");
+        assert_eq!(e.text.as_deref(), Some("Ждём вас завтра"));
+        assert!(!e.counts_as_reply());
+    }
+
+    #[test]
+    fn marketing_resume_violation_and_category_update() {
+        let ev = parse(
+            "user_preferences",
+            json!({"messaging_product": "whatsapp", "contacts": [], "user_preferences": [
+                {"wa_id": "7998", "detail": "User requested to resume marketing messages", "category": "marketing_messages", "value": "resume", "timestamp": 1700000100},
+                {"wa_id": "7997", "category": "something_else", "value": "stop", "timestamp": 1700000100}
+            ]}),
+        );
+        assert_eq!(ev.len(), 1);
+        let Event::Signal(s) = &ev[0] else { panic!() };
+        assert_eq!(
+            s.signal,
+            Signal::OptIn {
+                from: "7998".into(),
+                address: Address::WhatsApp("7998".into()),
+                purpose: Some(Purpose::Marketing)
+            }
+        );
+
+        let ev = parse(
+            "account_update",
+            json!({"phone_number": "15550783881", "event": "ACCOUNT_VIOLATION",
+                   "violation_info": {"violation_type": "ADULT"}}),
+        );
+        assert_eq!(ev.len(), 1);
+        let Event::Signal(s) = &ev[0] else { panic!() };
+        assert_eq!(
+            s.signal,
+            Signal::Quality {
+                rating: "ACCOUNT_VIOLATION".into(),
+                phone_number: Some("15550783881".into())
+            }
+        );
+
+        // Deliberately ignored.
+        assert!(
+            parse(
+                "template_category_update",
+                json!({"message_template_id": 1, "message_template_name": "r", "message_template_language": "ru",
+                       "previous_category": "UTILITY", "new_category": "MARKETING"}),
+            )
+            .is_empty()
+        );
+        assert!(parse("account_update", json!({"event": "PARTNER_ADDED"})).is_empty());
     }
 
     #[test]
@@ -965,7 +1408,8 @@ mod tests {
                 {"wa_id": "7998", "category": "marketing_messages", "value": "resume", "timestamp": 1700000100}
             ]}),
         );
-        assert_eq!(ev.len(), 1);
+        // The stop, and the resume (an opt-in; see `marketing_resume_violation_and_category_update`).
+        assert_eq!(ev.len(), 2);
         let Event::Signal(o) = &ev[0] else { panic!() };
         assert_eq!(
             o.signal,

@@ -30,7 +30,7 @@ use messaging_core::{
 };
 use messaging_core::{ChannelError, ErrorKind};
 use messaging_core::{Clock, SystemClock, chrono_dur};
-use messaging_core::{DeliveryReport, Event, InboundMessage, Signal};
+use messaging_core::{DeliveryReport, DeliveryStatus, Event, InboundMessage, Signal};
 use messaging_core::{DynChannel, OutboundMessage};
 
 /// A hash map with foldhash: several times faster than SipHash on short ids (it is looked up
@@ -774,10 +774,34 @@ impl Engine {
             .await
     }
 
+    /// An inbound event: a new message (or button press) ends the sender's cascades as
+    /// replied. An edit, a deletion or an echo changes nothing; a reaction to a message this
+    /// engine sent is read evidence for it (WhatsApp and Telegram have reactions; one can only
+    /// react to a message one sees), fed as a `read` report.
     async fn handle_inbound(&self, m: &InboundMessage) -> Result<(), EngineError> {
+        if let Some(target) = m.read_evidence()
+            && let Some(mref) = self.inner.store.find_message(target).await?
+        {
+            let mut report =
+                DeliveryReport::new(m.channel, target.clone(), DeliveryStatus::Read, m.at);
+            report.channel_id = m.channel_id.clone();
+            let input = Input::DeliveryReport {
+                attempt: mref.attempt,
+                report,
+            };
+            self.drive(&mref.notification_id, None, input).await?;
+        }
+        if !m.counts_as_reply() {
+            tracing::debug!(
+                action = m.action.name(),
+                "an inbound event that is not a reply: no cascade ends"
+            );
+            return Ok(());
+        }
         let mut keys = vec![m.address.key()];
-        if let Address::WhatsApp(digits) = &m.address
-            && let Ok(p) = messaging_core::Phone::parse(&format!("+{digits}"))
+        // WhatsApp: the sender's number (for a group message, the person, not the group).
+        if m.channel == ChannelKind::WhatsApp
+            && let Ok(p) = messaging_core::Phone::parse(&format!("+{}", m.from))
         {
             keys.push(Address::Phone(p).key());
         }
@@ -831,7 +855,7 @@ impl Engine {
                 Signal::Quality { rating, .. } => {
                     let low = matches!(
                         rating.to_ascii_uppercase().as_str(),
-                        "RED" | "LOW" | "FLAGGED" | "RESTRICTED"
+                        "RED" | "LOW" | "FLAGGED" | "RESTRICTED" | "ACCOUNT_VIOLATION"
                     );
                     h.set_provider_degraded(low, format!("provider quality {rating}"));
                 }

@@ -42,6 +42,9 @@ pub fn message(id: &str, thread: &ThreadId, at: i64, text: &str) -> InboxMessage
         provider_message_id: None,
         opt_out: false,
         inbound: None,
+        edited_at: None,
+        deleted_at: None,
+        reaction: None,
     }
 }
 
@@ -105,6 +108,9 @@ pub async fn message_round_trip<S: InboxStore + ?Sized>(store: &S) {
         provider_message_id: Some("wamid.HBgL".into()),
         opt_out: true,
         inbound: Some(inbound),
+        edited_at: Some(at + chrono::Duration::seconds(5)),
+        deleted_at: Some(at + chrono::Duration::seconds(6)),
+        reaction: Some("👍".into()),
     };
     let out = InboxMessage {
         id: "m-2".into(),
@@ -257,6 +263,45 @@ pub async fn concurrent_rethreads_move_once<S: InboxStore + ?Sized>(store: &S) {
     assert!(thread(store, &from).await.is_empty());
 }
 
+/// `replace` swaps the stored message of the same id in its thread, in place (an edit, a
+/// deletion, a reaction), and returns `true`; a message not stored there replaces nothing.
+pub async fn replace<S: InboxStore + ?Sized>(store: &S) {
+    let th = ThreadId::contact(&ContactId::from("anna"));
+    for m in [
+        message("1", &th, 10, "a"),
+        message("2", &th, 20, "Приду в 10"),
+        message("3", &th, 30, "c"),
+    ] {
+        append(store, &m).await;
+    }
+    let edited = InboxMessage {
+        text: Some("Приду в 11".into()),
+        edited_at: Some(t(40)),
+        reaction: Some("👍".into()),
+        ..message("2", &th, 20, "")
+    };
+    assert!(store.replace(&edited).await.expect("replace"), "found");
+    let got = thread(store, &th).await;
+    assert_eq!(ids(&got), ["1", "2", "3"], "the message keeps its place");
+    assert_eq!(got[1], edited, "every field replaced");
+    let other = ThreadId::address(&Address::Telegram(7));
+    assert!(
+        !store
+            .replace(&message("2", &other, 20, "x"))
+            .await
+            .expect("replace"),
+        "not in that thread"
+    );
+    assert!(
+        !store
+            .replace(&message("9", &th, 20, "x"))
+            .await
+            .expect("replace"),
+        "no such id"
+    );
+    assert_eq!(thread(store, &th).await.len(), 3);
+}
+
 /// Runs every check, each on a fresh store from `make`.
 ///
 /// # Panics
@@ -274,4 +319,5 @@ where
     rethread(&make().await).await;
     erase_thread(&make().await).await;
     concurrent_rethreads_move_once(&make().await).await;
+    replace(&make().await).await;
 }
