@@ -37,11 +37,16 @@ fn parse_all(inputs: &[String]) -> usize {
 
 fn main() {
     if let Ok(spec) = std::env::var("PHONE_BENCH_LOOP") {
-        let (name, rounds) = spec.split_once(':').expect("PHONE_BENCH_LOOP=<set>:<rounds>");
+        let (name, rounds) = spec
+            .split_once(':')
+            .expect("PHONE_BENCH_LOOP=<set>:<rounds>");
         let inputs = set(name);
         let rounds: usize = rounds.parse().expect("rounds");
         let valid: usize = (0..rounds).map(|_| parse_all(&inputs)).sum();
-        println!("{name}: {} inputs x {rounds} rounds, {valid} valid", inputs.len());
+        println!(
+            "{name}: {} inputs x {rounds} rounds, {valid} valid",
+            inputs.len()
+        );
         return;
     }
     let mut c = Criterion::default().configure_from_args();

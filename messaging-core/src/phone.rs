@@ -70,7 +70,9 @@ impl FromStr for Region {
         let id = rlibphonenumber::Region::from_code(s.trim()).map_err(|_| unknown())?;
         // Any two letters make a backend region; only those with numbering metadata are regions.
         if id == rlibphonenumber::Region::World
-            || PHONE_NUMBER_UTIL.get_country_code_for_region(id).is_none_or(|cc| cc == 0)
+            || PHONE_NUMBER_UTIL
+                .get_country_code_for_region(id)
+                .is_none_or(|cc| cc == 0)
         {
             return Err(unknown());
         }

@@ -72,7 +72,8 @@ fn tally() -> (serde_json::Value, Tally) {
             }
             (Ok(p), true) => {
                 t.verdict_agree += 1;
-                t.different_number.push(format!("{tag} {input:?}: oracle {want}, ours {p}"));
+                t.different_number
+                    .push(format!("{tag} {input:?}: oracle {want}, ours {p}"));
             }
             (Err(_), false) => t.verdict_agree += 1,
             (Ok(p), false) => t
