@@ -1089,39 +1089,50 @@ impl<'a> Cascade<'a> {
                 };
                 self.rec.wake_at = Some(self.next_check(now, window_end));
             }
-            Err(err) if err.kind().may_have_been_sent() => {
-                if let Some(note) = error_health_note(&channel, err, now) {
-                    self.note_health(note);
-                }
-                self.outcome_unknown(idx, err.message().into(), current, true);
-            }
             Err(err) => {
                 if let Some(note) = error_health_note(&channel, err, now) {
                     self.note_health(note);
                 }
-                let (kind, code, message): (_, Option<Box<str>>, Box<str>) = (
+                if err.kind().may_have_been_sent() {
+                    self.outcome_unknown(idx, err.message().into(), current, true);
+                    return;
+                }
+                self.fail_attempt(
+                    idx,
                     err.kind(),
                     err.provider_code().map(Into::into),
                     err.message().into(),
                 );
-                self.rec.attempts[idx].state = AttemptState::Failed {
-                    kind,
-                    code: code.clone(),
-                    message: message.clone(),
-                };
-                self.push(HistoryKind::Failed {
-                    step: i,
-                    channel,
-                    attempt: number,
-                    kind,
-                    code,
-                    message,
-                });
                 if current {
                     self.after_error(idx, err);
                 }
             }
         }
+    }
+
+    /// Marks attempt `idx` failed and records why, in the attempt and the history.
+    fn fail_attempt(
+        &mut self,
+        idx: usize,
+        kind: ErrorKind,
+        code: Option<Box<str>>,
+        message: Box<str>,
+    ) {
+        let a = &mut self.rec.attempts[idx];
+        a.state = AttemptState::Failed {
+            kind,
+            code: code.clone(),
+            message: message.clone(),
+        };
+        let (step, channel, attempt) = (a.step, a.channel.clone(), a.number);
+        self.push(HistoryKind::Failed {
+            step,
+            channel,
+            attempt,
+            kind,
+            code,
+            message,
+        });
     }
 
     /// What a failed send means for the cascade (see the table in the engine's docs).
@@ -1173,7 +1184,7 @@ impl<'a> Cascade<'a> {
         let Some(attempt) = self.rec.attempts.get(idx) else {
             return;
         };
-        let (i, channel, number) = (attempt.step, attempt.channel.clone(), attempt.number);
+        let (i, channel) = (attempt.step, attempt.channel.clone());
         match report.status.evidence() {
             None => {
                 // A failure report. Repeated reports change nothing.
@@ -1192,19 +1203,7 @@ impl<'a> Cascade<'a> {
                         "the provider reported the message as failed".into(),
                     ),
                 };
-                self.rec.attempts[idx].state = AttemptState::Failed {
-                    kind,
-                    code: code.clone(),
-                    message: message.clone(),
-                };
-                self.push(HistoryKind::Failed {
-                    step: i,
-                    channel,
-                    attempt: number,
-                    kind,
-                    code,
-                    message,
-                });
+                self.fail_attempt(idx, kind, code, message);
                 if matches!(self.rec.phase, Phase::Waiting { attempt, .. } if attempt == idx) {
                     self.advance();
                 }
