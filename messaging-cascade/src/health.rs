@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::shared_health::HealthChange;
 use messaging_core::chrono_dur;
 use messaging_core::{NotificationId, ProviderMessageId};
 
@@ -149,6 +150,12 @@ pub struct HealthTracker {
     open: HashMap<ProviderMessageId, DateTime<Utc>>,
     errors_in_a_row: u32,
     provider_degraded: bool,
+    /// Another instance said the channel is degraded (until it says healthy).
+    shared_degraded: bool,
+    /// Another instance holds this channel's probe: our own claim stands aside.
+    probing_elsewhere: bool,
+    /// A down that began then was only inferred from another instance's probe: not news.
+    quiet_down: Option<DateTime<Utc>>,
     /// When the state is next recomputed (`None`: at the next look). A deadline rather than
     /// the last time, so the check on every look is a comparison, not a subtraction.
     eval_due: Option<DateTime<Utc>>,
@@ -167,6 +174,9 @@ impl HealthTracker {
             open: HashMap::new(),
             errors_in_a_row: 0,
             provider_degraded: false,
+            shared_degraded: false,
+            probing_elsewhere: false,
+            quiet_down: None,
             eval_due: None,
             cached: (0.0, Duration::ZERO, 0),
             probe_id: None,
@@ -178,6 +188,7 @@ impl HealthTracker {
     pub fn record_sent(&mut self, id: ProviderMessageId, at: DateTime<Utc>, probe: bool) {
         self.errors_in_a_row = 0;
         if probe {
+            self.probing_elsewhere = false;
             self.probe_id = Some(id.clone());
             self.mode = Mode::Probing { sent_at: at };
         }
@@ -241,6 +252,75 @@ impl HealthTracker {
         self.eval_due = None;
     }
 
+    /// The verdict other instances are told ([`shared_health`](crate::shared_health)), with
+    /// when a `down` began (two outages with the same end are different news). `None` while a
+    /// probe is out: its result is the next news.
+    pub fn shared_verdict(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Option<(HealthChange, Option<DateTime<Utc>>)> {
+        self.evaluate(now);
+        match self.mode {
+            Mode::Normal(HealthState::Healthy) => Some((HealthChange::Healthy, None)),
+            Mode::Normal(_) => Some((HealthChange::Degraded, None)),
+            Mode::Down { since, .. } if self.quiet_down == Some(since) => None,
+            Mode::Down { since, until } => Some((HealthChange::Down { until }, Some(since))),
+            Mode::Recovering { since } => Some((HealthChange::Recovering { since }, None)),
+            Mode::Probing { .. } => None,
+        }
+    }
+
+    /// Takes another instance's verdict (a [`HealthNotice`](crate::shared_health::HealthNotice)
+    /// posted at `at`) as if this tracker had reached it: down from `at`, recovering on the
+    /// shared ramp, degraded until a healthy notice, or healthy.
+    pub fn apply_shared(&mut self, change: HealthChange, at: DateTime<Utc>, reason: String) {
+        self.reason = reason;
+        self.eval_due = None;
+        self.probing_elsewhere = false;
+        match change {
+            HealthChange::Healthy => {
+                self.shared_degraded = false;
+                self.errors_in_a_row = 0;
+                if !matches!(self.mode, Mode::Normal(_)) {
+                    self.probe_id = None;
+                    self.mode = Mode::Normal(HealthState::Healthy);
+                }
+            }
+            HealthChange::Degraded => {
+                self.shared_degraded = true;
+                if let Mode::Normal(_) = self.mode {
+                    self.mode = Mode::Normal(HealthState::Degraded);
+                }
+            }
+            HealthChange::Down { until } => {
+                self.mode = Mode::Down { since: at, until };
+                self.probe_id = None;
+            }
+            HealthChange::Recovering { since } => {
+                // Another instance's probe got through: the outage's samples are history.
+                self.samples.clear();
+                self.open.clear();
+                self.probe_id = None;
+                self.shared_degraded = false;
+                self.mode = Mode::Recovering { since };
+            }
+        }
+    }
+
+    /// The probe this tracker claimed belongs to another instance (it won the board's claim):
+    /// the channel stays down here until that instance tells how its probe went.
+    pub fn probe_elsewhere(&mut self) {
+        if matches!(self.mode, Mode::Probing { .. }) {
+            self.probing_elsewhere = true;
+            self.reason = "another instance is probing".into();
+        }
+    }
+
+    /// Why the channel is in its state, in words.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
     fn evaluate(&mut self, now: DateTime<Utc>) {
         if self.eval_due.is_some_and(|due| now < due) {
             return;
@@ -285,7 +365,10 @@ impl HealthTracker {
                     };
                     self.reason = format!("{:.0}% of sends overdue", share * 100.0);
                     return;
-                } else if (enough && share >= self.config.degrade_share) || self.provider_degraded {
+                } else if (enough && share >= self.config.degrade_share)
+                    || self.provider_degraded
+                    || self.shared_degraded
+                {
                     HealthState::Degraded
                 } else if state == HealthState::Degraded
                     && enough
@@ -312,7 +395,14 @@ impl HealthTracker {
                         since: now,
                         until: None,
                     };
-                    self.reason = "probe not delivered in time".into();
+                    if std::mem::take(&mut self.probing_elsewhere) {
+                        // No news from the instance that probed: still down here, but that is
+                        // not a verdict of ours to share.
+                        self.quiet_down = Some(now);
+                        self.reason = "another instance's probe brought no news".into();
+                    } else {
+                        self.reason = "probe not delivered in time".into();
+                    }
                 }
             }
             Mode::Recovering { since } => {

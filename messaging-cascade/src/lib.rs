@@ -20,6 +20,7 @@
 
 pub mod engine;
 pub mod health;
+pub mod shared_health;
 pub mod store;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]

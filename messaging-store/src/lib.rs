@@ -92,6 +92,8 @@ mod postgres_consent;
 #[cfg(feature = "postgres")]
 mod postgres_counters;
 #[cfg(feature = "postgres")]
+mod postgres_health;
+#[cfg(feature = "postgres")]
 mod postgres_identity;
 #[cfg(feature = "postgres")]
 mod postgres_inbox;

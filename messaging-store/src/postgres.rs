@@ -22,7 +22,7 @@ use tokio_postgres::types::ToSql;
 use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const POSTGRES_SCHEMA_VERSION: i32 = 6;
+pub const POSTGRES_SCHEMA_VERSION: i32 = 7;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (
@@ -159,6 +159,25 @@ CREATE INDEX IF NOT EXISTS webhook_journal_due ON {s}.webhook_journal (due_ns, i
     WHERE due_ns IS NOT NULL;
 CREATE INDEX IF NOT EXISTS webhook_journal_ended ON {s}.webhook_journal (ended_ns)
     WHERE ended_ns IS NOT NULL;
+"#,
+    ),
+    (
+        7,
+        // Channel health shared by the instances (`HealthBoard`): the notices in the order
+        // they were posted, and who holds each channel's probe until when.
+        r#"
+CREATE TABLE IF NOT EXISTS {s}.health_notices (
+    position  BIGSERIAL PRIMARY KEY,
+    channel   TEXT NOT NULL,
+    notice    TEXT NOT NULL,
+    posted_ns BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS health_notices_channel ON {s}.health_notices (channel, position);
+CREATE TABLE IF NOT EXISTS {s}.probe_claims (
+    channel       TEXT PRIMARY KEY,
+    instance      TEXT NOT NULL,
+    held_until_ns BIGINT NOT NULL
+);
 "#,
     ),
 ];

@@ -4,6 +4,7 @@
 
 pub mod echo;
 pub mod faults;
+pub mod fuzz;
 pub mod max;
 pub mod sms;
 pub mod telegram;

@@ -19,6 +19,7 @@ use super::record::{
     Attempt, AttemptState, CascadeRecord, HistoryEntry, Notification, Outcome, Phase,
 };
 use crate::health::{Admission, ChannelHealth, HealthConfig, HealthState, HealthTracker};
+use crate::shared_health::{HealthBoard, HealthChange, HealthNotice};
 use crate::store::{CascadeStore, Inserted, MemoryStore};
 use messaging_core::StoreError;
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
@@ -186,6 +187,7 @@ struct Settings {
     concurrency: usize,
     poll_interval: Duration,
     orphan_ttl: Duration,
+    health_sync_interval: Duration,
 }
 
 impl Default for Settings {
@@ -197,6 +199,7 @@ impl Default for Settings {
             concurrency: 32,
             poll_interval: Duration::from_secs(1),
             orphan_ttl: Duration::from_secs(600),
+            health_sync_interval: Duration::from_secs(1),
         }
     }
 }
@@ -231,6 +234,8 @@ pub struct EngineBuilder {
     default_tz: chrono_tz::Tz,
     settings: Settings,
     event_capacity: usize,
+    board: Option<Arc<dyn HealthBoard>>,
+    instance: Option<String>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -257,6 +262,8 @@ impl Default for EngineBuilder {
             default_tz: chrono_tz::Europe::Moscow,
             settings: Settings::default(),
             event_capacity: 4096,
+            board: None,
+            instance: None,
         }
     }
 }
@@ -356,6 +363,34 @@ impl EngineBuilder {
         self.event_capacity = n.max(1);
         self
     }
+    /// Shares channel health with the other instances on `board` (the service's PostgreSQL
+    /// store, usually): what one instance learns about a channel reaches the others within
+    /// [`health_sync_interval`](Self::health_sync_interval), and one of them sends each probe
+    /// ([`shared_health`](crate::shared_health)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use messaging_cascade::{Engine, shared_health::MemoryHealthBoard};
+    /// let board = Arc::new(MemoryHealthBoard::new());
+    /// let a = Engine::builder().health_board(board.clone()).instance("a");
+    /// let b = Engine::builder().health_board(board).instance("b");
+    /// # let _ = (a, b);
+    /// ```
+    pub fn health_board(mut self, board: Arc<dyn HealthBoard>) -> Self {
+        self.board = Some(board);
+        self
+    }
+    /// This instance's name on the health board (default: random). Notices it posts carry it,
+    /// and it skips its own when reading.
+    pub fn instance(mut self, name: impl Into<String>) -> Self {
+        self.instance = Some(name.into());
+        self
+    }
+    /// How often [`Engine::run`] exchanges channel health with the board (default 1 s).
+    pub fn health_sync_interval(mut self, d: Duration) -> Self {
+        self.settings.health_sync_interval = d;
+        self
+    }
 
     /// Checks the configuration and builds the engine.
     pub fn build(self) -> Result<Engine, BuildError> {
@@ -420,6 +455,7 @@ impl EngineBuilder {
                     ChannelBook {
                         health: HealthTracker::new(self.health.clone().unwrap_or_default()),
                         rate_limited_until: None,
+                        shared: Some((HealthChange::Healthy, None)),
                     },
                 )
             })
@@ -440,6 +476,12 @@ impl EngineBuilder {
                 events,
                 orphans: Mutex::new(FastMap::default()),
                 wake: Notify::new(),
+                sharing: self.board.map(|board| Sharing {
+                    board,
+                    instance: self.instance.unwrap_or_else(random_instance_name),
+                    outbox: Mutex::new(Vec::new()),
+                    cursor: tokio::sync::Mutex::new(None),
+                }),
             }),
         })
     }
@@ -513,13 +555,40 @@ struct Inner {
     /// Delivery reports that arrived before the receipt of their send was stored.
     orphans: Mutex<FastMap<ProviderMessageId, (DeliveryReport, DateTime<Utc>)>>,
     wake: Notify,
+    /// Channel health shared with other instances, when a board is configured.
+    sharing: Option<Sharing>,
 }
+
+/// This engine's side of the [`HealthBoard`].
+struct Sharing {
+    board: Arc<dyn HealthBoard>,
+    instance: String,
+    /// Verdicts reached here and not yet posted.
+    outbox: Mutex<Vec<HealthNotice>>,
+    /// The board position read up to (`None` before the first sync). Held across a sync, so
+    /// two syncs never apply the same notices.
+    cursor: tokio::sync::Mutex<Option<u64>>,
+}
+
+/// A verdict as compared for sharing: the change and, for `down`, when it began.
+type SharedVerdict = (HealthChange, Option<DateTime<Utc>>);
 
 /// What the engine keeps about one channel across cascades.
 struct ChannelBook {
     health: HealthTracker,
     /// The provider asked us to slow down until then.
     rate_limited_until: Option<DateTime<Utc>>,
+    /// The verdict last posted to or read from the health board: a new one is news.
+    shared: Option<SharedVerdict>,
+}
+
+/// `engine-` and 16 hex digits from std's per-process random hash keys (no RNG dependency for
+/// one name).
+fn random_instance_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("engine-{:016x}", h.finish())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -724,7 +793,22 @@ impl Engine {
     /// with a manual clock, call `tick` yourself.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let sync_every = self.inner.settings.health_sync_interval;
+        let mut next_sync = tokio::time::Instant::now();
         loop {
+            let news = self
+                .inner
+                .sharing
+                .as_ref()
+                .is_some_and(|s| !lock(&s.outbox).is_empty());
+            if self.inner.sharing.is_some() && (news || tokio::time::Instant::now() >= next_sync) {
+                match catch_panic(self.sync_health()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "channel health sync failed"),
+                    Err(p) => tracing::error!(panic = %p.message, "channel health sync panicked"),
+                }
+                next_sync = tokio::time::Instant::now() + sync_every;
+            }
             match catch_panic(self.tick()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "engine tick failed"),
@@ -738,6 +822,9 @@ impl Engine {
                 } else {
                     sleep = Duration::ZERO;
                 }
+            }
+            if self.inner.sharing.is_some() {
+                sleep = sleep.min(next_sync.saturating_duration_since(tokio::time::Instant::now()));
             }
             tokio::select! {
                 _ = &mut shutdown => return,
@@ -848,9 +935,10 @@ impl Engine {
         };
         let mut books = lock(&self.inner.books);
         for id in targets {
-            let Some(h) = books.get_mut(&id).map(|b| &mut b.health) else {
+            let Some(b) = books.get_mut(&id) else {
                 continue;
             };
+            let h = &mut b.health;
             match signal {
                 Signal::Quality { rating, .. } => {
                     let low = matches!(
@@ -874,6 +962,7 @@ impl Engine {
                 }
                 _ => {}
             }
+            self.share_verdict(&id, b, now);
         }
     }
 
@@ -985,6 +1074,11 @@ impl Engine {
                 *slot = None;
                 continue;
             }
+            if !self.claim_shared_probe(rec, rules, &decision, now).await {
+                // Another instance probes this channel: decide again with the channel down.
+                *slot = None;
+                continue;
+            }
             if decision.changed {
                 match self.inner.store.update(rec).await {
                     Ok(version) => rec.version = version,
@@ -1093,7 +1187,9 @@ impl Engine {
                 continue;
             };
             let (state, admission) = if health_on {
-                b.health.outlook(now, rec.id())
+                let outlook = b.health.outlook(now, rec.id());
+                self.share_verdict(&step.channel, b, now);
+                outlook
             } else {
                 (HealthState::Healthy, Admission::Healthy)
             };
@@ -1130,6 +1226,7 @@ impl Engine {
         let Some(b) = books.get_mut(note.channel()) else {
             return;
         };
+        let channel = self.inner.sharing.as_ref().map(|_| note.channel().clone());
         match note {
             HealthNote::Sent {
                 provider_message_id,
@@ -1149,6 +1246,139 @@ impl Engine {
             } => b.health.mark_down(at, until, reason),
             HealthNote::RateLimited { until, .. } => {
                 b.rate_limited_until = b.rate_limited_until.max(Some(until));
+            }
+        }
+        if let Some(channel) = channel {
+            self.share_verdict(&channel, b, self.now());
+        }
+    }
+
+    /// Queues `book`'s verdict for the health board if it is news. Called, under the books
+    /// lock, wherever a tracker may have changed its mind.
+    fn share_verdict(&self, channel: &ChannelId, book: &mut ChannelBook, now: DateTime<Utc>) {
+        let Some(sharing) = &self.inner.sharing else {
+            return;
+        };
+        let Some(verdict) = book.health.shared_verdict(now) else {
+            return;
+        };
+        if book.shared == Some(verdict) {
+            return;
+        }
+        book.shared = Some(verdict);
+        let (change, since) = verdict;
+        let notice = HealthNotice::new(
+            channel.clone(),
+            change,
+            since.unwrap_or(now),
+            sharing.instance.clone(),
+            book.health.reason(),
+        );
+        tracing::info!(channel = %channel, change = ?change, reason = %notice.reason, "channel health changed; sharing it");
+        lock(&sharing.outbox).push(notice);
+        // Post it now rather than at the next interval: `run` syncs when woken with news.
+        self.inner.wake.notify_one();
+    }
+
+    /// Exchanges channel health with the other instances on the health board: posts this
+    /// instance's new verdicts, then applies theirs in order (on the first call, the newest of
+    /// every channel). [`run`](Self::run) calls it every
+    /// [`health_sync_interval`](EngineBuilder::health_sync_interval); call it yourself when you
+    /// drive the engine with [`tick`](Self::tick). Returns how many notices from others it
+    /// applied; without a board, does nothing.
+    pub async fn sync_health(&self) -> Result<usize, EngineError> {
+        let Some(sharing) = &self.inner.sharing else {
+            return Ok(0);
+        };
+        let mut cursor = sharing.cursor.lock().await;
+        let mut applied = 0;
+        if cursor.is_none() {
+            let (newest, position) = sharing.board.latest().await?;
+            for n in &newest {
+                applied += usize::from(self.apply_notice(sharing, n));
+            }
+            *cursor = Some(position);
+        }
+        let pending = std::mem::take(&mut *lock(&sharing.outbox));
+        for (i, n) in pending.iter().enumerate() {
+            if let Err(e) = sharing.board.post(n).await {
+                // Keep what was not posted, ahead of anything queued meanwhile.
+                lock(&sharing.outbox).splice(0..0, pending[i..].iter().cloned());
+                return Err(e.into());
+            }
+        }
+        const BATCH: usize = 256;
+        loop {
+            let batch = sharing.board.read_after(cursor.unwrap_or(0), BATCH).await?;
+            for (position, n) in &batch {
+                applied += usize::from(self.apply_notice(sharing, n));
+                *cursor = Some(*position);
+            }
+            if batch.len() < BATCH {
+                return Ok(applied);
+            }
+        }
+    }
+
+    /// Takes another instance's notice; `false` for our own or for a channel we do not have.
+    fn apply_notice(&self, sharing: &Sharing, n: &HealthNotice) -> bool {
+        if n.instance == sharing.instance {
+            return false;
+        }
+        let now = self.now();
+        let mut books = lock(&self.inner.books);
+        let Some(b) = books.get_mut(&n.channel) else {
+            return false;
+        };
+        tracing::info!(channel = %n.channel, change = ?n.change, from = %n.instance, reason = %n.reason, "channel health from another instance");
+        b.health.apply_shared(
+            n.change,
+            n.at,
+            format!("{} (seen by {})", n.reason, n.instance),
+        );
+        b.shared = b.health.shared_verdict(now);
+        true
+    }
+
+    /// Takes the board's claim on the probe `decision` sends, if it sends one and a board is
+    /// configured. `false`: another instance probes; this tracker stands aside.
+    async fn claim_shared_probe(
+        &self,
+        rec: &CascadeRecord,
+        rules: &Rules,
+        decision: &Decision,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(sharing) = &self.inner.sharing else {
+            return true;
+        };
+        let Some(channel) = decision.actions.iter().find_map(|a| match a {
+            Action::Send {
+                attempt, channel, ..
+            } if rec.attempts.get(*attempt).is_some_and(|a| a.probe) => Some(channel),
+            _ => None,
+        }) else {
+            return true;
+        };
+        let hold = rules
+            .health_config()
+            .map_or(HealthConfig::default().overdue_after, |c| c.overdue_after);
+        match sharing
+            .board
+            .claim_probe(channel, &sharing.instance, now, hold)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                if let Some(b) = lock(&self.inner.books).get_mut(channel) {
+                    b.health.probe_elsewhere();
+                }
+                false
+            }
+            Err(e) => {
+                // Better two probes than none: the board is only a coordinator.
+                tracing::warn!(channel = %channel, error = %e, "health board unreachable; probing without its claim");
+                true
             }
         }
     }
