@@ -9,7 +9,6 @@
 # what we look for is panics, failed invariants and runaway memory or time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RUSTC_BOOTSTRAP=1
 seconds="${FUZZ_SECONDS:-300}"
 jobs="${FUZZ_JOBS:-2}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
@@ -17,7 +16,9 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^messaging-fuzz$')
 fi
+# Before RUSTC_BOOTSTRAP is set: with it, cargo would rebuild the workspace's own target.
 cargo run -q -p messaging-tests --example fuzz_corpus -- fuzz/corpus >/dev/null
+export RUSTC_BOOTSTRAP=1
 (cd fuzz && cargo fuzz build -s none)
 mkdir -p fuzz/logs
 run_one() {

@@ -21,7 +21,7 @@ use messaging_store::{PostgresOptions, PostgresStore};
 async fn postgres_health_board_conforms() {
     common::run_on_postgres("health", |pg| async move {
         let store = pg.make().await;
-        shared_health::conformance(&store).await;
+        shared_health::conformance::run_all(&store).await;
     })
     .await;
 }
@@ -43,7 +43,7 @@ async fn two_engines_on_one_postgres_share_an_outage_a_probe_and_a_ramp() {
     common::run_on_postgres("health2", |pg| async move {
         let a = pg.make().await;
         let b = second_instance(pg.config(), &a).await;
-        let applied = shared_health::two_engines(Arc::new(a), Arc::new(b)).await;
+        let applied = shared_health::conformance::two_engines(Arc::new(a), Arc::new(b)).await;
         assert!(applied >= 2, "{applied}");
     })
     .await;

@@ -141,6 +141,8 @@ pub use messaging_sms as sms;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit {
+    /// The channel health board conformance suite.
+    pub use messaging_cascade::shared_health::conformance as health_board;
     /// The cascade store conformance suite.
     pub use messaging_cascade::store::conformance as cascade_store;
     pub use messaging_cascade::testkit::*;

@@ -23,8 +23,11 @@ use messaging::sms::twilio::Twilio;
 use messaging::sms::{PreparedSms, Reply, SmsProvider};
 use messaging::{Event, Phone, ProviderMessageId, Region};
 
+/// A fuzz target's body: any bytes in, a panic only on a bug.
+pub type FuzzBody = fn(&[u8]);
+
 /// The parsers with a fuzz target, by target name (the file names under `fuzz/fuzz_targets/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, FuzzBody)] = &[
     ("waba_webhook", waba_webhook),
     ("telegram_update", telegram_update),
     ("max_update", max_update),
