@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use messaging_cascade::engine::CascadeRecord;
+use messaging_cascade::store::ReportFacts;
 use messaging_conversations::identity::Link;
 use messaging_conversations::inbox::InboxMessage;
 use messaging_core::StoreError;
@@ -15,6 +16,17 @@ pub(crate) fn to_ns(t: DateTime<Utc>, what: &str) -> Result<i64, StoreError> {
         StoreError::Backend(format!(
             "{what} {t} is outside the range a store can index (years 1677 to 2262)"
         ))
+    })
+}
+
+/// Unix nanoseconds, clamped to what a `BIGINT` holds: for columns that are compared, never
+/// used as keys (a deadline in the year 3000 is simply far away), so that a record the store
+/// could always keep is not refused for them.
+pub(crate) fn saturating_ns(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() > 0 {
+        i64::MAX
+    } else {
+        i64::MIN
     })
 }
 
@@ -79,6 +91,62 @@ pub(crate) struct Row {
     pub reply_keys: Vec<String>,
     /// Provider message ids with their attempt index, first occurrence only.
     pub messages: Vec<(String, i64)>,
+    /// The report columns: `state`, `channel`, `deadline_ns`, and the `attempt_costs` rows.
+    pub report: ReportRow,
+}
+
+/// The columns the report queries read ([`ReportFacts`]).
+#[derive(Debug)]
+pub(crate) struct ReportRow {
+    /// The phase's name while running, the outcome's once finished.
+    pub state: &'static str,
+    /// The current step's channel, or the channel that ended the cascade.
+    pub channel: Option<String>,
+    /// While running: the notification's deadline or the end of the window waited in.
+    pub deadline_ns: Option<i64>,
+    /// Attempts with a cost.
+    pub costs: Vec<CostRow>,
+}
+
+/// One row of `attempt_costs`.
+#[derive(Debug)]
+pub(crate) struct CostRow {
+    /// The attempt's index.
+    pub attempt: i64,
+    /// Its channel.
+    pub channel: String,
+    /// The UTC day it was accepted.
+    pub day: NaiveDate,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The estimate.
+    pub amount: f64,
+}
+
+impl ReportRow {
+    /// The report columns of `rec`.
+    pub(crate) fn of(rec: &CascadeRecord) -> Result<ReportRow, StoreError> {
+        let facts = ReportFacts::of(rec);
+        let costs = facts
+            .costs
+            .into_iter()
+            .map(|c| {
+                Ok(CostRow {
+                    attempt: i64::try_from(c.attempt).map_err(StoreError::backend)?,
+                    channel: c.channel.as_str().to_owned(),
+                    day: c.day,
+                    currency: c.currency,
+                    amount: c.amount,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(ReportRow {
+            state: facts.state,
+            channel: facts.channel,
+            deadline_ns: facts.deadline.map(saturating_ns),
+            costs,
+        })
+    }
 }
 
 impl Row {
@@ -104,6 +172,7 @@ impl Row {
             json,
             reply_keys: rec.reply_keys(),
             messages,
+            report: ReportRow::of(rec)?,
         })
     }
 }

@@ -11,8 +11,9 @@
 //! | [`PostgresStore`] | `postgres` | several engine instances sharing work, or an existing PostgreSQL |
 //! | [`MemoryStore`](messaging_cascade::store::MemoryStore) | (in `messaging-core`) | tests, or services that may lose state on restart |
 //!
-//! All three implement [`CascadeStore`](messaging_cascade::store::CascadeStore) and
-//! [`WindowStore`](messaging_core::window::WindowStore) with the same behaviour, checked by one
+//! All three implement [`CascadeStore`](messaging_cascade::store::CascadeStore),
+//! [`WindowStore`](messaging_core::window::WindowStore) and
+//! [`CascadeReports`](messaging_cascade::store::CascadeReports) with the same behaviour, checked by one
 //! conformance suite (`messaging_cascade::store::conformance`). The SQL stores also keep identity
 //! links and used deep-link tokens:
 //! [`IdentityStore`](messaging_conversations::identity::IdentityStore) and
@@ -25,6 +26,11 @@
 //! `governor::conformance`, `consent::conformance`, feature `testkit` of the defining crate) runs
 //! against both SQL stores in this crate's tests, as it runs against the in-memory reference in
 //! its own crate.
+//!
+//! Both SQL stores answer an operator's questions
+//! ([`CascadeReports`](messaging_cascade::store::CascadeReports): cascades running, stuck,
+//! ended by outcome and channel, cost by channel and day) from indexed columns written with
+//! each record; `messaging report` prints them.
 //!
 //! Finished cascades stay until you purge them:
 //! [`CascadeStore::purge_finished`](messaging_cascade::store::CascadeStore::purge_finished), or
@@ -46,6 +52,8 @@
 //! | `gov_contacted`, `gov_wrote_to_us`, `gov_connected` (migration 3) | one per (channel, person key) / key / channel | `SenderCounters` lookups |
 //! | `inbox` (SQLite migration 4, PostgreSQL 4) | one per inbox message, as JSON | `InboxStore`, ordered by time then arrival |
 //! | `opt_outs` (SQLite migration 6, PostgreSQL 5) | one per (key, purpose or `''` for all): opted out or back in, and when | `OptOutStore`; replaced migration 3's `gov_opt_out`, whose keys became opt-outs at the Unix epoch |
+//! | `cascades.state`, `channel`, `deadline_ns` (SQLite migration 8, PostgreSQL 7) | per cascade: its phase or outcome, the channel of its step or the one that ended it, the deadline of a running one | [`CascadeReports`](messaging_cascade::store::CascadeReports): running, stuck, ended; filled from the stored records by the migration |
+//! | `attempt_costs` (SQLite migration 8, PostgreSQL 7) | one per attempt with a cost estimate: channel, UTC day, currency, amount | `CascadeReports::cost_by_channel_day`; purged with its cascade |
 //!
 //! Times are Unix nanoseconds in `BIGINT` columns (years 1677 to 2262), so timers order exactly
 //! as in the in-memory store. Each `update` is one transaction: the record, its timer (clearing
@@ -99,6 +107,8 @@ mod postgres_identity;
 mod postgres_inbox;
 #[cfg(feature = "postgres")]
 mod postgres_journal;
+#[cfg(feature = "postgres")]
+mod postgres_reports;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
@@ -112,6 +122,8 @@ mod sqlite_identity;
 mod sqlite_inbox;
 #[cfg(feature = "sqlite")]
 mod sqlite_journal;
+#[cfg(feature = "sqlite")]
+mod sqlite_reports;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};

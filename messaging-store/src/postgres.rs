@@ -19,10 +19,12 @@ use messaging_core::{ChannelId, NotificationId, ProviderMessageId};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
+use crate::common::{
+    CostRow, ReportRow, Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql,
+};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const POSTGRES_SCHEMA_VERSION: i32 = 7;
+pub const POSTGRES_SCHEMA_VERSION: i32 = 8;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (
@@ -163,6 +165,31 @@ CREATE INDEX IF NOT EXISTS webhook_journal_ended ON {s}.webhook_journal (ended_n
     ),
     (
         7,
+        // The columns the operator's reports read (`CascadeReports`): the phase or outcome,
+        // its channel, the deadline of a running cascade, and every attempt's cost. Filled for
+        // existing cascades from their records by `backfill_reports`, in this migration's
+        // transaction. Every step may run again on a schema that has some of it.
+        r#"
+ALTER TABLE {s}.cascades ADD COLUMN IF NOT EXISTS state TEXT COLLATE "C";
+ALTER TABLE {s}.cascades ADD COLUMN IF NOT EXISTS channel TEXT COLLATE "C";
+ALTER TABLE {s}.cascades ADD COLUMN IF NOT EXISTS deadline_ns BIGINT;
+CREATE INDEX IF NOT EXISTS cascades_running ON {s}.cascades (state, channel) WHERE NOT finished;
+CREATE INDEX IF NOT EXISTS cascades_deadline ON {s}.cascades (deadline_ns)
+    WHERE deadline_ns IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {s}.attempt_costs (
+    notification_id TEXT COLLATE "C" NOT NULL,
+    attempt         BIGINT NOT NULL,
+    channel         TEXT COLLATE "C" NOT NULL,
+    day             DATE NOT NULL,
+    currency        TEXT COLLATE "C" NOT NULL,
+    amount          DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (notification_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS attempt_costs_day ON {s}.attempt_costs (day, channel, currency);
+"#,
+    ),
+    (
+        8,
         // Channel health shared by the instances (`HealthBoard`): the notices in the order
         // they were posted, and who holds each channel's probe until when.
         r#"
@@ -181,6 +208,9 @@ CREATE TABLE IF NOT EXISTS {s}.probe_claims (
 "#,
     ),
 ];
+
+/// The migration whose transaction also fills the report columns of existing cascades.
+const REPORTS_MIGRATION: i32 = 7;
 
 /// Options for [`PostgresStore::connect_with`].
 ///
@@ -248,8 +278,9 @@ impl Sql {
             insert: f(r#"
 WITH ins AS (
     INSERT INTO {s}.cascades
-        (id, version, finished, wake_at_ns, lease_until_ns, due_ns, record, ended_ns)
-    VALUES ($1, 0, $2, $3, NULL, $3, $4, $8)
+        (id, version, finished, wake_at_ns, lease_until_ns, due_ns, record, ended_ns,
+         state, channel, deadline_ns)
+    VALUES ($1, 0, $2, $3, NULL, $3, $4, $8, $9, $10, $11)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), rk AS (
@@ -260,6 +291,12 @@ WITH ins AS (
     INSERT INTO {s}.messages (provider_message_id, notification_id, attempt)
     SELECT m.p, ins.id, m.a FROM ins, unnest($6::text[], $7::bigint[]) AS m(p, a)
     ON CONFLICT DO NOTHING
+), cost AS (
+    INSERT INTO {s}.attempt_costs (notification_id, attempt, channel, day, currency, amount)
+    SELECT ins.id, c.a, c.ch, c.d, c.cur, c.amt
+    FROM ins, unnest($12::bigint[], $13::text[], $14::date[], $15::text[], $16::float8[])
+        AS c(a, ch, d, cur, amt)
+    ON CONFLICT DO NOTHING
 )
 SELECT count(*) FROM ins"#),
             existing: f("SELECT record, version FROM {s}.cascades WHERE id = $1"),
@@ -267,9 +304,16 @@ SELECT count(*) FROM ins"#),
 WITH up AS (
     UPDATE {s}.cascades
     SET version = version + 1, finished = $3, wake_at_ns = $4, lease_until_ns = NULL,
-        due_ns = $4, record = $5, updated_at = now(), ended_ns = $9
+        due_ns = $4, record = $5, updated_at = now(), ended_ns = $9, state = $10,
+        channel = $11, deadline_ns = $12
     WHERE id = $1 AND version = $2
     RETURNING id, version
+), cost AS (
+    INSERT INTO {s}.attempt_costs (notification_id, attempt, channel, day, currency, amount)
+    SELECT up.id, c.a, c.ch, c.d, c.cur, c.amt
+    FROM up, unnest($13::bigint[], $14::text[], $15::date[], $16::text[], $17::float8[])
+        AS c(a, ch, d, cur, amt)
+    ON CONFLICT DO NOTHING
 ), del AS (
     DELETE FROM {s}.reply_keys r USING up
     WHERE r.notification_id = up.id AND NOT (r.key = ANY($6::text[]))
@@ -327,6 +371,8 @@ WITH gone AS (
     WHERE m.provider_message_id = ids.pmid AND m.notification_id = ids.id
 ), rk AS (
     DELETE FROM {s}.reply_keys r USING gone WHERE r.notification_id = gone.id
+), cost AS (
+    DELETE FROM {s}.attempt_costs c USING gone WHERE c.notification_id = gone.id
 )
 SELECT count(*) FROM gone"#),
             record_inbound: f(r#"
@@ -524,6 +570,9 @@ impl PostgresStore {
             tx.batch_execute(&sql.replace("{s}", quoted))
                 .await
                 .map_err(&e)?;
+            if *v == REPORTS_MIGRATION {
+                backfill_reports(&tx, quoted).await?;
+            }
             tx.execute(
                 &format!("INSERT INTO {quoted}.schema_version (version) VALUES ($1)"),
                 &[v],
@@ -547,6 +596,112 @@ impl PostgresStore {
     }
 }
 
+/// The `attempt_costs` rows of a record, as the arrays a statement unnests.
+#[derive(Default)]
+struct CostColumns {
+    notification_id: Vec<String>,
+    attempt: Vec<i64>,
+    channel: Vec<String>,
+    day: Vec<chrono::NaiveDate>,
+    currency: Vec<String>,
+    amount: Vec<f64>,
+}
+
+impl CostColumns {
+    fn of(costs: &[CostRow]) -> CostColumns {
+        let mut c = CostColumns::default();
+        c.push("", costs);
+        c
+    }
+
+    fn push(&mut self, id: &str, costs: &[CostRow]) {
+        for cost in costs {
+            self.notification_id.push(id.to_owned());
+            self.attempt.push(cost.attempt);
+            self.channel.push(cost.channel.clone());
+            self.day.push(cost.day);
+            self.currency.push(cost.currency.clone());
+            self.amount.push(cost.amount);
+        }
+    }
+}
+
+/// Fills the report columns and `attempt_costs` of every cascade from its record, in batches by
+/// id, inside the migration's transaction. A record that cannot be decoded keeps empty columns
+/// (it is reported nowhere) and a warning names it.
+async fn backfill_reports(
+    tx: &deadpool_postgres::Transaction<'_>,
+    quoted: &str,
+) -> Result<(), StoreError> {
+    let e = pg_err("filling the report columns");
+    let select =
+        format!("SELECT id, record FROM {quoted}.cascades WHERE id > $1 ORDER BY id LIMIT 500");
+    let update = format!(
+        "UPDATE {quoted}.cascades c
+         SET state = u.state, channel = u.channel, deadline_ns = u.deadline_ns
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+             AS u(id, state, channel, deadline_ns)
+         WHERE c.id = u.id"
+    );
+    let insert = format!(
+        "INSERT INTO {quoted}.attempt_costs
+             (notification_id, attempt, channel, day, currency, amount)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::date[], $5::text[],
+                              $6::float8[])
+         ON CONFLICT DO NOTHING"
+    );
+    let mut after = String::new();
+    let mut filled = 0usize;
+    loop {
+        let rows = tx.query(&select, &[&after]).await.map_err(&e)?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = col(last, 0, "cascade id")?;
+        let (mut ids, mut states, mut channels, mut deadlines) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut costs = CostColumns::default();
+        for r in &rows {
+            let id: String = col(r, 0, "cascade id")?;
+            let json: String = col(r, 1, "record")?;
+            match decode(&id, &json, 0).and_then(|rec| ReportRow::of(&rec)) {
+                Ok(report) => {
+                    costs.push(&id, &report.costs);
+                    states.push(report.state);
+                    channels.push(report.channel);
+                    deadlines.push(report.deadline_ns);
+                    ids.push(id);
+                }
+                Err(err) => {
+                    tracing::warn!(cascade = %id, error = %err, "messaging-store: a record that cannot be decoded is left out of the reports");
+                }
+            }
+        }
+        filled += ids.len();
+        tx.execute(&update, &[&ids, &states, &channels, &deadlines])
+            .await
+            .map_err(&e)?;
+        tx.execute(
+            &insert,
+            &[
+                &costs.notification_id,
+                &costs.attempt,
+                &costs.channel,
+                &costs.day,
+                &costs.currency,
+                &costs.amount,
+            ],
+        )
+        .await
+        .map_err(&e)?;
+    }
+    tracing::info!(
+        cascades = filled,
+        "messaging-store: filled the report columns"
+    );
+    Ok(())
+}
+
 pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a tokio_postgres::Row,
     i: usize,
@@ -561,6 +716,7 @@ impl CascadeStore for PostgresStore {
     async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
         let row = Row::of(record)?;
         let (pmids, attempts): (Vec<String>, Vec<i64>) = row.messages.iter().cloned().unzip();
+        let costs = CostColumns::of(&row.report.costs);
         let rows = self
             .query(
                 &self.sql.insert,
@@ -573,6 +729,14 @@ impl CascadeStore for PostgresStore {
                     &pmids,
                     &attempts,
                     &row.ended_ns,
+                    &row.report.state,
+                    &row.report.channel,
+                    &row.report.deadline_ns,
+                    &costs.attempt,
+                    &costs.channel,
+                    &costs.day,
+                    &costs.currency,
+                    &costs.amount,
                 ],
                 "inserting a cascade",
             )
@@ -618,6 +782,7 @@ impl CascadeStore for PostgresStore {
     async fn update(&self, record: &CascadeRecord) -> Result<u64, StoreError> {
         let row = Row::of(record)?;
         let (pmids, attempts): (Vec<String>, Vec<i64>) = row.messages.iter().cloned().unzip();
+        let costs = CostColumns::of(&row.report.costs);
         let rows = self
             .query(
                 &self.sql.update,
@@ -631,6 +796,14 @@ impl CascadeStore for PostgresStore {
                     &pmids,
                     &attempts,
                     &row.ended_ns,
+                    &row.report.state,
+                    &row.report.channel,
+                    &row.report.deadline_ns,
+                    &costs.attempt,
+                    &costs.channel,
+                    &costs.day,
+                    &costs.currency,
+                    &costs.amount,
                 ],
                 "updating a cascade",
             )

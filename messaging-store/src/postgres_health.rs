@@ -1,4 +1,4 @@
-//! [`HealthBoard`] on PostgreSQL (tables `health_notices` and `probe_claims`, migration 7):
+//! [`HealthBoard`] on PostgreSQL (tables `health_notices` and `probe_claims`, migration 8):
 //! channel health shared by every instance on one database.
 //!
 //! Readers follow `position` with a cursor, which is only safe if a position never becomes

@@ -14,10 +14,10 @@ use messaging_core::{ChannelId, NotificationId, ProviderMessageId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use crate::common::{Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
+use crate::common::{ReportRow, Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const SQLITE_SCHEMA_VERSION: u32 = 7;
+pub const SQLITE_SCHEMA_VERSION: u32 = 8;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (
@@ -166,7 +166,33 @@ CREATE INDEX IF NOT EXISTS webhook_journal_ended ON webhook_journal (ended_ns)
     WHERE ended_ns IS NOT NULL;
 ",
     ),
+    (
+        8,
+        // The columns the operator's reports read (`CascadeReports`): the phase or outcome,
+        // its channel and the deadline of a running cascade (`cascades.state`, `channel`,
+        // `deadline_ns`, added first by `add_report_columns`), and every attempt's cost. Filled
+        // for existing cascades from their records by `backfill_reports`, in this migration's
+        // transaction. Every step may run again on a database that has some of it.
+        "
+CREATE INDEX IF NOT EXISTS cascades_running ON cascades (state, channel) WHERE finished = 0;
+CREATE INDEX IF NOT EXISTS cascades_deadline ON cascades (deadline_ns)
+    WHERE deadline_ns IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attempt_costs (
+    notification_id TEXT NOT NULL,
+    attempt         INTEGER NOT NULL,
+    channel         TEXT NOT NULL,
+    day             TEXT NOT NULL,
+    currency        TEXT NOT NULL,
+    amount          REAL NOT NULL,
+    PRIMARY KEY (notification_id, attempt)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attempt_costs_day ON attempt_costs (day, channel, currency);
+",
+    ),
 ];
+
+/// The migration whose transaction also fills the report columns of existing cascades.
+const REPORTS_MIGRATION: u32 = 8;
 
 /// How hard a commit is pushed to disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -437,7 +463,13 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        if *v == REPORTS_MIGRATION {
+            add_report_columns(&tx).map_err(&e)?;
+        }
         tx.execute_batch(sql).map_err(&e)?;
+        if *v == REPORTS_MIGRATION {
+            backfill_reports(&tx).map_err(&e)?;
+        }
         tx.execute(
             "INSERT INTO schema_version (version, applied_at) VALUES (?1, unixepoch())",
             [v],
@@ -446,6 +478,92 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version = v, "messaging-store: applied SQLite migration");
     }
     tx.commit().map_err(&e)
+}
+
+/// Adds the report columns of `cascades` that are missing (SQLite has no `ADD COLUMN IF NOT
+/// EXISTS`).
+fn add_report_columns(c: &Connection) -> rusqlite::Result<()> {
+    let have: Vec<String> = c
+        .prepare("SELECT name FROM pragma_table_info('cascades')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, ty) in [
+        ("state", "TEXT"),
+        ("channel", "TEXT"),
+        ("deadline_ns", "INTEGER"),
+    ] {
+        if !have.iter().any(|h| h == name) {
+            c.execute_batch(&format!("ALTER TABLE cascades ADD COLUMN {name} {ty}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills the report columns and `attempt_costs` of every cascade from its record, in batches by
+/// id. A record that cannot be decoded keeps empty columns (it is reported nowhere) and a warning
+/// names it.
+fn backfill_reports(c: &Connection) -> rusqlite::Result<()> {
+    let mut after = String::new();
+    let mut filled = 0usize;
+    loop {
+        let batch: Vec<(String, String)> = c
+            .prepare_cached("SELECT id, record FROM cascades WHERE id > ?1 ORDER BY id LIMIT 500")?
+            .query_map([&after], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some((last, _)) = batch.last() else {
+            break;
+        };
+        after = last.clone();
+        for (id, json) in &batch {
+            match decode(id, json, 0).and_then(|rec| ReportRow::of(&rec)) {
+                Ok(report) => {
+                    c.prepare_cached(
+                        "UPDATE cascades SET state = ?2, channel = ?3, deadline_ns = ?4
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        report.state,
+                        report.channel,
+                        report.deadline_ns
+                    ])?;
+                    add_costs(c, id, &report)?;
+                    filled += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(cascade = %id, error = %err, "messaging-store: a record that cannot be decoded is left out of the reports");
+                }
+            }
+        }
+    }
+    tracing::info!(
+        cascades = filled,
+        "messaging-store: filled the report columns"
+    );
+    Ok(())
+}
+
+/// The `attempt_costs` rows of a record (an attempt's cost is set once, when it is accepted).
+fn add_costs(c: &Connection, id: &str, report: &ReportRow) -> rusqlite::Result<()> {
+    if report.costs.is_empty() {
+        return Ok(());
+    }
+    let mut ins = c.prepare_cached(
+        "INSERT OR IGNORE INTO attempt_costs
+           (notification_id, attempt, channel, day, currency, amount)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for cost in &report.costs {
+        ins.execute(params![
+            id,
+            cost.attempt,
+            cost.channel,
+            cost.day.to_string(),
+            cost.currency,
+            cost.amount
+        ])?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -594,8 +712,8 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
             c.prepare_cached(
                 "INSERT INTO cascades
                    (id, version, finished, wake_at_ns, lease_until_ns, due_ns, reply_keys, record,
-                    ended_ns)
-                 VALUES (?1, 0, ?2, ?3, NULL, ?3, ?4, ?5, ?6)",
+                    ended_ns, state, channel, deadline_ns)
+                 VALUES (?1, 0, ?2, ?3, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 row.id,
@@ -603,10 +721,14 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
                 row.wake_ns,
                 keys_json(&row.reply_keys),
                 row.json,
-                row.ended_ns
+                row.ended_ns,
+                row.report.state,
+                row.report.channel,
+                row.report.deadline_ns
             ])?;
             add_keys(c, &row.id, &row.reply_keys)?;
             index(c, row)?;
+            add_costs(c, &row.id, &row.report)?;
             if !row.finished {
                 bump_active(c, 1)?;
             }
@@ -634,7 +756,7 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
             c.prepare_cached(
                 "UPDATE cascades SET version = ?2, finished = ?3, wake_at_ns = ?4,
                     lease_until_ns = NULL, due_ns = ?4, reply_keys = ?5, record = ?6,
-                    ended_ns = ?8
+                    ended_ns = ?8, state = ?9, channel = ?10, deadline_ns = ?11
                  WHERE id = ?1 AND version = ?7",
             )?
             .execute(params![
@@ -645,8 +767,12 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
                 new_keys,
                 row.json,
                 row.expected,
-                row.ended_ns
+                row.ended_ns,
+                row.report.state,
+                row.report.channel,
+                row.report.deadline_ns
             ])?;
+            add_costs(c, &row.id, &row.report)?;
             if new_keys != old_keys {
                 let old: Vec<String> = serde_json::from_str(&old_keys).unwrap_or_default();
                 let mut del = c.prepare_cached(
@@ -713,6 +839,8 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
                 "DELETE FROM messages WHERE provider_message_id = ?1 AND notification_id = ?2",
             )?;
             let mut del = c.prepare_cached("DELETE FROM cascades WHERE id = ?1")?;
+            let mut del_costs =
+                c.prepare_cached("DELETE FROM attempt_costs WHERE notification_id = ?1")?;
             for (id, json) in &gone {
                 // The index entries are the record's own provider ids (no index by cascade,
                 // which every send would pay for); an undecodable record keeps its entries.
@@ -727,6 +855,7 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
                     }
                 }
                 del.execute([id])?;
+                del_costs.execute([id])?;
             }
             Ok(Ok(Done::Purged(gone.len())))
         }

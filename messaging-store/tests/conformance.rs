@@ -1,5 +1,6 @@
 //! The store conformance suite (`messaging_cascade::store::conformance`) against every store:
-//! in memory, SQLite on a temporary file, and PostgreSQL when `MESSAGING_TEST_DATABASE_URL` is set.
+//! in memory, SQLite on a temporary file, and PostgreSQL when `MESSAGING_TEST_DATABASE_URL` is set;
+//! the report suite (`conformance::run_reports`) likewise.
 
 mod common;
 
@@ -86,4 +87,25 @@ async fn postgres_store_conforms() {
     if let Err(e) = run {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_reports_conform() {
+    conformance::run_reports(|| async { MemoryStore::new() }).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_reports_conform() {
+    let files = common::SqliteFiles::temp();
+    conformance::run_reports(|| files.make()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_reports_conform() {
+    common::run_on_postgres("reports", |pg| async move {
+        conformance::run_reports(|| pg.make()).await;
+    })
+    .await;
 }

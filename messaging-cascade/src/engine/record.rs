@@ -160,6 +160,24 @@ pub enum Phase {
     Finished(Outcome),
 }
 
+impl Phase {
+    /// A short name: `"ready"`, `"sending"`, `"waiting"`, `"finished"`.
+    ///
+    /// ```
+    /// use messaging_cascade::engine::Phase;
+    ///
+    /// assert_eq!(Phase::Ready.name(), "ready");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Ready => "ready",
+            Phase::Sending { .. } => "sending",
+            Phase::Waiting { .. } => "waiting",
+            Phase::Finished(_) => "finished",
+        }
+    }
+}
+
 /// How one attempt went.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

@@ -13,6 +13,8 @@
 //! # });
 //! ```
 //!
+//! [`run_reports`] checks [`CascadeReports`] the same way, on one scripted scenario.
+//!
 //! Timestamps used here carry microseconds (the engine's clocks tick in microseconds), and the
 //! records carry nanoseconds in their history: a store must give every field back exactly.
 
@@ -20,9 +22,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
-use super::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use super::reports::CurrencyTotal;
+use super::{
+    CascadeReports, CascadeStore, DailyCost, EndedCount, Inserted, MessageRef, ReportQuery,
+    RunningCount, StoreError, StuckCascade, WindowStore,
+};
 use crate::engine::{
     Attempt, AttemptState, CascadeRecord, DeferReason, HistoryEntry, HistoryKind, Notification,
     Outcome, Phase, SkipReason,
@@ -1066,6 +1072,535 @@ where
     windows(&make().await).await;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Reports.
+
+/// The UTC day of [`t`]`(0)` plus `days`.
+fn day(days: u64) -> NaiveDate {
+    t(0).date_naive()
+        .checked_add_days(chrono::Days::new(days))
+        .unwrap_or_default()
+}
+
+/// `a`, accepted at `t(sent)` with a cost estimate.
+fn costed(mut a: Attempt, amount: f64, currency: &str, sent: i64) -> Attempt {
+    a.started_at = t(sent - 1);
+    a.sent_at = Some(t(sent));
+    a.cost = Some(Cost::new(amount, currency));
+    a
+}
+
+fn step_started(rec: &mut CascadeRecord, step: usize, channel: &str, at: i64) {
+    rec.step = step;
+    rec.history.push(HistoryEntry {
+        at: t(at),
+        kind: HistoryKind::StepStarted {
+            step,
+            channel: ChannelId::new(channel),
+        },
+    });
+}
+
+/// A running record waiting on its first attempt, over `channel`, until `window_end`.
+fn waiting(rid: &str, channel: &str, window_end: i64, wake: i64) -> CascadeRecord {
+    let mut rec = record(rid, "+79001112233", Some(t(wake)));
+    step_started(&mut rec, 0, channel, 1);
+    rec.attempts
+        .push(sent_attempt(0, channel, &format!("m-{rid}")));
+    rec.phase = Phase::Waiting {
+        attempt: 0,
+        wait_for: Evidence::Delivered,
+        window_end: t(window_end),
+    };
+    rec
+}
+
+/// `rec`, finished with `outcome` by a history entry at `t(at)`.
+fn ended_at(mut rec: CascadeRecord, outcome: Outcome, at: i64) -> CascadeRecord {
+    let kind = match &outcome {
+        Outcome::Delivered {
+            step,
+            channel,
+            evidence,
+            ..
+        } => HistoryKind::Delivered {
+            step: *step,
+            channel: channel.clone(),
+            evidence: *evidence,
+        },
+        Outcome::Replied { channel } => HistoryKind::Replied { channel: *channel },
+        Outcome::Unconfirmed { .. } => HistoryKind::Unconfirmed,
+        Outcome::Exhausted => HistoryKind::Exhausted,
+        Outcome::Expired => HistoryKind::Expired,
+        _ => HistoryKind::Cancelled,
+    };
+    rec.history.push(HistoryEntry { at: t(at), kind });
+    finish(&mut rec, outcome);
+    rec
+}
+
+fn delivered_on(channel: &str, step: usize) -> Outcome {
+    Outcome::Delivered {
+        step,
+        channel: ChannelId::new(channel),
+        evidence: Evidence::Delivered,
+        late: false,
+    }
+}
+
+fn with_deadline(mut rec: CascadeRecord, deadline: i64) -> CascadeRecord {
+    rec.notification = Arc::new((*rec.notification).clone().deadline(t(deadline)));
+    rec
+}
+
+/// The scenario every report check reads, written through `insert`, `update` and
+/// `claim_due`. At `t(1_000)`, with a grace of 60 s, seven cascades are running and four of
+/// them are stuck; eight ended between `t(100)` and `t(90_100)`; eight sends have a cost on three
+/// days.
+///
+/// | id | state | channel | timer | deadline | cost |
+/// |---|---|---|---|---|---|
+/// | `claimed` | ready | – | wake 20, claimed at 950 (lease to 980) | – | – |
+/// | `ready-new` | ready | – | 10: stuck | – | – |
+/// | `ready-deferred` | ready, step 1 | sms | 960 | – | – |
+/// | `sending` | sending | wa-main | 40: stuck | – | – |
+/// | `waiting-wa` | waiting (by an update) | wa-main | 3 600 | window 3 600 | 0.5 EUR, day 0 |
+/// | `waiting-deadline` | waiting | tg | 5 000 | deadline 100: stuck | – |
+/// | `waiting-window` | waiting | tg | 5 000 | window 500: stuck | – |
+/// | `d-wa-1` | delivered at 1 200 | wa-main | | | 0.5 EUR, day 0 |
+/// | `d-wa-2` | delivered at 1 300 (by two updates) | wa-main | | | 0.25 EUR, day 0 |
+/// | `d-sms` | delivered at 1 500 | sms | | | 2.5 RUB, day 0 |
+/// | `replied` | replied at 1 250 | telegram | | | – |
+/// | `unconfirmed` | unconfirmed at 1 800 | sms | | | 1.25 RUB and 0.125 USD, day 0 |
+/// | `exhausted` | exhausted at 1 100 | – | | | – |
+/// | `expired` | expired at 1 000 | – | | deadline 900 | – |
+/// | `old` | delivered at 100 | wa-main | | | 0.5 EUR, day −1 |
+/// | `late` | cancelled at 2 000 | – | | | – |
+/// | `next-day` | delivered at 90 100 | sms | | | 2.5 RUB, day 1 |
+pub async fn report_scenario<S: CascadeStore + ?Sized>(store: &S) {
+    // Claimed while it is the only one due: its timer becomes the end of the lease.
+    insert_new(store, &record("claimed", "+79001112233", Some(t(20)))).await;
+    assert_eq!(
+        claim(store, t(950), 10).await,
+        vec![id("claimed")],
+        "report scenario: claim"
+    );
+    insert_new(store, &record("ready-new", "+79001112233", Some(t(10)))).await;
+    let mut deferred = record("ready-deferred", "+79001112233", Some(t(960)));
+    step_started(&mut deferred, 0, "wa-main", 1);
+    step_started(&mut deferred, 1, "sms", 50);
+    insert_new(store, &deferred).await;
+    let mut sending = record("sending", "+79001112233", Some(t(40)));
+    step_started(&mut sending, 0, "wa-main", 1);
+    let mut in_flight = sent_attempt(0, "wa-main", "unused");
+    in_flight.sent_at = None;
+    in_flight.provider_message_id = None;
+    in_flight.state = AttemptState::InFlight;
+    sending.attempts.push(in_flight);
+    sending.phase = Phase::Sending { attempt: 0 };
+    insert_new(store, &sending).await;
+    // Ready when inserted, waiting after an update.
+    insert_new(store, &record("waiting-wa", "+79001112233", Some(t(1)))).await;
+    let mut waiting_wa = waiting("waiting-wa", "wa-main", 3_600, 3_600);
+    waiting_wa.attempts[0] = costed(waiting_wa.attempts[0].clone(), 0.5, "EUR", 2);
+    update_ok(store, &waiting_wa).await;
+    insert_new(
+        store,
+        &with_deadline(waiting("waiting-deadline", "tg", 3_600, 5_000), 100),
+    )
+    .await;
+    insert_new(store, &waiting("waiting-window", "tg", 500, 5_000)).await;
+
+    let mut d_wa_1 = waiting("d-wa-1", "wa-main", 3_600, 3_600);
+    d_wa_1.attempts[0] = costed(d_wa_1.attempts[0].clone(), 0.5, "EUR", 1_100);
+    insert_new(store, &ended_at(d_wa_1, delivered_on("wa-main", 0), 1_200)).await;
+    // Running, then waiting with a cost, then delivered: the cost counts once.
+    insert_new(store, &record("d-wa-2", "+79001112233", Some(t(1_150)))).await;
+    let mut d_wa_2 = waiting("d-wa-2", "wa-main", 3_600, 3_600);
+    d_wa_2.attempts[0] = costed(d_wa_2.attempts[0].clone(), 0.25, "EUR", 1_250);
+    d_wa_2.version = update_ok(store, &d_wa_2).await;
+    update_ok(store, &ended_at(d_wa_2, delivered_on("wa-main", 0), 1_300)).await;
+    let mut d_sms = record("d-sms", "+79001112233", None);
+    let mut failed = sent_attempt(0, "wa-main", "unused");
+    failed.sent_at = None;
+    failed.provider_message_id = None;
+    failed.state = AttemptState::Failed {
+        kind: ErrorKind::Unreachable,
+        code: None,
+        message: "not on WhatsApp".into(),
+    };
+    d_sms.attempts.push(failed);
+    d_sms
+        .attempts
+        .push(costed(sent_attempt(3, "sms", "m-d-sms"), 2.5, "RUB", 1_400));
+    insert_new(store, &ended_at(d_sms, delivered_on("sms", 3), 1_500)).await;
+    let mut replied = waiting("replied", "tg", 3_600, 3_600);
+    replied.attempts[0].sent_at = Some(t(1_200));
+    insert_new(
+        store,
+        &ended_at(
+            replied,
+            Outcome::Replied {
+                channel: ChannelKind::Telegram,
+            },
+            1_250,
+        ),
+    )
+    .await;
+    let mut unconfirmed = record("unconfirmed", "+79001112233", None);
+    unconfirmed.attempts.push(costed(
+        sent_attempt(3, "sms", "m-unc-1"),
+        1.25,
+        "RUB",
+        1_700,
+    ));
+    unconfirmed.attempts.push(costed(
+        sent_attempt(3, "sms", "m-unc-2"),
+        0.125,
+        "USD",
+        1_750,
+    ));
+    insert_new(
+        store,
+        &ended_at(
+            unconfirmed,
+            Outcome::Unconfirmed {
+                step: 3,
+                channel: ChannelId::new("sms"),
+            },
+            1_800,
+        ),
+    )
+    .await;
+    insert_new(
+        store,
+        &ended_at(
+            record("exhausted", "+79001112233", None),
+            Outcome::Exhausted,
+            1_100,
+        ),
+    )
+    .await;
+    insert_new(
+        store,
+        &ended_at(
+            with_deadline(record("expired", "+79001112233", None), 900),
+            Outcome::Expired,
+            1_000,
+        ),
+    )
+    .await;
+    let mut old = record("old", "+79001112233", None);
+    old.attempts.push(costed(
+        sent_attempt(0, "wa-main", "m-old"),
+        0.5,
+        "EUR",
+        -100,
+    ));
+    insert_new(store, &ended_at(old, delivered_on("wa-main", 0), 100)).await;
+    insert_new(
+        store,
+        &ended_at(
+            record("late", "+79001112233", None),
+            Outcome::Cancelled,
+            2_000,
+        ),
+    )
+    .await;
+    let mut next_day = record("next-day", "+79001112233", None);
+    next_day
+        .attempts
+        .push(costed(sent_attempt(3, "sms", "m-next"), 2.5, "RUB", 90_000));
+    insert_new(store, &ended_at(next_day, delivered_on("sms", 3), 90_100)).await;
+}
+
+fn running_count(phase: &str, channel: Option<&str>, count: u64) -> RunningCount {
+    RunningCount {
+        phase: phase.into(),
+        channel: channel.map(ChannelId::new),
+        count,
+    }
+}
+
+fn ended_count(outcome: &str, channel: Option<&str>, count: u64) -> EndedCount {
+    EndedCount {
+        outcome: outcome.into(),
+        channel: channel.map(str::to_owned),
+        count,
+    }
+}
+
+fn daily(channel: &str, d: NaiveDate, currency: &str, amount: f64, sends: u64) -> DailyCost {
+    DailyCost {
+        channel: ChannelId::new(channel),
+        day: d,
+        currency: currency.into(),
+        amount,
+        sends,
+    }
+}
+
+/// `running` counts unfinished cascades by phase and by the current step's channel (the
+/// attempt's, or the last `step_started` of the step), in order; finished ones, including one
+/// that was running when inserted, are not counted.
+pub async fn reports_running<S: CascadeStore + CascadeReports + ?Sized>(store: &S) {
+    assert_eq!(
+        store.running().await.expect("running"),
+        Vec::<RunningCount>::new(),
+        "an empty store runs nothing"
+    );
+    report_scenario(store).await;
+    assert_eq!(
+        store.running().await.expect("running"),
+        vec![
+            running_count("ready", None, 2),
+            running_count("ready", Some("sms"), 1),
+            running_count("sending", Some("wa-main"), 1),
+            running_count("waiting", Some("tg"), 2),
+            running_count("waiting", Some("wa-main"), 1),
+        ],
+        "running by phase and channel"
+    );
+}
+
+/// `stuck` lists unfinished cascades whose timer (the lease's end once claimed) or deadline
+/// (the notification's, or the end of the window waited in) is more than `grace` before `now`,
+/// the longest stuck first, at most `limit`, with the total; finished cascades never.
+pub async fn reports_stuck<S: CascadeStore + CascadeReports + ?Sized>(store: &S) {
+    report_scenario(store).await;
+    let grace = Duration::from_secs(60);
+    let stuck = store.stuck(t(1_000), grace, 10).await.expect("stuck");
+    let ids: Vec<&str> = stuck
+        .oldest
+        .iter()
+        .map(|s| s.notification_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["ready-new", "sending", "waiting-deadline", "waiting-window"],
+        "stuck at t(1000) with 60 s of grace, the longest stuck first \
+         (`claimed` is leased until t(980), `ready-deferred` due at t(960))"
+    );
+    assert_eq!(stuck.total, 4);
+    assert_eq!(
+        stuck.oldest[2],
+        StuckCascade {
+            notification_id: id("waiting-deadline"),
+            policy: PolicyId::new("clinic"),
+            step: 0,
+            phase: "waiting".into(),
+            channel: Some(ChannelId::new("tg")),
+            created_at: t(0),
+            due_at: Some(t(5_000)),
+            deadline: Some(t(100)),
+            overdue_since: t(100),
+        },
+        "a cascade past its deadline"
+    );
+    assert_eq!(
+        (stuck.oldest[0].due_at, stuck.oldest[0].deadline),
+        (Some(t(10)), None),
+        "a cascade whose timer is overdue"
+    );
+    assert_eq!(
+        (stuck.oldest[3].deadline, stuck.oldest[3].overdue_since),
+        (Some(t(500)), t(500)),
+        "a cascade past the end of the window it waits in"
+    );
+    let first_two = store.stuck(t(1_000), grace, 2).await.expect("stuck");
+    assert_eq!(first_two.total, 4, "the total counts beyond the limit");
+    assert_eq!(
+        first_two.oldest,
+        stuck.oldest[..2],
+        "the limit keeps the oldest"
+    );
+    let none = store
+        .stuck(t(1_000), Duration::from_secs(1_000), 10)
+        .await
+        .expect("stuck");
+    assert_eq!(
+        (none.total, none.oldest.len()),
+        (0, 0),
+        "nothing is overdue by more than 1000 s"
+    );
+    let later = store.stuck(t(10_000), grace, 100).await.expect("stuck");
+    assert_eq!(
+        later.total, 7,
+        "at t(10000) every running cascade is stuck, no finished one"
+    );
+    assert_eq!(later.oldest.len(), 7);
+}
+
+/// `ended_between` counts cascades that ended in `[from, to)` by outcome and the channel that
+/// ended them (a channel id, or the kind replied on), in order.
+pub async fn reports_ended<S: CascadeStore + CascadeReports + ?Sized>(store: &S) {
+    report_scenario(store).await;
+    assert_eq!(
+        store
+            .ended_between(t(1_000), t(2_000))
+            .await
+            .expect("ended"),
+        vec![
+            ended_count("delivered", Some("sms"), 1),
+            ended_count("delivered", Some("wa-main"), 2),
+            ended_count("exhausted", None, 1),
+            ended_count("expired", None, 1),
+            ended_count("replied", Some("telegram"), 1),
+            ended_count("unconfirmed", Some("sms"), 1),
+        ],
+        "ended in [t(1000), t(2000)): the start included, the end excluded"
+    );
+    assert_eq!(
+        store.ended_between(t(100), t(101)).await.expect("ended"),
+        vec![ended_count("delivered", Some("wa-main"), 1)]
+    );
+    assert_eq!(
+        store
+            .ended_between(t(2_000), t(1_000))
+            .await
+            .expect("ended"),
+        Vec::<EndedCount>::new(),
+        "an empty period"
+    );
+}
+
+/// `cost_by_channel_day` sums the cost estimates of attempts by channel, UTC day of acceptance
+/// and currency over the days asked (both included), in order; an attempt's cost counts once
+/// however often its record is updated.
+pub async fn reports_cost<S: CascadeStore + CascadeReports + ?Sized>(store: &S) {
+    report_scenario(store).await;
+    let (d0, d1) = (day(0), day(1));
+    assert_eq!(
+        store.cost_by_channel_day(d0, d1).await.expect("cost"),
+        vec![
+            daily("sms", d0, "RUB", 3.75, 2),
+            daily("sms", d0, "USD", 0.125, 1),
+            daily("sms", d1, "RUB", 2.5, 1),
+            daily("wa-main", d0, "EUR", 1.25, 3),
+        ],
+        "cost of 2030-01-01 and 2030-01-02"
+    );
+    assert_eq!(
+        store.cost_by_channel_day(d1, d1).await.expect("cost"),
+        vec![daily("sms", d1, "RUB", 2.5, 1)]
+    );
+    let eve = t(-1).date_naive();
+    assert_eq!(
+        store.cost_by_channel_day(eve, eve).await.expect("cost"),
+        vec![daily("wa-main", eve, "EUR", 0.5, 1)]
+    );
+    assert_eq!(
+        store.cost_by_channel_day(d1, d0).await.expect("cost"),
+        Vec::<DailyCost>::new(),
+        "no days"
+    );
+}
+
+/// Purged cascades leave the reports: their outcomes and their costs.
+pub async fn reports_after_purge<S: CascadeStore + CascadeReports + ?Sized>(store: &S) {
+    report_scenario(store).await;
+    assert_eq!(
+        store.purge_finished(t(1_150), 100).await.expect("purge"),
+        3,
+        "old, expired and exhausted"
+    );
+    assert_eq!(
+        store.ended_between(t(0), t(2_000)).await.expect("ended"),
+        vec![
+            ended_count("delivered", Some("sms"), 1),
+            ended_count("delivered", Some("wa-main"), 2),
+            ended_count("replied", Some("telegram"), 1),
+            ended_count("unconfirmed", Some("sms"), 1),
+        ]
+    );
+    let eve = t(-1).date_naive();
+    assert_eq!(
+        store.cost_by_channel_day(eve, eve).await.expect("cost"),
+        Vec::<DailyCost>::new(),
+        "the cost of a purged cascade is gone"
+    );
+    assert_eq!(store.running().await.expect("running").len(), 5);
+}
+
+/// `report` gathers the four answers with totals.
+pub async fn reports_all_at_once<S: CascadeStore + CascadeReports + ?Sized>(store: &S) {
+    report_scenario(store).await;
+    let q = ReportQuery::at(t(2_000))
+        .ended_since(Duration::from_secs(1_000))
+        .stuck_grace(Duration::from_secs(60))
+        .stuck_limit(3);
+    let r = store.report(&q).await.expect("report");
+    assert_eq!(r.at, t(2_000));
+    assert_eq!(r.running.total, 7);
+    assert_eq!(r.running.by_phase_and_channel.len(), 5);
+    assert_eq!(r.stuck.grace_secs, 60);
+    assert_eq!(
+        r.stuck.total, 6,
+        "at t(2000) the claim's lease and `ready-deferred`'s timer are overdue too"
+    );
+    let ids: Vec<&str> = r
+        .stuck
+        .oldest
+        .iter()
+        .map(|s| s.notification_id.as_str())
+        .collect();
+    assert_eq!(ids, ["ready-new", "sending", "waiting-deadline"]);
+    assert_eq!(
+        (r.ended.from, r.ended.to, r.ended.total),
+        (t(1_000), t(2_000), 7)
+    );
+    assert_eq!(
+        (r.cost.first_day, r.cost.last_day),
+        (
+            day(0)
+                .checked_sub_days(chrono::Days::new(6))
+                .unwrap_or_default(),
+            day(0)
+        ),
+        "the last seven days by default"
+    );
+    assert_eq!(r.cost.by_channel_and_day.len(), 4);
+    assert_eq!(
+        r.cost.total_by_currency,
+        vec![
+            CurrencyTotal {
+                currency: "EUR".into(),
+                amount: 1.75,
+                sends: 4
+            },
+            CurrencyTotal {
+                currency: "RUB".into(),
+                amount: 3.75,
+                sends: 2
+            },
+            CurrencyTotal {
+                currency: "USD".into(),
+                amount: 0.125,
+                sends: 1
+            },
+        ]
+    );
+}
+
+/// Runs every report check, each on a fresh store from `make`.
+///
+/// # Panics
+///
+/// When a store does not answer like the reference.
+pub async fn run_reports<S, F, Fut>(mut make: F)
+where
+    S: CascadeStore + CascadeReports,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    reports_running(&make().await).await;
+    reports_stuck(&make().await).await;
+    reports_ended(&make().await).await;
+    reports_cost(&make().await).await;
+    reports_after_purge(&make().await).await;
+    reports_all_at_once(&make().await).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1074,5 +1609,10 @@ mod tests {
     #[tokio::test]
     async fn memory_store_conforms() {
         run_all(|| async { MemoryStore::new() }).await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_reports_conform() {
+        run_reports(|| async { MemoryStore::new() }).await;
     }
 }

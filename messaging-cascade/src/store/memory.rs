@@ -7,9 +7,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{CascadeStore, Inserted, MessageRef, StoreError, WindowStore};
+use super::reports::{self, CascadeReports, DailyCost, EndedCount, ReportFacts, RunningCount};
+use super::{CascadeStore, Inserted, MessageRef, StoreError, Stuck, StuckCascade, WindowStore};
 use crate::engine::CascadeRecord;
 use messaging_core::chrono_dur;
 use messaging_core::window::MemoryWindowStore;
@@ -354,6 +355,77 @@ impl CascadeStore for MemoryStore {
             }
         }
         Ok(gone.len())
+    }
+}
+
+/// Scans every record: the in-memory store keeps no index for reports, so that they cost
+/// nothing until asked.
+#[async_trait]
+impl CascadeReports for MemoryStore {
+    async fn running(&self) -> Result<Vec<RunningCount>, StoreError> {
+        let g = self.lock();
+        let facts: Vec<ReportFacts> = g
+            .records
+            .values()
+            .filter(|s| !s.record.is_finished())
+            .map(|s| ReportFacts::of(&s.record))
+            .collect();
+        Ok(reports::running_counts(
+            facts.into_iter().map(|f| (f.state, f.channel)),
+        ))
+    }
+
+    async fn stuck(
+        &self,
+        now: DateTime<Utc>,
+        grace: Duration,
+        limit: usize,
+    ) -> Result<Stuck, StoreError> {
+        let g = self.lock();
+        let mut all: Vec<StuckCascade> = g
+            .records
+            .values()
+            .filter_map(|s| StuckCascade::of(&s.record, s.timer, now, grace))
+            .collect();
+        all.sort_by(|a, b| {
+            (a.overdue_since, &a.notification_id).cmp(&(b.overdue_since, &b.notification_id))
+        });
+        let total = all.len() as u64;
+        all.truncate(limit);
+        Ok(Stuck { total, oldest: all })
+    }
+
+    async fn ended_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<EndedCount>, StoreError> {
+        let g = self.lock();
+        let facts: Vec<ReportFacts> = g
+            .records
+            .values()
+            .filter(|s| s.record.ended_at().is_some_and(|t| from <= t && t < to))
+            .map(|s| ReportFacts::of(&s.record))
+            .collect();
+        Ok(reports::ended_counts(
+            facts.into_iter().map(|f| (f.state, f.channel)),
+        ))
+    }
+
+    async fn cost_by_channel_day(
+        &self,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<DailyCost>, StoreError> {
+        let g = self.lock();
+        let costs: Vec<reports::AttemptCost> = g
+            .records
+            .values()
+            .filter(|s| s.record.attempts.iter().any(|a| a.cost.is_some()))
+            .flat_map(|s| ReportFacts::of(&s.record).costs)
+            .filter(|c| first <= c.day && c.day <= last)
+            .collect();
+        Ok(reports::daily_costs(costs.iter()))
     }
 }
 

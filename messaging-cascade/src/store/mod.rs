@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | [`CascadeStore`] | cascades, timers, message index, reply index | [`MemoryStore`] | SQLite, PostgreSQL |
 //! | [`WindowStore`] (from `messaging-core`) | the last inbound message per person (WhatsApp 24-hour window) | [`MemoryStore`] | SQLite, PostgreSQL |
+//! | [`CascadeReports`] | (reads only) cascades running, stuck, ended by outcome and channel, cost by channel and day | [`MemoryStore`] | SQLite, PostgreSQL |
 
 use std::fmt;
 use std::time::Duration;
@@ -25,6 +26,11 @@ use messaging_core::{NotificationId, ProviderMessageId};
 
 mod memory;
 pub use memory::MemoryStore;
+pub mod reports;
+pub use reports::{
+    CascadeReports, DailyCost, EndedCount, OperatorReport, ReportFacts, ReportQuery, RunningCount,
+    Stuck, StuckCascade,
+};
 
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]

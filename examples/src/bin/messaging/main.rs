@@ -8,16 +8,18 @@
 //! messaging phone --region RU "8 (912) 345-67-89"
 //! messaging parse-webhook --provider waba --app-secret S --header 'X-Hub-Signature-256: sha256=…' < body.json
 //! messaging simulate --scenario whatsapp-outage --policy adaptive
+//! messaging report --database /var/lib/clinic/messaging.db --since 1h
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the answer is negative (an error-level diagnostic, an invalid
 //! number, a text that cannot be split), 2 on a usage error. A usage error never quotes a secret:
-//! the values of `--app-secret`, `--secret`, `--auth-token` and `--header`, the secret files'
-//! contents and the `MESSAGING_*` secret variables are scrubbed from it.
+//! the values of `--app-secret`, `--secret`, `--auth-token`, `--header` and `--database`, the
+//! secret files' contents and the `MESSAGING_*` secret variables are scrubbed from it.
 
 mod lint;
 mod parse_webhook;
 mod phone;
+mod report;
 mod segments;
 mod simulate;
 mod split;
@@ -51,6 +53,9 @@ enum Command {
     ParseWebhook(parse_webhook::Args),
     /// Replays a scenario of simulated providers in virtual time and prints delivery figures.
     Simulate(simulate::Args),
+    /// Reads a store's database: cascades running, stuck, ended by outcome and channel, cost
+    /// by channel and day.
+    Report(report::Args),
 }
 
 /// What a subcommand produced: the JSON to print and whether the answer was positive.
@@ -84,7 +89,13 @@ pub(crate) fn parse_purpose(s: &str) -> Result<Purpose, String> {
 /// The values of secret-bearing arguments (`--flag value` and `--flag=value`), the contents of
 /// secret files and the secret environment variables: what a usage error must not quote.
 fn secrets_in(args: &[String]) -> Vec<String> {
-    const FLAGS: [&str; 4] = ["--app-secret", "--secret", "--auth-token", "--header"];
+    const FLAGS: [&str; 5] = [
+        "--app-secret",
+        "--secret",
+        "--auth-token",
+        "--header",
+        "--database",
+    ];
     const FILES: [&str; 3] = ["--app-secret-file", "--secret-file", "--auth-token-file"];
     let mut r = Vec::new();
     for (i, arg) in args.iter().enumerate() {
@@ -106,6 +117,9 @@ fn secrets_in(args: &[String]) -> Vec<String> {
             {
                 r.push(v.trim().to_owned());
             }
+            if *flag == "--database" {
+                r.extend(report::password_of(&value));
+            }
             r.push(value);
         }
     }
@@ -113,6 +127,10 @@ fn secrets_in(args: &[String]) -> Vec<String> {
         if let Ok(v) = std::env::var(var) {
             r.push(v);
         }
+    }
+    if let Ok(v) = std::env::var(report::DATABASE_ENV) {
+        r.extend(report::password_of(&v));
+        r.push(v);
     }
     r.retain(|s| !s.is_empty());
     r
@@ -163,6 +181,7 @@ fn main() -> ExitCode {
         Command::Phone(a) => phone::run(a),
         Command::ParseWebhook(a) => parse_webhook::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Report(a) => report::run(a),
     };
     // A reader that stops early (`messaging … | head -c1`) closes the pipe: the answer still
     // decides the exit status, never a panic on the failed write.
