@@ -102,7 +102,10 @@ async fn postgres_upgrade_fills_the_report_columns_from_the_records() {
             )
         };
         let s = open().await.expect("open v6 schema");
-        assert_eq!(s.schema_version().await.expect("version"), 7);
+        assert_eq!(
+            s.schema_version().await.expect("version"),
+            messaging_store::postgres::POSTGRES_SCHEMA_VERSION
+        );
         assert_eq!(answers(&s).await, expected().await);
         client
             .batch_execute(&format!(
