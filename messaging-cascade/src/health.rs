@@ -19,7 +19,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::shared_health::HealthChange;
 use messaging_core::chrono_dur;
 use messaging_core::{NotificationId, ProviderMessageId};
 
@@ -72,6 +71,26 @@ impl Default for HealthConfig {
             evaluate_every: Duration::from_secs(10),
         }
     }
+}
+
+/// A channel's health as instances tell each other ([`shared_health`](crate::shared_health)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum HealthChange {
+    /// Working as expected.
+    Healthy,
+    /// Slow or warned by the provider: policies shorten windows or skip the step.
+    Degraded,
+    /// Not delivering: no sends until `until` (when the provider said how long) or a probe.
+    Down {
+        /// When the provider lifts its restriction, if it said.
+        until: Option<DateTime<Utc>>,
+    },
+    /// A probe got through at `since`; traffic ramps back from then.
+    Recovering {
+        /// When the probe was delivered: the start of the shared ramp.
+        since: DateTime<Utc>,
+    },
 }
 
 /// The state of a channel.

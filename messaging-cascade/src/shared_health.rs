@@ -50,27 +50,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::health::HealthChange;
 use messaging_core::{ChannelId, StoreError, chrono_dur};
-
-/// A channel's health as instances tell each other.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum HealthChange {
-    /// Working as expected.
-    Healthy,
-    /// Slow or warned by the provider: policies shorten windows or skip the step.
-    Degraded,
-    /// Not delivering: no sends until `until` (when the provider said how long) or a probe.
-    Down {
-        /// When the provider lifts its restriction, if it said.
-        until: Option<DateTime<Utc>>,
-    },
-    /// A probe got through at `since`; traffic ramps back from then.
-    Recovering {
-        /// When the probe was delivered: the start of the shared ramp.
-        since: DateTime<Utc>,
-    },
-}
 
 /// One instance's new verdict on a channel, posted for the others.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
