@@ -734,9 +734,7 @@ fn service_config(config: &LiveConfig, sms_secret: &str) -> ServiceConfig {
             s.status_poll = Some(config.poll_interval);
         }
     }
-    sc.policies = vec![PolicyConfig::new(
-        config.providers.policy(config.window),
-    )];
+    sc.policies = vec![PolicyConfig::new(config.providers.policy(config.window))];
     sc.listener.address = config.listen;
     sc.listener.public_url = config
         .public_url

@@ -6,9 +6,7 @@ use std::time::Duration;
 use messaging_conversations::router::UnsignedGuard;
 use messaging_core::sink::{EventSink, Sinks};
 use messaging_core::task::Supervised;
-use messaging_core::webhook::{
-    WebhookError, WebhookHandler, WebhookReply, WebhookRequest,
-};
+use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookReply, WebhookRequest};
 use messaging_core::window::WindowStore;
 use messaging_core::{ChannelId, ChannelKind, DynChannel, Event};
 #[allow(unused_imports)]
@@ -194,7 +192,9 @@ async fn build_one(
         }
         #[cfg(feature = "telegram")]
         ProviderConfig::Telegram(tg) => {
-            use messaging_telegram::{LongPoller, MemoryOffsetStore, TelegramChannel, TelegramWebhook};
+            use messaging_telegram::{
+                LongPoller, MemoryOffsetStore, TelegramChannel, TelegramWebhook,
+            };
             let mut builder = TelegramChannel::builder(id.clone(), tg.token.expose_secret())
                 .test_environment(tg.test_environment);
             if let Some(u) = &c.base_url {
@@ -258,7 +258,7 @@ async fn build_one(
                         }),
                     ));
                 }
-                Receive::None => {}
+                Receive::Off => {}
             }
             b.channels.push(Arc::new(channel));
             Ok(())
@@ -341,7 +341,7 @@ async fn build_one(
                         }),
                     ));
                 }
-                Receive::None => {}
+                Receive::Off => {}
             }
             b.channels.push(Arc::new(bot));
             Ok(())
@@ -411,43 +411,47 @@ async fn build_one(
                     (ch as DynChannel, poller, hook)
                 }};
             }
-            let (channel, poller, hook): (DynChannel, Arc<dyn StatusPoller>, Arc<dyn WebhookHandler>) =
-                match &sms.account {
-                    #[cfg(feature = "sms-smsru")]
-                    SmsAccount::SmsRu { api_id } => finish!(
-                        messaging_sms::smsru::SmsRuChannel::new(opts, api_id.expose_secret())
-                    ),
-                    #[cfg(feature = "sms-smsc")]
-                    SmsAccount::Smsc { login, password } => finish!(
-                        messaging_sms::smsc::SmscChannel::new(
-                            opts,
-                            messaging_sms::smsc::SmscAuth::login(
-                                login.as_str(),
-                                password.expose_secret()
-                            )
+            let (channel, poller, hook): (
+                DynChannel,
+                Arc<dyn StatusPoller>,
+                Arc<dyn WebhookHandler>,
+            ) = match &sms.account {
+                #[cfg(feature = "sms-smsru")]
+                SmsAccount::SmsRu { api_id } => finish!(messaging_sms::smsru::SmsRuChannel::new(
+                    opts,
+                    api_id.expose_secret()
+                )),
+                #[cfg(feature = "sms-smsc")]
+                SmsAccount::Smsc { login, password } => {
+                    finish!(messaging_sms::smsc::SmscChannel::new(
+                        opts,
+                        messaging_sms::smsc::SmscAuth::login(
+                            login.as_str(),
+                            password.expose_secret()
                         )
-                    ),
-                    #[cfg(feature = "sms-smsaero")]
-                    SmsAccount::SmsAero { email, api_key } => finish!(
-                        messaging_sms::smsaero::SmsAeroChannel::new(
-                            opts,
-                            email.as_str(),
-                            api_key.expose_secret()
-                        )
-                    ),
-                    #[cfg(feature = "sms-twilio")]
-                    SmsAccount::Twilio {
-                        account_sid,
-                        auth_token,
-                        from,
-                    } => finish!(messaging_sms::twilio::TwilioChannel::new(
-                        opts.sender(from.as_str()),
-                        account_sid.as_str(),
-                        auth_token.expose_secret()
-                    )),
-                    #[allow(unreachable_patterns)]
-                    _ => return Err(feature_off(&c.provider)),
-                };
+                    ))
+                }
+                #[cfg(feature = "sms-smsaero")]
+                SmsAccount::SmsAero { email, api_key } => {
+                    finish!(messaging_sms::smsaero::SmsAeroChannel::new(
+                        opts,
+                        email.as_str(),
+                        api_key.expose_secret()
+                    ))
+                }
+                #[cfg(feature = "sms-twilio")]
+                SmsAccount::Twilio {
+                    account_sid,
+                    auth_token,
+                    from,
+                } => finish!(messaging_sms::twilio::TwilioChannel::new(
+                    opts.sender(from.as_str()),
+                    account_sid.as_str(),
+                    auth_token.expose_secret()
+                )),
+                #[allow(unreachable_patterns)]
+                _ => return Err(feature_off(&c.provider)),
+            };
             if hooks {
                 b.mounts.push(Mount {
                     channel: id.clone(),

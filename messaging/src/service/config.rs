@@ -235,7 +235,11 @@ impl ServiceConfig {
             Some(c) if problems.is_empty() => c.validate().map(|()| c),
             Some(c) => {
                 if let Err(e) = c.validate() {
-                    problems.extend(e.problems);
+                    for p in e.problems {
+                        if !problems.contains(&p) {
+                            problems.push(p);
+                        }
+                    }
                 }
                 Err(ConfigError { problems })
             }
@@ -304,7 +308,7 @@ impl ServiceConfig {
             )),
             Some(s) if !secret_path_ok(s.expose_secret()) => p.push(ConfigProblem::new(
                 "listener.unsigned_secret",
-                "must be at least 16 of A-Z a-z 0-9 - _",
+                UNSIGNED_SECRET_RULE,
             )),
             _ => {}
         }
@@ -488,8 +492,8 @@ pub enum Receive {
     Webhook,
     /// Long polling (Telegram `getUpdates`, Max `GET /updates`).
     Polling,
-    /// Nothing: no replies, no reports (sends still work).
-    None,
+    /// Nothing (`"none"`): no replies, no reports (sends still work).
+    Off,
 }
 
 /// One channel (`[channels.<id>]`).
@@ -921,6 +925,8 @@ fn overlay_env(
     }
 }
 
+const UNSIGNED_SECRET_RULE: &str = "must be at least 16 of A-Z a-z 0-9 - _";
+
 fn is_secret_path_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_')
 }
@@ -1169,6 +1175,10 @@ impl<'a> Node<'a> {
 
     /// Reports the keys nobody asked for.
     fn finish(self) {
+        self.check_unknown();
+    }
+
+    fn check_unknown(&self) {
         let used = self.used.borrow();
         for k in self.table.keys() {
             if !used.contains(k.as_str()) {
@@ -1227,6 +1237,7 @@ fn read_config(root: &Node<'_>) -> Option<ServiceConfig> {
     });
     let engine = root.table("engine").map(read_engine).unwrap_or_default();
     let limits = root.table("limits").map(read_limits).unwrap_or_default();
+    root.check_unknown();
     let store = store?;
     let channels: Option<Vec<ChannelConfig>> = channels.into_iter().collect();
     let policies: Option<Vec<PolicyConfig>> = policies.into_iter().collect();
@@ -1269,10 +1280,8 @@ fn read_store(root: &Node<'_>) -> Option<StoreConfig> {
         return None;
     }
     if neither {
-        root.problems.push(
-            path,
-            "set sqlite (a file) or postgres (a connection URL)",
-        );
+        root.problems
+            .push(path, "set sqlite (a file) or postgres (a connection URL)");
         return None;
     }
     match (sqlite, postgres) {
@@ -1288,6 +1297,12 @@ fn read_listener(node: Node<'_>) -> ListenerSettings {
     });
     let public_url = node.parsed("public_url", "an http(s) URL", check_url);
     let unsigned_secret = node.secret("unsigned_secret");
+    if unsigned_secret
+        .as_ref()
+        .is_some_and(|s| !secret_path_ok(s.expose_secret()))
+    {
+        node.problem("unsigned_secret", UNSIGNED_SECRET_RULE);
+    }
     node.finish();
     ListenerSettings {
         address,
@@ -1297,7 +1312,9 @@ fn read_listener(node: Node<'_>) -> ListenerSettings {
 }
 
 fn check_url(s: &str) -> Result<String, String> {
-    let uri: axum::http::Uri = s.parse().map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    let uri: axum::http::Uri = s
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(_)) => Ok(s.trim_end_matches('/').to_owned()),
         _ => Err("expected http:// or https:// and a host".into()),
@@ -1341,8 +1358,10 @@ fn read_channel(id: &str, node: Node<'_>) -> Option<ChannelConfig> {
     let path = node.path.clone();
     let id_ok = valid_id(id);
     if !id_ok {
-        node.problems
-            .push(path.clone(), "a channel id is letters, digits, '-', '_' or '.'");
+        node.problems.push(
+            path.clone(),
+            "a channel id is letters, digits, '-', '_' or '.'",
+        );
     }
     let provider_name = node.required_string("provider");
     let base_url = node.parsed("base_url", "an http(s) URL", check_url);
@@ -1355,7 +1374,7 @@ fn read_channel(id: &str, node: Node<'_>) -> Option<ChannelConfig> {
         |s| match s {
             "webhook" => Ok(Receive::Webhook),
             "polling" => Ok(Receive::Polling),
-            "none" => Ok(Receive::None),
+            "none" | "off" => Ok(Receive::Off),
             _ => Err("unknown mode".into()),
         },
     );
@@ -1364,16 +1383,22 @@ fn read_channel(id: &str, node: Node<'_>) -> Option<ChannelConfig> {
         Some("waba" | "whatsapp" | "cloud_api") => {
             let phone_number_id = node.required_string("phone_number_id");
             let token = node.required_secret("token");
-            whatsapp(&node, phone_number_id.zip(token).map(|(phone_number_id, token)| {
-                WhatsAppAccount::CloudApi {
-                    phone_number_id,
-                    token,
-                }
-            }))
+            whatsapp(
+                &node,
+                phone_number_id.zip(token).map(|(phone_number_id, token)| {
+                    WhatsAppAccount::CloudApi {
+                        phone_number_id,
+                        token,
+                    }
+                }),
+            )
         }
         Some("360dialog" | "dialog360") => {
             let api_key = node.required_secret("api_key");
-            whatsapp(&node, api_key.map(|api_key| WhatsAppAccount::Dialog360 { api_key }))
+            whatsapp(
+                &node,
+                api_key.map(|api_key| WhatsAppAccount::Dialog360 { api_key }),
+            )
         }
         Some("telegram") => {
             let token = node.required_secret("token");
@@ -1452,13 +1477,14 @@ fn read_channel(id: &str, node: Node<'_>) -> Option<ChannelConfig> {
             });
             sms(
                 &node,
-                account_sid.zip(auth_token).zip(from).map(
-                    |((account_sid, auth_token), from)| SmsAccount::Twilio {
+                account_sid
+                    .zip(auth_token)
+                    .zip(from)
+                    .map(|((account_sid, auth_token), from)| SmsAccount::Twilio {
                         account_sid,
                         auth_token,
                         from,
-                    },
-                ),
+                    }),
             )
         }
         Some(other) => {

@@ -148,6 +148,8 @@ pub use config::{
     SmsConfig, StoreConfig, TelegramConfig, WhatsAppAccount, WhatsAppConfig,
 };
 pub use error::ServiceError;
+/// Secrets in configurations built in code (`secrecy`'s string).
+pub use secrecy::SecretString;
 
 /// Builds a [`Service`] with extras the configuration cannot name: your event sinks and send
 /// gates. Start with [`Service::builder`].
@@ -214,7 +216,11 @@ async fn open_store(config: &StoreConfig) -> Result<Stores, ServiceError> {
                 options = options.schema(s.as_str());
             }
             let store = Arc::new(
-                messaging_store::PostgresStore::connect_with(secrecy::ExposeSecret::expose_secret(url), options).await?,
+                messaging_store::PostgresStore::connect_with(
+                    secrecy::ExposeSecret::expose_secret(url),
+                    options,
+                )
+                .await?,
             );
             Ok(Stores {
                 cascades: store.clone(),
@@ -556,7 +562,11 @@ impl Service {
         Ok(Service {
             engine,
             router: Some(app),
-            purposes: config.purposes.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            purposes: config
+                .purposes
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
             default_policy: config.default_policy_id().cloned(),
             policies: config.policies,
             order: built.order,

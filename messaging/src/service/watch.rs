@@ -186,7 +186,8 @@ impl Watcher {
         channel: &ChannelId,
         followed: &mut HashMap<ChannelId, HashMap<ProviderMessageId, Followed>>,
     ) {
-        let (Some(polled), Some(messages)) = (self.channels.get(channel), followed.get_mut(channel))
+        let (Some(polled), Some(messages)) =
+            (self.channels.get(channel), followed.get_mut(channel))
         else {
             return;
         };
