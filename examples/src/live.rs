@@ -5,16 +5,15 @@
 //! environment, the system clock, the SQLite store in a file and the engine running as a task:
 //!
 //! 1. [`Providers::from_env`] reads which providers are configured (variables in
-//!    [`ENV_HELP`]); only those take part, in the classic order. Nothing configured is
-//!    [`LiveError::NoChannels`].
+//!    [`ENV_HELP`]) into the [service](messaging::service)'s channel configurations; only those
+//!    take part, in the classic order. Nothing configured is [`LiveError::NoChannels`].
 //! 2. [`read_recipients`] reads the patients from a CSV file (format below).
-//! 3. [`start`] opens the store, builds the channels and the engine, mounts every provider's
-//!    webhook handler on an HTTP listener (through the
-//!    [`router`](messaging::router)), and submits one reminder per patient (idempotent:
-//!    the notification id is `reminder-<batch>-<phone digits>`).
+//! 3. [`start`] turns the run's options into a [`ServiceConfig`] and builds the
+//!    [`Service`]: the store, the channels, the engine, every provider's webhook on the
+//!    listener, SMS status polling and the timers. Then it submits one reminder per patient
+//!    (idempotent: the notification id is `reminder-<batch>-<phone digits>`).
 //! 4. [`LiveRun::finish`] waits until every cascade has ended or the maximum wait is over,
-//!    polling SMS delivery statuses meanwhile, stops the listener and the engine, and returns a
-//!    [`Report`]: cascades still running are reported as running (they stay in the store; a
+//!    shuts the service down gracefully, and returns a [`Report`]: cascades still running are reported as running (they stay in the store; a
 //!    second run with the same store and batch resumes them and sends nothing twice).
 //!
 //! # Recipients file

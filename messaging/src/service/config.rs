@@ -1508,7 +1508,23 @@ fn read_channel(id: &str, node: Node<'_>) -> Option<ChannelConfig> {
         );
     }
     // With an unknown provider the other keys cannot be judged: only report its problem.
-    if provider.is_some() || provider_name.is_none() {
+    let known = matches!(
+        provider_name.as_deref(),
+        None | Some(
+            "waba"
+                | "whatsapp"
+                | "cloud_api"
+                | "360dialog"
+                | "dialog360"
+                | "telegram"
+                | "max"
+                | "smsru"
+                | "smsc"
+                | "smsaero"
+                | "twilio"
+        )
+    );
+    if known {
         node.finish();
     }
     let provider = provider?;

@@ -24,9 +24,7 @@
 //! service.submit(notice).await?;
 //! // Serve the webhooks on listener.address until Ctrl-C, then shut down gracefully...
 //! service
-//!     .serve(async {
-//!         let _ = tokio::signal::ctrl_c().await;
-//!     })
+//!     .serve(std::future::pending::<()>()) // your shutdown signal, e.g. tokio::signal::ctrl_c()
 //!     .await?;
 //! // ...or nest `service.router()` in your own axum app and call `service.shutdown()` at exit.
 //! # Ok(()) }
