@@ -109,7 +109,7 @@
 //! | SMS status polling | every `status_poll`, for the SMS messages this process sent (and those you [`track`](Service::track)) until their report, the window's end or the cascade's end |
 //! | the listener | [`Service::listen`] / [`Service::serve`]: the router behind a connection limit and header and request timeouts |
 //!
-//! Secrets never reach `Debug`, errors or logs: they are [`SecretString`](secrecy::SecretString)s
+//! Secrets never reach `Debug`, errors or logs: they are [`SecretString`]s
 //! from the moment they are read.
 
 mod build;
