@@ -5,16 +5,15 @@
 //! environment, the system clock, the SQLite store in a file and the engine running as a task:
 //!
 //! 1. [`Providers::from_env`] reads which providers are configured (variables in
-//!    [`ENV_HELP`]); only those take part, in the classic order. Nothing configured is
-//!    [`LiveError::NoChannels`].
+//!    [`ENV_HELP`]) into the [service](messaging::service)'s channel configurations; only those
+//!    take part, in the classic order. Nothing configured is [`LiveError::NoChannels`].
 //! 2. [`read_recipients`] reads the patients from a CSV file (format below).
-//! 3. [`start`] opens the store, builds the channels and the engine, mounts every provider's
-//!    webhook handler on an HTTP listener (through the
-//!    [`router`](messaging::router)), and submits one reminder per patient (idempotent:
-//!    the notification id is `reminder-<batch>-<phone digits>`).
+//! 3. [`start`] turns the run's options into a [`ServiceConfig`] and builds the
+//!    [`Service`]: the store, the channels, the engine, every provider's webhook on the
+//!    listener, SMS status polling and the timers. Then it submits one reminder per patient
+//!    (idempotent: the notification id is `reminder-<batch>-<phone digits>`).
 //! 4. [`LiveRun::finish`] waits until every cascade has ended or the maximum wait is over,
-//!    polling SMS delivery statuses meanwhile, stops the listener and the engine, and returns a
-//!    [`Report`]: cascades still running are reported as running (they stay in the store; a
+//!    shuts the service down gracefully, and returns a [`Report`]: cascades still running are reported as running (they stay in the store; a
 //!    second run with the same store and batch resumes them and sends nothing twice).
 //!
 //! # Recipients file
@@ -72,26 +71,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging::engine::{
-    AttemptState, CascadeEvent, CascadeStatus, HistoryKind, Phase, SubmitError,
+use messaging::engine::{AttemptState, CascadeEvent, CascadeStatus, HistoryKind, SubmitError};
+use messaging::service::{
+    ChannelConfig, MaxConfig, PolicyConfig, ProviderConfig, Receive, Service, ServiceConfig,
+    ServiceError, SmsAccount, SmsConfig, StoreConfig, TelegramConfig, WhatsAppAccount,
+    WhatsAppConfig,
 };
-use messaging::max::MaxBot;
-use messaging::router::{UnsignedGuard, WebhookRouter};
-use messaging::sms::{SmsOptions, StatusPoller};
-use messaging::store::SqliteStore;
-use messaging::task::{Supervised, catch_panic, supervise};
-use messaging::telegram::{TelegramChannel, TelegramWebhook};
-use messaging::waba::WabaChannel;
-use messaging::webhook::WebhookHandler;
-use messaging::window::WindowStore;
 use messaging::{
-    Address, CascadePolicy, ChannelId, ChannelKind, Content, DynChannel, Engine, NotificationId,
-    Outcome, Phone, ProviderMessageId, Recipient, SystemClock, Template, TemplateComponent,
+    Address, CascadePolicy, ChannelId, ChannelKind, Content, Engine, NotificationId, Outcome,
+    Phone, Recipient, Template, TemplateComponent,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
-use tokio::sync::{broadcast, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::broadcast;
 
 use crate::scenario::{ChannelFigures, PatientRow};
 use crate::tables;
@@ -193,86 +185,16 @@ impl LiveError {
 // Providers from the environment
 // ---------------------------------------------------------------------------------------------
 
+/// The WhatsApp template a reminder starts with (a conversation cannot start with free text).
 #[derive(Debug, Clone)]
-enum WhatsAppAccount {
-    CloudApi {
-        phone_number_id: String,
-        token: SecretString,
-    },
-    Dialog360 {
-        api_key: SecretString,
-    },
+struct WabaTemplate {
+    name: String,
+    language: String,
+    params: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-struct WhatsAppConfig {
-    account: WhatsAppAccount,
-    base_url: Option<String>,
-    api_version: Option<String>,
-    waba_id: Option<String>,
-    template: String,
-    template_language: String,
-    template_params: Vec<String>,
-    app_secret: Option<SecretString>,
-    verify_token: Option<SecretString>,
-}
-
-#[derive(Debug, Clone)]
-struct TelegramConfig {
-    token: SecretString,
-    base_url: Option<String>,
-    test_env: bool,
-    webhook_secret: Option<SecretString>,
-}
-
-#[derive(Debug, Clone)]
-struct MaxConfig {
-    token: SecretString,
-    base_url: Option<String>,
-    root_ca_pem: Option<PathBuf>,
-    webhook_secret: Option<SecretString>,
-}
-
-#[derive(Debug, Clone)]
-enum SmsAccount {
-    SmsRu {
-        api_id: SecretString,
-    },
-    Smsc {
-        login: String,
-        password: SecretString,
-    },
-    SmsAero {
-        email: String,
-        api_key: SecretString,
-    },
-    Twilio {
-        account_sid: String,
-        auth_token: SecretString,
-        from: String,
-    },
-}
-
-impl SmsAccount {
-    /// The channel id and webhook path segment.
-    fn id(&self) -> &'static str {
-        match self {
-            SmsAccount::SmsRu { .. } => "smsru",
-            SmsAccount::Smsc { .. } => "smsc",
-            SmsAccount::SmsAero { .. } => "smsaero",
-            SmsAccount::Twilio { .. } => "twilio",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct SmsConfig {
-    account: SmsAccount,
-    base_url: Option<String>,
-}
-
-/// The providers configured in the environment (secrets are held as
-/// [`SecretString`]s: `Debug` never shows them).
+/// The providers configured in the environment, as the [service](messaging::service)'s channel
+/// configurations (secrets are held as [`SecretString`]s: `Debug` never shows them).
 ///
 /// ```
 /// use messaging_examples::live::Providers;
@@ -284,12 +206,9 @@ struct SmsConfig {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
-    whatsapp: Option<WhatsAppConfig>,
-    telegram: Option<TelegramConfig>,
-    max: Option<MaxConfig>,
-    sms: Vec<SmsConfig>,
-    sms_sender: Option<String>,
-    sms_sandbox: bool,
+    /// In cascade order.
+    channels: Vec<ChannelConfig>,
+    template: Option<WabaTemplate>,
 }
 
 impl Providers {
@@ -318,10 +237,17 @@ impl Providers {
                 (None, Some(_)) => Err(LiveError::Config(format!("{b} is set but {a} is not"))),
             }
         };
+        let channel = |id: &str, provider: ProviderConfig, base: &str| {
+            let mut c = ChannelConfig::new(id, provider);
+            c.base_url = var(base);
+            // The demo's listener serves every bot's webhook (the paths in the README).
+            c.receive = Receive::Webhook;
+            c
+        };
+        let mut p = Providers::default();
 
         let cloud = pair("WABA_TOKEN", "WABA_PHONE_NUMBER_ID")?;
-        let d360 = secret("D360_API_KEY");
-        let account = match (cloud, d360) {
+        let account = match (cloud, secret("D360_API_KEY")) {
             (Some(_), Some(_)) => {
                 return Err(LiveError::Config(
                     "set either WABA_TOKEN + WABA_PHONE_NUMBER_ID (Cloud API) or D360_API_KEY (360dialog), not both".into(),
@@ -334,58 +260,51 @@ impl Providers {
             (None, Some(api_key)) => Some(WhatsAppAccount::Dialog360 { api_key }),
             (None, None) => None,
         };
-        let whatsapp = account.map(|account| WhatsAppConfig {
-            account,
-            base_url: var("WABA_BASE_URL"),
-            api_version: var("WABA_API_VERSION"),
-            waba_id: var("WABA_ID"),
-            template: var("WABA_TEMPLATE").unwrap_or_else(|| "hello_world".into()),
-            template_language: var("WABA_TEMPLATE_LANGUAGE").unwrap_or_else(|| "en_US".into()),
-            template_params: var("WABA_TEMPLATE_PARAMS")
-                .map(|p| p.split('|').map(|s| s.trim().to_owned()).collect())
-                .unwrap_or_default(),
-            app_secret: secret("META_APP_SECRET"),
-            verify_token: secret("WABA_VERIFY_TOKEN"),
-        });
-
-        let telegram = secret("TELEGRAM_BOT_TOKEN").map(|token| TelegramConfig {
-            token,
-            base_url: var("TELEGRAM_BASE_URL"),
-            test_env: flag("TELEGRAM_TEST_ENV"),
-            webhook_secret: secret("TELEGRAM_WEBHOOK_SECRET"),
-        });
-
-        let max = secret("MAX_BOT_TOKEN").map(|token| MaxConfig {
-            token,
-            base_url: var("MAX_BASE_URL"),
-            root_ca_pem: var("MAX_ROOT_CA_PEM").map(PathBuf::from),
-            webhook_secret: secret("MAX_WEBHOOK_SECRET"),
-        });
-
+        if let Some(account) = account {
+            let mut wa = WhatsAppConfig::new(account);
+            wa.api_version = var("WABA_API_VERSION");
+            wa.waba_id = var("WABA_ID");
+            wa.app_secret = secret("META_APP_SECRET");
+            wa.verify_token = secret("WABA_VERIFY_TOKEN");
+            let mut c = channel("whatsapp", ProviderConfig::WhatsApp(wa), "WABA_BASE_URL");
+            c.webhook_path = Some("/webhooks/waba".into());
+            p.channels.push(c);
+            p.template = Some(WabaTemplate {
+                name: var("WABA_TEMPLATE").unwrap_or_else(|| "hello_world".into()),
+                language: var("WABA_TEMPLATE_LANGUAGE").unwrap_or_else(|| "en_US".into()),
+                params: var("WABA_TEMPLATE_PARAMS")
+                    .map(|p| p.split('|').map(|s| s.trim().to_owned()).collect())
+                    .unwrap_or_default(),
+            });
+        }
+        if let Some(token) = secret("TELEGRAM_BOT_TOKEN") {
+            let mut tg = TelegramConfig::new(token);
+            tg.test_environment = flag("TELEGRAM_TEST_ENV");
+            tg.webhook_secret = secret("TELEGRAM_WEBHOOK_SECRET");
+            p.channels.push(channel(
+                "telegram",
+                ProviderConfig::Telegram(tg),
+                "TELEGRAM_BASE_URL",
+            ));
+        }
+        if let Some(token) = secret("MAX_BOT_TOKEN") {
+            let mut mx = MaxConfig::new(token);
+            mx.root_ca_pem = var("MAX_ROOT_CA_PEM").map(PathBuf::from);
+            mx.webhook_secret = secret("MAX_WEBHOOK_SECRET");
+            p.channels
+                .push(channel("max", ProviderConfig::Max(mx), "MAX_BASE_URL"));
+        }
         let mut sms = Vec::new();
         if let Some(api_id) = secret("SMSRU_API_ID") {
-            sms.push(SmsConfig {
-                account: SmsAccount::SmsRu { api_id },
-                base_url: var("SMSRU_BASE_URL"),
-            });
+            sms.push(("SMSRU_BASE_URL", SmsAccount::SmsRu { api_id }));
         }
         if let Some((login, password)) = pair("SMSC_LOGIN", "SMSC_PASSWORD")? {
-            sms.push(SmsConfig {
-                account: SmsAccount::Smsc {
-                    login,
-                    password: SecretString::from(password),
-                },
-                base_url: var("SMSC_BASE_URL"),
-            });
+            let password = SecretString::from(password);
+            sms.push(("SMSC_BASE_URL", SmsAccount::Smsc { login, password }));
         }
         if let Some((email, api_key)) = pair("SMSAERO_EMAIL", "SMSAERO_API_KEY")? {
-            sms.push(SmsConfig {
-                account: SmsAccount::SmsAero {
-                    email,
-                    api_key: SecretString::from(api_key),
-                },
-                base_url: var("SMSAERO_BASE_URL"),
-            });
+            let api_key = SecretString::from(api_key);
+            sms.push(("SMSAERO_BASE_URL", SmsAccount::SmsAero { email, api_key }));
         }
         if let Some((account_sid, auth_token)) = pair("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")? {
             let from = var("TWILIO_FROM").ok_or_else(|| {
@@ -393,60 +312,47 @@ impl Providers {
                     "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set but TWILIO_FROM (the sending number) is not".into(),
                 )
             })?;
-            sms.push(SmsConfig {
-                account: SmsAccount::Twilio {
+            let auth_token = SecretString::from(auth_token);
+            sms.push((
+                "TWILIO_BASE_URL",
+                SmsAccount::Twilio {
                     account_sid,
-                    auth_token: SecretString::from(auth_token),
+                    auth_token,
                     from,
                 },
-                base_url: var("TWILIO_BASE_URL"),
-            });
+            ));
         }
-
-        Ok(Providers {
-            whatsapp,
-            telegram,
-            max,
-            sms,
-            sms_sender: var("SMS_SENDER"),
-            sms_sandbox: flag("SMS_SANDBOX"),
-        })
+        for (base, account) in sms {
+            let id = account.name();
+            let mut s = SmsConfig::new(account);
+            s.sender = var("SMS_SENDER");
+            s.sandbox = flag("SMS_SANDBOX");
+            p.channels.push(channel(id, ProviderConfig::Sms(s), base));
+        }
+        Ok(p)
     }
 
     /// Whether no provider is configured.
     pub fn is_empty(&self) -> bool {
-        self.channel_ids().is_empty()
+        self.channels.is_empty()
     }
 
     /// The channel ids that take part, in cascade order: `whatsapp`, `telegram`, `max`, then
     /// `smsru`, `smsc`, `smsaero`, `twilio`.
-    pub fn channel_ids(&self) -> Vec<&'static str> {
-        self.channels().into_iter().map(|(id, _)| id).collect()
+    pub fn channel_ids(&self) -> Vec<&str> {
+        self.channels.iter().map(|c| c.id.as_str()).collect()
     }
 
-    fn channels(&self) -> Vec<(&'static str, ChannelKind)> {
-        let mut ids = Vec::new();
-        if self.whatsapp.is_some() {
-            ids.push(("whatsapp", ChannelKind::WhatsApp));
-        }
-        if self.telegram.is_some() {
-            ids.push(("telegram", ChannelKind::Telegram));
-        }
-        if self.max.is_some() {
-            ids.push(("max", ChannelKind::Max));
-        }
-        ids.extend(self.sms.iter().map(|s| (s.account.id(), ChannelKind::Sms)));
-        ids
+    fn channels(&self) -> Vec<(ChannelId, ChannelKind)> {
+        self.channels
+            .iter()
+            .map(|c| (c.id.clone(), c.kind()))
+            .collect()
     }
 
     /// The cascade over these providers ([`clinic_policy`]).
     pub fn policy(&self, window: Option<Duration>) -> CascadePolicy {
-        let order: Vec<(ChannelId, ChannelKind)> = self
-            .channels()
-            .into_iter()
-            .map(|(id, kind)| (ChannelId::new(id), kind))
-            .collect();
-        clinic_policy(&order, window)
+        clinic_policy(&self.channels(), window)
     }
 }
 
@@ -749,12 +655,12 @@ impl LiveConfig {
 
     fn content_for(&self, name: &str) -> Content {
         let content = Content::text(self.text.replace("{name}", name));
-        match &self.providers.whatsapp {
+        match &self.providers.template {
             Some(wa) => {
-                let mut t = Template::new(&wa.template, &wa.template_language);
-                if !wa.template_params.is_empty() {
+                let mut t = Template::new(&wa.name, &wa.language);
+                if !wa.params.is_empty() {
                     t = t.component(TemplateComponent::body_text(
-                        wa.template_params.iter().map(|p| p.replace("{name}", name)),
+                        wa.params.iter().map(|p| p.replace("{name}", name)),
                     ));
                 }
                 content.with_template(t)
@@ -805,22 +711,8 @@ pub fn clinic_policy(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Channels
+// The service
 // ---------------------------------------------------------------------------------------------
-
-struct Built {
-    channels: Vec<DynChannel>,
-    order: Vec<(ChannelId, ChannelKind)>,
-    waba: Option<Arc<WabaChannel>>,
-    /// Path, handler, and for handlers that authenticate nothing the secret path segment.
-    handlers: Vec<(String, Arc<dyn WebhookHandler>, Option<String>)>,
-    pollers: Vec<(ChannelId, Arc<dyn StatusPoller>)>,
-    notes: Vec<String>,
-}
-
-fn config_err(what: &str) -> impl Fn(&dyn fmt::Display) -> LiveError + '_ {
-    move |e| LiveError::Config(format!("{what}: {e}"))
-}
 
 /// A fresh secret path segment for the unsigned SMS report endpoints: 128 bits from `rand`'s
 /// thread generator (a CSPRNG seeded from the operating system), in hex.
@@ -828,207 +720,39 @@ fn generate_sms_webhook_secret() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-async fn build_channels(
-    config: &LiveConfig,
-    store: &SqliteStore,
-    sms_secret: &str,
-) -> Result<Built, LiveError> {
-    let p = &config.providers;
-    let mut b = Built {
-        channels: Vec::new(),
-        order: Vec::new(),
-        waba: None,
-        handlers: Vec::new(),
-        pollers: Vec::new(),
-        notes: Vec::new(),
-    };
-    if let Some(wa) = &p.whatsapp {
-        let builder = match &wa.account {
-            WhatsAppAccount::CloudApi {
-                phone_number_id,
-                token,
-            } => WabaChannel::cloud_api("whatsapp", phone_number_id, token.expose_secret()),
-            WhatsAppAccount::Dialog360 { api_key } => {
-                WabaChannel::dialog360("whatsapp", api_key.expose_secret())
-            }
-        };
-        let mut builder = builder
-            .clock(Arc::new(SystemClock))
-            .window_store(Arc::new(store.clone()) as Arc<dyn WindowStore>);
-        if let Some(u) = &wa.base_url {
-            builder = builder.base_url(u);
+/// The [service configuration](ServiceConfig) of a run: the SQLite store in `db`, the
+/// configured channels (SMS statuses polled every `poll_interval`), the clinic cascade over
+/// them, the listener's public URL and the secret path of the unsigned SMS reports.
+fn service_config(config: &LiveConfig, sms_secret: &str) -> ServiceConfig {
+    let mut sc = ServiceConfig::new(StoreConfig::Sqlite {
+        path: config.db.clone(),
+    });
+    sc.channels = config.providers.channels.clone();
+    for c in &mut sc.channels {
+        if let ProviderConfig::Sms(s) = &mut c.provider {
+            s.status_poll = Some(config.poll_interval);
         }
-        if let Some(v) = &wa.api_version {
-            builder = builder.api_version(v);
-        }
-        if let Some(id) = &wa.waba_id {
-            builder = builder.waba_id(id);
-        }
-        let channel = Arc::new(builder.build().map_err(|e| config_err("WhatsApp")(&e))?);
-        if wa.waba_id.is_some() {
-            match channel.sync_templates().await {
-                Ok(n) => b
-                    .notes
-                    .push(format!("WhatsApp: {n} templates loaded from the account")),
-                Err(e) => b.notes.push(format!(
-                    "WhatsApp: the template list could not be loaded ({e}); templates are checked by Meta only"
-                )),
-            }
-        }
-        let mut hook = channel.webhook();
-        match &wa.app_secret {
-            Some(s) => hook = hook.app_secret(s.expose_secret()),
-            None => b.notes.push(
-                "WhatsApp: webhooks are accepted without a signature check (set META_APP_SECRET)"
-                    .into(),
-            ),
-        }
-        if let Some(t) = &wa.verify_token {
-            hook = hook.verify_token(t.expose_secret());
-        }
-        b.handlers
-            .push(("/webhooks/waba".into(), Arc::new(hook), None));
-        b.channels.push(channel.clone());
-        b.order
-            .push((ChannelId::new("whatsapp"), ChannelKind::WhatsApp));
-        b.waba = Some(channel);
     }
-    if let Some(tg) = &p.telegram {
-        let mut builder = TelegramChannel::builder("telegram", tg.token.expose_secret())
-            .test_environment(tg.test_env);
-        if let Some(u) = &tg.base_url {
-            builder = builder.base_url(u);
-        }
-        let channel = builder.build().map_err(|e| config_err("Telegram")(&e))?;
-        let hook = match &tg.webhook_secret {
-            Some(s) => TelegramWebhook::with_secret(s.clone()),
-            None => {
-                b.notes.push(
-                    "Telegram: webhooks are accepted without a secret (set TELEGRAM_WEBHOOK_SECRET)"
-                        .into(),
-                );
-                TelegramWebhook::new(None)
-            }
-        }
-        .channel_id("telegram");
-        b.handlers
-            .push(("/webhooks/telegram".into(), Arc::new(hook), None));
-        b.channels.push(Arc::new(channel));
-        b.order
-            .push((ChannelId::new("telegram"), ChannelKind::Telegram));
+    sc.policies = vec![PolicyConfig::new(config.providers.policy(config.window))];
+    sc.listener.address = config.listen;
+    sc.listener.public_url = config
+        .public_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_owned());
+    sc.listener.unsigned_secret = Some(SecretString::from(sms_secret.to_owned()));
+    sc
+}
+
+fn service_err(db: &Path) -> impl Fn(ServiceError) -> LiveError + '_ {
+    move |e| match e {
+        ServiceError::Config(e) => LiveError::Config(e.to_string()),
+        ServiceError::Store(e) => LiveError::Store {
+            path: db.to_owned(),
+            message: e.to_string(),
+        },
+        ServiceError::Listen { addr, source } => LiveError::Listen { addr, source },
+        other => LiveError::Engine(other.to_string()),
     }
-    if let Some(mx) = &p.max {
-        let mut builder = MaxBot::builder(mx.token.expose_secret()).channel_id("max");
-        if let Some(u) = &mx.base_url {
-            builder = builder.base_url(u);
-        }
-        if let Some(path) = &mx.root_ca_pem {
-            let pem = std::fs::read(path).map_err(|source| LiveError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            builder = builder
-                .add_root_certificate_pem(&pem)
-                .map_err(|e| config_err("MAX_ROOT_CA_PEM")(&e))?;
-        }
-        let bot = builder.build().map_err(|e| config_err("Max")(&e))?;
-        if mx.webhook_secret.is_none() {
-            b.notes.push(
-                "Max: webhooks are accepted without a secret (set MAX_WEBHOOK_SECRET)".into(),
-            );
-        }
-        let hook = bot.webhook_handler(mx.webhook_secret.clone());
-        b.handlers
-            .push(("/webhooks/max".into(), Arc::new(hook), None));
-        b.channels.push(Arc::new(bot));
-        b.order.push((ChannelId::new("max"), ChannelKind::Max));
-    }
-    for sms in &p.sms {
-        let id = sms.account.id();
-        let mut opts = SmsOptions::new(id).sandbox(p.sms_sandbox);
-        if let Some(s) = &p.sms_sender {
-            opts = opts.sender(s);
-        }
-        // Twilio signs its callbacks; the others sign nothing, so they are served only under
-        // the secret path segment.
-        let (path, secret) = match sms.account {
-            SmsAccount::Twilio { .. } => (format!("/webhooks/{id}"), None),
-            _ => (format!("/webhooks/sms/{id}"), Some(sms_secret.to_owned())),
-        };
-        if let Some(u) = &config.public_url
-            && matches!(
-                sms.account,
-                SmsAccount::SmsAero { .. } | SmsAccount::Twilio { .. }
-            )
-        {
-            let served = match &secret {
-                Some(s) => format!("{path}/{s}"),
-                None => path.clone(),
-            };
-            opts = opts.callback_url(format!("{}{served}", u.trim_end_matches('/')));
-        }
-        let (channel, poller, hook): (DynChannel, Arc<dyn StatusPoller>, Arc<dyn WebhookHandler>) =
-            match &sms.account {
-                SmsAccount::SmsRu { api_id } => {
-                    let mut c =
-                        messaging::sms::smsru::SmsRuChannel::new(opts, api_id.expose_secret());
-                    if let Some(u) = &sms.base_url {
-                        c = c.base_url(u);
-                    }
-                    let hook = Arc::new(c.webhook());
-                    let c = Arc::new(c);
-                    (c.clone(), c, hook)
-                }
-                SmsAccount::Smsc { login, password } => {
-                    let auth = messaging::sms::smsc::SmscAuth::login(
-                        login.as_str(),
-                        password.expose_secret(),
-                    );
-                    let mut c = messaging::sms::smsc::SmscChannel::new(opts, auth);
-                    if let Some(u) = &sms.base_url {
-                        c = c.base_url(u);
-                    }
-                    let hook = Arc::new(c.webhook());
-                    let c = Arc::new(c);
-                    (c.clone(), c, hook)
-                }
-                SmsAccount::SmsAero { email, api_key } => {
-                    let mut c = messaging::sms::smsaero::SmsAeroChannel::new(
-                        opts,
-                        email.as_str(),
-                        api_key.expose_secret(),
-                    );
-                    if let Some(u) = &sms.base_url {
-                        c = c.base_url(u);
-                    }
-                    let hook = Arc::new(c.webhook());
-                    let c = Arc::new(c);
-                    (c.clone(), c, hook)
-                }
-                SmsAccount::Twilio {
-                    account_sid,
-                    auth_token,
-                    from,
-                } => {
-                    let mut c = messaging::sms::twilio::TwilioChannel::new(
-                        opts.sender(from.as_str()),
-                        account_sid.as_str(),
-                        auth_token.expose_secret(),
-                    );
-                    if let Some(u) = &sms.base_url {
-                        c = c.base_url(u);
-                    }
-                    let hook = Arc::new(c.webhook());
-                    let c = Arc::new(c);
-                    (c.clone(), c, hook)
-                }
-            };
-        b.handlers.push((path, hook, secret));
-        b.channels.push(channel);
-        b.pollers.push((ChannelId::new(id), poller));
-        b.order.push((ChannelId::new(id), ChannelKind::Sms));
-    }
-    Ok(b)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1053,23 +777,14 @@ struct Submitted {
     taken: Taken,
 }
 
-#[derive(Default)]
-struct Tasks {
-    engine_stop: Option<watch::Sender<bool>>,
-    /// Restarted if it panics (logged).
-    engine: Option<Supervised<()>>,
-    server_stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
-    processor: Option<JoinHandle<()>>,
-}
-
 /// A live run in progress: the reminders went out; [`finish`](Self::finish) waits for the
-/// cascades and reports. Dropping it without `finish` stops its tasks.
+/// cascades and reports. Dropping it without `finish` stops the service's tasks.
 pub struct LiveRun {
+    /// `None` once shut down.
+    service: Option<Service>,
     engine: Engine,
     policy: CascadePolicy,
     order: Vec<(ChannelId, ChannelKind)>,
-    pollers: Vec<(ChannelId, Arc<dyn StatusPoller>)>,
     submitted: Vec<Submitted>,
     names: HashMap<NotificationId, String>,
     events: broadcast::Receiver<CascadeEvent>,
@@ -1077,10 +792,8 @@ pub struct LiveRun {
     webhook_paths: Vec<String>,
     notes: Vec<String>,
     wait: Duration,
-    poll_interval: Duration,
     progress: Option<Progress>,
     db: PathBuf,
-    tasks: Tasks,
 }
 
 impl fmt::Debug for LiveRun {
@@ -1094,162 +807,66 @@ impl fmt::Debug for LiveRun {
     }
 }
 
-impl Drop for LiveRun {
-    fn drop(&mut self) {
-        if let Some(engine) = self.tasks.engine.take() {
-            engine.abort();
-        }
-        for h in [self.tasks.server.take(), self.tasks.processor.take()]
-            .into_iter()
-            .flatten()
-        {
-            h.abort();
-        }
-    }
-}
-
 /// [`start`], then [`LiveRun::finish`].
 pub async fn run(config: LiveConfig) -> Result<Report, LiveError> {
     start(config).await?.finish().await
 }
 
-/// Opens the store, builds the channels and the engine, starts the webhook listener and the
-/// engine, and submits one reminder per patient. Returns once every reminder was submitted
-/// (each cascade's first step has been tried).
+/// Builds the [`Service`] (store, channels, engine, webhook router, background tasks) from the
+/// configuration, starts the webhook listener, and submits one reminder per patient. Returns
+/// once every reminder was submitted (each cascade's first step has been tried).
 pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
     config.validate()?;
-    let store_err = |e: &dyn fmt::Display| LiveError::Store {
-        path: config.db.clone(),
-        message: e.to_string(),
-    };
-    let store = SqliteStore::open(&config.db)
-        .await
-        .map_err(|e| store_err(&e))?;
     let (sms_secret, generated) = match &config.sms_webhook_secret {
         Some(s) => (s.clone(), false),
         None => (generate_sms_webhook_secret(), true),
     };
-    let built = build_channels(&config, &store, &sms_secret).await?;
-    let policy = clinic_policy(&built.order, config.window);
-    let mut builder = Engine::builder()
-        .clock(SystemClock)
-        .store(Arc::new(store.clone()))
-        .policy(policy.clone())
-        .default_policy(policy.id.clone());
-    for c in &built.channels {
-        builder = builder.channel(c.clone());
-    }
-    let engine = builder
-        .build()
-        .map_err(|e| LiveError::Engine(e.to_string()))?;
+    let to_live = service_err(&config.db);
+    let mut service = Service::build(service_config(&config, &sms_secret))
+        .await
+        .map_err(&to_live)?;
+    let engine = service.engine().clone();
     let events = engine.subscribe();
-
-    let mut tasks = Tasks::default();
+    let policy = config.providers.policy(config.window);
+    let mut notes = service.notes().to_vec();
     let mut addr = None;
     let mut webhook_paths = Vec::new();
-    let mut notes = built.notes;
-    if let Some(listen) = config.listen {
-        // Statuses and replies are written to the store before the provider hears 200: a crash
-        // after the answer loses none, and a provider's retries are dropped across restarts.
-        let mut router = WebhookRouter::new().journal(Arc::new(store.clone()));
-        if let Some(u) = &config.public_url {
-            router = router.public_base_url(u.as_str());
-        }
+    if config.listen.is_some() {
+        addr = Some(service.listen().await.map_err(&to_live)?);
         let base = config
             .public_url
             .as_deref()
             .map(|u| u.trim_end_matches('/').to_owned());
-        for (path, handler, secret) in built.handlers {
-            let Some(secret) = secret else {
-                webhook_paths.push(path.clone());
-                router = router.mount(path, handler);
-                continue;
-            };
-            // Printed once: the URL is what the clinic registers at the provider.
-            let served = format!("{path}/{secret}");
-            notes.push(format!(
-                "{} delivery reports: register {}{served} at the provider (it signs nothing: \
-                 the secret path is the only protection{})",
-                handler.provider(),
-                base.as_deref().unwrap_or("<public URL>"),
-                if generated {
-                    "; generated for this run, set SMS_WEBHOOK_SECRET to keep it"
-                } else {
-                    ""
-                }
-            ));
-            webhook_paths.push(served);
-            router = router.mount_unsigned(path, handler, UnsignedGuard::SecretPath(secret));
-        }
-        if let Some(wa) = &built.waba {
-            // An inbound message opens the WhatsApp window the channel reads.
-            router = router.sink(wa.clone());
-        }
-        let (app, processor) = router
-            .sink(Arc::new(engine.clone()))
-            .build()
-            .map_err(|e| LiveError::Engine(e.to_string()))?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| LiveError::Listen {
-                addr: listen,
-                source,
-            })?;
-        addr = Some(listener.local_addr().map_err(|source| LiveError::Listen {
-            addr: listen,
-            source,
-        })?);
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        // The processor cannot be started again (it owns the queue), but its panic is logged.
-        tasks.processor = Some(tokio::spawn(async move {
-            if let Err(p) = catch_panic(processor.run()).await {
-                tracing::error!(panic = %p.message, "webhook processor panicked");
+        for hook in service.webhooks() {
+            if hook.has_secret_path() {
+                // Printed once: the URL is what the clinic registers at the provider.
+                notes.push(format!(
+                    "{} delivery reports: register {}{} at the provider (it signs nothing: \
+                     the secret path is the only protection{})",
+                    hook.provider(),
+                    base.as_deref().unwrap_or("<public URL>"),
+                    hook.path(),
+                    if generated {
+                        "; generated for this run, set SMS_WEBHOOK_SECRET to keep it"
+                    } else {
+                        ""
+                    }
+                ));
             }
-        }));
-        tasks.server = Some(tokio::spawn(async move {
-            // Hardened against hostile clients: a connection limit, header and request
-            // timeouts (`axum::serve` has none).
-            let served = messaging::conversations::listener::serve(
-                listener,
-                app,
-                messaging::conversations::listener::ListenerConfig::default(),
-                async move {
-                    let _ = stop_rx.await;
-                },
-            )
-            .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "webhook listener stopped");
-            }
-        }));
-        tasks.server_stop = Some(stop_tx);
+            webhook_paths.push(hook.path().to_owned());
+        }
     } else {
         notes.push(
             "no --listen: no webhooks, so no WhatsApp delivery statuses and no replies arrive"
                 .into(),
         );
     }
-    // The engine loop catches a panicking cascade itself; should the loop still panic, it is
-    // logged and started again.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let runner = engine.clone();
-    tasks.engine = Some(supervise("engine", move || {
-        let (runner, mut stop_rx) = (runner.clone(), stop_rx.clone());
-        async move {
-            runner
-                .run(async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                })
-                .await;
-        }
-    }));
-    tasks.engine_stop = Some(stop_tx);
 
     let mut run = LiveRun {
+        service: Some(service),
         engine,
         policy,
-        order: built.order,
-        pollers: built.pollers,
+        order: config.providers.channels(),
         submitted: Vec::with_capacity(config.patients.len()),
         names: HashMap::new(),
         events,
@@ -1257,10 +874,8 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
         webhook_paths,
         notes,
         wait: config.wait,
-        poll_interval: config.poll_interval,
         progress: config.progress.clone(),
         db: config.db.clone(),
-        tasks,
     };
     for patient in &config.patients {
         let id = notification_id(&config.batch, &patient.phone);
@@ -1272,12 +887,20 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
         )
         .meta("patient", patient.name.clone())
         .meta("line", patient.line.to_string());
-        let taken = match run.engine.submit(notification).await {
+        let service = run.service.as_ref().expect("running");
+        let taken = match service.submit(notification).await {
             Ok(s) if s.new => Taken::New,
-            Ok(_) => Taken::Resumed,
+            Ok(_) => {
+                // Sent by an earlier run: poll its SMS status too, should it wait on one.
+                service.track(&id);
+                Taken::Resumed
+            }
             Err(SubmitError::Store(e)) => {
                 run.shutdown().await;
-                return Err(store_err(&e));
+                return Err(LiveError::Store {
+                    path: config.db.clone(),
+                    message: e.to_string(),
+                });
             }
             Err(SubmitError::NoAddress(..)) => {
                 Taken::Refused("no configured channel reaches this patient".into())
@@ -1364,7 +987,6 @@ impl LiveRun {
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut finished: HashSet<NotificationId> = HashSet::new();
         self.scan(&mut finished).await;
-        let mut next_poll = tokio::time::Instant::now();
         let mut next_scan = tokio::time::Instant::now() + SCAN_EVERY;
         let mut events_open = true;
         let ended = loop {
@@ -1381,11 +1003,6 @@ impl LiveRun {
                     }
                     Err(broadcast::error::RecvError::Closed) => events_open = false,
                 },
-                () = tokio::time::sleep_until(next_poll), if !self.pollers.is_empty() => {
-                    let waiting = self.scan(&mut finished).await;
-                    self.poll_sms(&waiting).await;
-                    next_poll = tokio::time::Instant::now() + self.poll_interval;
-                }
                 () = tokio::time::sleep_until(next_scan) => {
                     self.scan(&mut finished).await;
                     next_scan = tokio::time::Instant::now() + SCAN_EVERY;
@@ -1407,61 +1024,19 @@ impl LiveRun {
             .count()
     }
 
-    /// Reads the cascades not known to have ended: marks the ended ones, returns the SMS
-    /// messages still waiting for a delivery report.
-    async fn scan(
-        &self,
-        finished: &mut HashSet<NotificationId>,
-    ) -> Vec<(ChannelId, ProviderMessageId)> {
-        let mut waiting = Vec::new();
+    /// Reads the cascades not known to have ended (the event stream may have lagged) and
+    /// marks the ended ones.
+    async fn scan(&self, finished: &mut HashSet<NotificationId>) {
         for s in &self.submitted {
             if matches!(s.taken, Taken::Refused(_)) || finished.contains(&s.id) {
                 continue;
             }
-            let st = match self.engine.status(&s.id).await {
-                Ok(Some(st)) => st,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(notification = %s.id, error = %e, "status not read");
-                    continue;
+            match self.engine.status(&s.id).await {
+                Ok(Some(st)) if st.outcome.is_some() => {
+                    finished.insert(s.id.clone());
                 }
-            };
-            if st.outcome.is_some() {
-                finished.insert(s.id.clone());
-            } else if let Phase::Waiting { attempt, .. } = st.phase
-                && let Some(a) = st.attempts.get(attempt)
-                && let Some(pmid) = &a.provider_message_id
-                && self.pollers.iter().any(|(id, _)| *id == a.channel)
-            {
-                waiting.push((a.channel.clone(), pmid.clone()));
-            }
-        }
-        waiting
-    }
-
-    /// Asks each SMS provider for the status of its waiting messages and hands the reports to
-    /// the engine.
-    async fn poll_sms(&self, waiting: &[(ChannelId, ProviderMessageId)]) {
-        for (channel, poller) in &self.pollers {
-            let ids: Vec<ProviderMessageId> = waiting
-                .iter()
-                .filter(|(c, _)| c == channel)
-                .map(|(_, id)| id.clone())
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            match poller.poll_statuses(&ids).await {
-                Ok(events) => {
-                    for ev in &events {
-                        if let Err(e) = self.engine.handle_event(ev).await {
-                            self.say(&format!(
-                                "{channel}: a status report was not processed: {e}"
-                            ));
-                        }
-                    }
-                }
-                Err(e) => self.say(&format!("{channel}: status polling failed: {e}")),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(notification = %s.id, error = %e, "status not read"),
             }
         }
     }
@@ -1527,31 +1102,10 @@ impl LiveRun {
         }
     }
 
+    /// Stops the listener, the polling, the event processing and the engine, gracefully.
     async fn shutdown(&mut self) {
-        async fn join(h: Option<JoinHandle<()>>, within: Duration) {
-            if let Some(mut h) = h
-                && tokio::time::timeout(within, &mut h).await.is_err()
-            {
-                h.abort();
-            }
-        }
-        if let Some(tx) = self.tasks.server_stop.take() {
-            let _ = tx.send(());
-        }
-        join(self.tasks.server.take(), Duration::from_secs(5)).await;
-        // The processor ends once the router is gone, after handing over what was queued.
-        join(self.tasks.processor.take(), Duration::from_secs(5)).await;
-        if let Some(tx) = self.tasks.engine_stop.take() {
-            let _ = tx.send(true);
-        }
-        if let Some(engine) = self.tasks.engine.take() {
-            let abort = engine.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(30), engine.join())
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
+        if let Some(service) = self.service.take() {
+            service.shutdown().await;
         }
     }
 

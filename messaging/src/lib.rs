@@ -19,6 +19,7 @@
 //! | `max` | `messaging-max` | `max` | Max bots |
 //! | `sms` | `messaging-sms` | `sms-smsru`, `sms-smsc`, `sms-smsaero`, `sms-twilio` | SMS providers |
 //! | `testkit` | all of the above | `testkit` | stub and simulated channels, conformance suites |
+//! | `service` | all of the above | `service` | a whole service from a TOML file or environment variables: channels, store, engine, webhook router, background tasks |
 //!
 //! A Telegram + SQLite service needs `cargo add messaging --features telegram,sqlite` and nothing
 //! else.
@@ -52,6 +53,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod guides;
+
+#[cfg(feature = "service")]
+#[cfg_attr(docsrs, doc(cfg(feature = "service")))]
+pub mod service;
 
 /// The contract: model, channel trait, errors, events, webhook verification, pacing, text tools
 /// (`messaging-core`).
