@@ -665,6 +665,11 @@ pub struct LiveConfig {
     /// generated for this run and printed with the URL to register
     /// (`SMS_WEBHOOK_SECRET` / `--sms-webhook-secret` keep it stable between runs).
     pub sms_webhook_secret: Option<String>,
+    /// Serve this Prometheus recorder's page at `/metrics` on the listener (which must be
+    /// configured): the engine's and the adapters' metrics
+    /// ([`messaging::metrics`](messaging::metrics) lists them). Install the recorder with
+    /// [`observability::install_prometheus`](crate::observability::install_prometheus).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl fmt::Debug for LiveConfig {
@@ -679,6 +684,7 @@ impl fmt::Debug for LiveConfig {
             .field("wait", &self.wait)
             .field("poll_interval", &self.poll_interval)
             .field("batch", &self.batch)
+            .field("metrics", &self.metrics.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -700,6 +706,7 @@ impl LiveConfig {
             batch: chrono::Local::now().format("%Y-%m-%d").to_string(),
             progress: None,
             sms_webhook_secret: None,
+            metrics: None,
         }
     }
 
@@ -743,6 +750,11 @@ impl LiveConfig {
         }
         if self.text.trim().is_empty() {
             return Err(LiveError::Config("the reminder text is empty".into()));
+        }
+        if self.metrics.is_some() && self.listen.is_none() {
+            return Err(LiveError::Config(
+                "metrics are served on the webhook listener: set --listen too".into(),
+            ));
         }
         Ok(())
     }
@@ -1185,10 +1197,20 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
             // An inbound message opens the WhatsApp window the channel reads.
             router = router.sink(wa.clone());
         }
-        let (app, processor) = router
+        let (mut app, processor) = router
             .sink(Arc::new(engine.clone()))
             .build()
             .map_err(|e| LiveError::Engine(e.to_string()))?;
+        if let Some(handle) = &config.metrics {
+            let handle = handle.clone();
+            app = app.route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let page = crate::observability::render(&handle);
+                    async move { page }
+                }),
+            );
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| LiveError::Listen {
