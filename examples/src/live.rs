@@ -667,7 +667,7 @@ pub struct LiveConfig {
     pub sms_webhook_secret: Option<String>,
     /// Serve this Prometheus recorder's page at `/metrics` on the listener (which must be
     /// configured): the engine's and the adapters' metrics
-    /// ([`messaging::metrics`](messaging::metrics) lists them). Install the recorder with
+    /// ([`messaging::metrics`] lists them). Install the recorder with
     /// [`observability::install_prometheus`](crate::observability::install_prometheus).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
