@@ -1,9 +1,11 @@
 //! Shared pieces of the example programs: the simulated-provider scenarios used by
 //! `clinic-reminders` and `messaging simulate`, the `--live` mode of `clinic-reminders` (real
-//! providers configured from the environment), and the tables both modes print.
+//! providers configured from the environment), the tables both modes print, and where their
+//! logs and metrics go (`observability`).
 #![forbid(unsafe_code)]
 
 pub mod live;
+pub mod observability;
 pub mod scenario;
 pub mod tables;
 

@@ -571,6 +571,11 @@ pub struct LiveConfig {
     /// generated for this run and printed with the URL to register
     /// (`SMS_WEBHOOK_SECRET` / `--sms-webhook-secret` keep it stable between runs).
     pub sms_webhook_secret: Option<String>,
+    /// Serve this Prometheus recorder's page at `/metrics` on the listener (which must be
+    /// configured): the engine's and the adapters' metrics
+    /// ([`messaging::metrics`] lists them). Install the recorder with
+    /// [`observability::install_prometheus`](crate::observability::install_prometheus).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl fmt::Debug for LiveConfig {
@@ -585,6 +590,7 @@ impl fmt::Debug for LiveConfig {
             .field("wait", &self.wait)
             .field("poll_interval", &self.poll_interval)
             .field("batch", &self.batch)
+            .field("metrics", &self.metrics.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -606,6 +612,7 @@ impl LiveConfig {
             batch: chrono::Local::now().format("%Y-%m-%d").to_string(),
             progress: None,
             sms_webhook_secret: None,
+            metrics: None,
         }
     }
 
@@ -649,6 +656,11 @@ impl LiveConfig {
         }
         if self.text.trim().is_empty() {
             return Err(LiveError::Config("the reminder text is empty".into()));
+        }
+        if self.metrics.is_some() && self.listen.is_none() {
+            return Err(LiveError::Config(
+                "metrics are served on the webhook listener: set --listen too".into(),
+            ));
         }
         Ok(())
     }
@@ -822,9 +834,18 @@ pub async fn start(config: LiveConfig) -> Result<LiveRun, LiveError> {
         None => (generate_sms_webhook_secret(), true),
     };
     let to_live = service_err(&config.db);
-    let mut service = Service::build(service_config(&config, &sms_secret))
-        .await
-        .map_err(&to_live)?;
+    let mut builder = Service::builder(service_config(&config, &sms_secret));
+    if let Some(handle) = &config.metrics {
+        let handle = handle.clone();
+        builder = builder.routes(axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let page = crate::observability::render(&handle);
+                async move { page }
+            }),
+        ));
+    }
+    let mut service = builder.build().await.map_err(&to_live)?;
     let engine = service.engine().clone();
     let events = engine.subscribe();
     let policy = config.providers.policy(config.window);

@@ -86,6 +86,22 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// The lowercase name used in JSON and as a metric label (`"delivered"`).
+    ///
+    /// ```
+    /// use messaging_core::DeliveryStatus;
+    /// assert_eq!(DeliveryStatus::Read.as_str(), "read");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Accepted => "accepted",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
     /// The evidence this status is, or `None` for a failure.
     pub fn evidence(self) -> Option<Evidence> {
         match self {

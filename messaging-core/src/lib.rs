@@ -19,6 +19,7 @@
 //! | [`consent`] | stop words ("СТОП", "unsubscribe") and [`OptOutStore`](consent::OptOutStore), the one opt-out record the inbox, the governor and the engine read |
 //! | [`journal`] | [`WebhookJournal`](journal::WebhookJournal): verified webhook events kept until processed, and their keys to drop provider retries |
 //! | [`StoreError`] | the one error every storage trait returns |
+//! | [`metrics`] | the names of every metric the family records (`messaging_sends_total`, ...) and of their labels |
 //! | [`task`] | background loops that survive a panic: [`catch_panic`](task::catch_panic), [`supervise`](task::supervise) (logged, restarted with a bounded backoff) |
 //! | [`pace`] | client-side pacing under a provider's rate limit (overall and per key) |
 //! | [`text`] | SMS encoding and segments, splitting, transliteration, links, length limits |
@@ -39,6 +40,7 @@ mod event;
 pub mod gate;
 pub mod journal;
 mod kind;
+pub mod metrics;
 mod model;
 pub mod pace;
 mod phone;

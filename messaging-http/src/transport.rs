@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use messaging_core::{ChannelError, Clock, ErrorKind};
+use tracing::Instrument;
 
 /// An HTTP answer, read in full. What it means is the adapter's business: a 4xx with a JSON body
 /// is often the provider's error, which only the adapter can read.
@@ -71,6 +72,12 @@ impl fmt::Debug for Reply {
 /// Timeouts are the request's own: set them on `request` (`RequestBuilder::timeout`) or on the
 /// client.
 ///
+/// Each request is timed into the histogram
+/// [`PROVIDER_REQUEST_DURATION`](messaging_core::metrics::PROVIDER_REQUEST_DURATION), labelled
+/// `request` = `context` and `status` = the answer's class (`2xx` ... `5xx`, or `error` when no
+/// answer was read), and runs in a DEBUG span `provider request` with the fields `request` and
+/// `http.response.status_code` (never the URL: it may hold a token).
+///
 /// ```no_run
 /// use messaging_core::SystemClock;
 /// # async fn run() -> Result<(), messaging_core::ChannelError> {
@@ -80,6 +87,36 @@ impl fmt::Debug for Reply {
 /// # Ok(()) }
 /// ```
 pub async fn execute(
+    request: reqwest::RequestBuilder,
+    context: &str,
+    clock: &dyn Clock,
+) -> Result<Reply, ChannelError> {
+    let span = tracing::debug_span!(
+        "provider request",
+        request = context,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let result = read_answer(request, context, clock)
+        .instrument(span.clone())
+        .await;
+    let class = match &result {
+        Ok(reply) => {
+            span.record("http.response.status_code", reply.status.as_u16());
+            status_class(reply.status)
+        }
+        Err(_) => "error",
+    };
+    metrics::histogram!(
+        messaging_core::metrics::PROVIDER_REQUEST_DURATION,
+        messaging_core::metrics::REQUEST => context.to_owned(),
+        messaging_core::metrics::STATUS => class,
+    )
+    .record(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn read_answer(
     request: reqwest::RequestBuilder,
     context: &str,
     clock: &dyn Clock,
@@ -99,6 +136,17 @@ pub async fn execute(
         retry_after,
         body,
     })
+}
+
+/// The class of an HTTP status, as the `status` label of the request histogram.
+fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 /// A `reqwest` failure as a [`ChannelError`] whose message is `"{context}: {what happened}"`.
@@ -381,6 +429,68 @@ mod tests {
         assert_eq!(
             format!("{r:?}"),
             "Reply { status: 429, retry_after: Some(3600s), body_len: 11 }"
+        );
+    }
+
+    #[test]
+    fn execute_times_each_request_by_its_context_and_status_class() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            rt.block_on(async {
+                let ok = server(
+                    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+                    Duration::ZERO,
+                )
+                .await;
+                let gone = server("", Duration::ZERO).await;
+                let clock = ManualClock::at_unix(0);
+                let client = reqwest::Client::new();
+                execute(client.post(&ok), "telegram sendMessage", &clock)
+                    .await
+                    .unwrap();
+                execute(client.post(&ok), "telegram sendMessage", &clock)
+                    .await
+                    .unwrap();
+                execute(client.post(&gone), "telegram sendMessage", &clock)
+                    .await
+                    .unwrap_err();
+            })
+        });
+        let mut seen: Vec<(String, usize)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                assert_eq!(
+                    key.name(),
+                    messaging_core::metrics::PROVIDER_REQUEST_DURATION
+                );
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                // The URL (and its token) is no label.
+                assert!(!labels.join(",").contains("SECRET"));
+                let DebugValue::Histogram(v) = value else {
+                    panic!("a histogram")
+                };
+                (labels.join(","), v.len())
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("request=telegram sendMessage,status=2xx".to_owned(), 2),
+                ("request=telegram sendMessage,status=error".to_owned(), 1),
+            ]
         );
     }
 

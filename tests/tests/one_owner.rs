@@ -31,6 +31,46 @@ const OWNED: &[(&str, &str)] = &[
     // The adapter kit (there were four copies of each).
     ("fn transport_error", "messaging-http/src/transport.rs"),
     ("fn parse_retry_after", "messaging-http/src/retry_after.rs"),
+    // Metric names: one list, so that dashboards and the code that records agree.
+    ("\"messaging_sends_total\"", "messaging-core/src/metrics.rs"),
+    (
+        "\"messaging_delivery_reports_total\"",
+        "messaging-core/src/metrics.rs",
+    ),
+    (
+        "\"messaging_send_failures_total\"",
+        "messaging-core/src/metrics.rs",
+    ),
+    ("\"messaging_skips_total\"", "messaging-core/src/metrics.rs"),
+    (
+        "\"messaging_outcomes_total\"",
+        "messaging-core/src/metrics.rs",
+    ),
+    (
+        "\"messaging_duplicates_marked_total\"",
+        "messaging-core/src/metrics.rs",
+    ),
+    (
+        "\"messaging_time_to_delivery_seconds\"",
+        "messaging-core/src/metrics.rs",
+    ),
+    (
+        "\"messaging_send_duration_seconds\"",
+        "messaging-core/src/metrics.rs",
+    ),
+    (
+        "\"messaging_provider_request_duration_seconds\"",
+        "messaging-core/src/metrics.rs",
+    ),
+    (
+        "\"messaging_cascades_running\"",
+        "messaging-core/src/metrics.rs",
+    ),
+    ("\"messaging_timers_due\"", "messaging-core/src/metrics.rs"),
+    (
+        "\"messaging_channel_health_state\"",
+        "messaging-core/src/metrics.rs",
+    ),
 ];
 
 const CRATES: &[&str] = &[

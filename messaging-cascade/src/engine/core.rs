@@ -9,11 +9,13 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
+use tracing::Instrument;
 
 use super::decide::{
     self, Action, ChannelCondition, ChannelFacts, Decision, HealthNote, HealthView, Input, Rules,
     Unreachable,
 };
+use super::observe;
 use super::policy::CascadePolicy;
 use super::record::{
     Attempt, AttemptState, CascadeRecord, HistoryEntry, Notification, Outcome, Phase,
@@ -456,10 +458,13 @@ impl EngineBuilder {
                         health: HealthTracker::new(self.health.clone().unwrap_or_default()),
                         rate_limited_until: None,
                         shared: Some((HealthChange::Healthy, None)),
+                        seen: HealthState::Healthy,
                     },
                 )
             })
             .collect();
+        let meters = observe::Meters::new(channels.iter().map(|(id, c)| (id, c.kind())));
+        meters.publish_initial_health();
         Ok(Engine {
             inner: Arc::new(Inner {
                 clock: self.clock,
@@ -482,6 +487,8 @@ impl EngineBuilder {
                     outbox: Mutex::new(Vec::new()),
                     cursor: tokio::sync::Mutex::new(None),
                 }),
+                meters,
+                next_count: Mutex::new(DateTime::<Utc>::MIN_UTC),
             }),
         })
     }
@@ -557,6 +564,10 @@ struct Inner {
     wake: Notify,
     /// Channel health shared with other instances, when a board is configured.
     sharing: Option<Sharing>,
+    /// Every channel's metric keys.
+    meters: observe::Meters,
+    /// When a tick next reads the number of running cascades for its gauge.
+    next_count: Mutex<DateTime<Utc>>,
 }
 
 /// This engine's side of the [`HealthBoard`].
@@ -580,6 +591,8 @@ struct ChannelBook {
     rate_limited_until: Option<DateTime<Utc>>,
     /// The verdict last posted to or read from the health board: a new one is news.
     shared: Option<SharedVerdict>,
+    /// The health state last published (events and the health gauge report changes).
+    seen: HealthState,
 }
 
 /// `engine-` and 16 hex digits from std's per-process random hash keys (no RNG dependency for
@@ -670,6 +683,7 @@ impl Engine {
                     outcome: existing.outcome().cloned(),
                 });
             }
+            // Its first history is told in the cascade's span, by `drive`.
             Inserted::New => self.publish(&id, &rec.history),
         }
         let first = catch_panic(self.drive(&id, Some(rec), Input::Submitted))
@@ -693,7 +707,9 @@ impl Engine {
     /// Cancels a cascade that has not ended. Returns whether it was cancelled.
     pub async fn cancel(&self, id: &NotificationId) -> Result<bool, EngineError> {
         // A cancel ends the cascade: there is nothing to perform after it.
-        let decision = self.decide_and_store(id, &mut None, &Input::Cancel).await?;
+        let input = Input::Cancel;
+        let span = observe::cascade_span(id, &input);
+        let decision = self.decide_and_store(id, &mut None, &input, &span).await?;
         Ok(decision.is_some_and(|d| d.changed))
     }
 
@@ -744,6 +760,28 @@ impl Engine {
     /// Returns how many cascades were looked at.
     pub async fn tick(&self) -> Result<usize, EngineError> {
         let now = self.now();
+        let due = self.fire_due(now).await?;
+        // The count of running cascades is a store query: read every few seconds, not on
+        // every tick.
+        let count = {
+            let mut next = lock(&self.inner.next_count);
+            let due = now >= *next;
+            if due {
+                *next = observe::next_count(now);
+            }
+            due
+        };
+        let running = if count {
+            self.inner.store.count_active().await.ok()
+        } else {
+            None
+        };
+        observe::tick_gauges(due, running);
+        Ok(due)
+    }
+
+    /// Drives every cascade whose timer is due at `now`; returns how many.
+    async fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
         self.expire_orphans(now);
         let mut total = 0;
         loop {
@@ -913,7 +951,8 @@ impl Engine {
         for id in ids {
             // A reply ends the cascade (or, written before it began, changes nothing): there is
             // nothing to perform after it.
-            let decision = self.decide_and_store(&id, &mut None, &input).await?;
+            let span = observe::cascade_span(&id, &input);
+            let decision = self.decide_and_store(&id, &mut None, &input, &span).await?;
             if decision.is_some_and(|d| d.changed) {
                 n += 1;
             }
@@ -963,6 +1002,10 @@ impl Engine {
                 _ => {}
             }
             self.share_verdict(&id, b, now);
+            if self.health_on() {
+                let state = b.health.state(now);
+                self.health_seen(b, &id, state, now);
+            }
         }
     }
 
@@ -979,6 +1022,7 @@ impl Engine {
         let Some((notification_id, attempt)) = found else {
             // The report may have overtaken the receipt of its own send; keep it a while
             // (bounded: reports for messages this engine never sent must not pile up).
+            observe::orphan_report(report);
             let mut orphans = lock(&self.inner.orphans);
             if orphans.len() >= MAX_ORPHANS {
                 return Ok(());
@@ -1056,6 +1100,7 @@ impl Engine {
         id: &NotificationId,
         slot: &mut Option<CascadeRecord>,
         input: &Input,
+        span: &tracing::Span,
     ) -> Result<Option<Decision>, EngineError> {
         loop {
             let rec = match slot {
@@ -1068,6 +1113,12 @@ impl Engine {
             let now = self.now();
             let rules = self.rules(&rec.policy);
             let health = self.health_view(rules, rec, now);
+            let evidence_before = match input {
+                Input::DeliveryReport { attempt, .. } => {
+                    rec.attempts.get(*attempt).and_then(|a| a.evidence)
+                }
+                _ => None,
+            };
             let decision = decide::decide(rec, rules, &health, input, now);
             if !self.claim_probe(rec, &decision, now) {
                 // Another cascade took the probe since the snapshot: decide again without it.
@@ -1088,8 +1139,18 @@ impl Engine {
                     }
                     Err(e) => return Err(e.into()),
                 }
+                span.in_scope(|| {
+                    observe::history(&self.inner.meters, || rules, rec, decision.events(rec));
+                });
                 self.publish(id, decision.events(rec));
             }
+            if let Input::DeliveryReport { attempt, report } = input {
+                span.in_scope(|| {
+                    let meters = &self.inner.meters;
+                    observe::delivery_report(meters, rec, *attempt, report, evidence_before);
+                });
+            }
+            observe::cascade_state(span, rec);
             return Ok(Some(decision));
         }
     }
@@ -1098,12 +1159,25 @@ impl Engine {
     /// actions and feeds their results back, until the cascade waits for the world. Returns its
     /// outcome if it has ended. `current`: the caller's copy of the record as stored, if it
     /// has one (saves a read).
+    ///
+    /// Each call is one `cascade` span (entered only around what it tells, never across an
+    /// await: the future is not wrapped, which would cost a copy of it). For
+    /// [`Input::Submitted`], `current` is the record just inserted, and its first history is
+    /// told here.
     async fn drive(
         &self,
         id: &NotificationId,
         current: Option<CascadeRecord>,
         mut input: Input,
     ) -> Result<Option<Outcome>, EngineError> {
+        let span = observe::cascade_span(id, &input);
+        if let (Input::Submitted, Some(rec)) = (&input, &current) {
+            span.in_scope(|| {
+                let rules = || self.rules(&rec.policy);
+                observe::history(&self.inner.meters, rules, rec, &rec.history);
+            });
+        }
+        let span = &span;
         let mut slot = current;
         let mut rounds = 0u32;
         loop {
@@ -1114,7 +1188,7 @@ impl Engine {
             if rounds > 64 && !matches!(input, Input::SendOutcome { .. }) {
                 return Ok(None);
             }
-            let Some(decision) = self.decide_and_store(id, &mut slot, &input).await? else {
+            let Some(decision) = self.decide_and_store(id, &mut slot, &input, span).await? else {
                 return Ok(None);
             };
             let Some(rec) = &slot else {
@@ -1138,13 +1212,7 @@ impl Engine {
                         channel,
                         message,
                     } => {
-                        let result = match self.inner.channels.get(&channel) {
-                            Some(c) => c.send(&message).await,
-                            None => Err(ChannelError::new(
-                                ErrorKind::Unexpected,
-                                format!("channel {channel} is not configured"),
-                            )),
-                        };
+                        let result = self.send(rec, attempt, &channel, &message, span).await;
                         next = Some(Input::SendOutcome { attempt, result });
                     }
                 }
@@ -1171,6 +1239,76 @@ impl Engine {
         }
     }
 
+    /// Hands attempt `attempt` of `rec` to its channel, in the attempt's span.
+    async fn send(
+        &self,
+        rec: &CascadeRecord,
+        attempt: usize,
+        channel: &ChannelId,
+        message: &OutboundMessage,
+        cascade: &tracing::Span,
+    ) -> Result<messaging_core::SendReceipt, ChannelError> {
+        let Some(c) = self.inner.channels.get(channel) else {
+            return Err(ChannelError::new(
+                ErrorKind::Unexpected,
+                format!("channel {channel} is not configured"),
+            ));
+        };
+        // The attempt's span, if its cascade's is listened to (same level and target).
+        let span = if cascade.is_disabled() {
+            tracing::Span::none()
+        } else {
+            let (step, number, possible_duplicate) =
+                rec.attempts.get(attempt).map_or((rec.step, 0, false), |a| {
+                    (a.step, a.number, a.possible_duplicate)
+                });
+            let awaited = self.rules(&rec.policy).evidence_awaited(step);
+            observe::send_span(
+                cascade,
+                channel,
+                c.kind(),
+                step,
+                number,
+                awaited,
+                possible_duplicate,
+            )
+        };
+        let started = std::time::Instant::now();
+        // The channel's future is boxed: wrapping it copies a pointer, not the future.
+        let result = c.send(message).instrument(span.clone()).await;
+        let meter = self.inner.meters.get(channel);
+        observe::sent(&span, meter, started.elapsed().as_secs_f64(), &result);
+        result
+    }
+
+    /// Publishes a change of a channel's health (an event and the gauge) if `state` is not
+    /// what was last published.
+    #[inline]
+    fn health_seen(
+        &self,
+        book: &mut ChannelBook,
+        channel: &ChannelId,
+        state: HealthState,
+        now: DateTime<Utc>,
+    ) {
+        if book.seen != state {
+            self.health_changed(book, channel, state, now);
+        }
+    }
+
+    #[cold]
+    fn health_changed(
+        &self,
+        book: &mut ChannelBook,
+        channel: &ChannelId,
+        state: HealthState,
+        now: DateTime<Utc>,
+    ) {
+        let from = std::mem::replace(&mut book.seen, state);
+        let reason = book.health.snapshot(now).reason;
+        observe::health_changed(self.inner.meters.get(channel), from, state, &reason);
+    }
+
     /// A snapshot of the health of the channels `rec` may still use.
     fn health_view(&self, rules: &Rules, rec: &CascadeRecord, now: DateTime<Utc>) -> HealthView {
         let steps = &rules.policy().steps;
@@ -1193,6 +1331,9 @@ impl Engine {
             } else {
                 (HealthState::Healthy, Admission::Healthy)
             };
+            if health_on {
+                self.health_seen(b, &step.channel, state, now);
+            }
             let condition = ChannelCondition {
                 state,
                 admission,
@@ -1227,6 +1368,13 @@ impl Engine {
             return;
         };
         let channel = self.inner.sharing.as_ref().map(|_| note.channel().clone());
+        // Notes that may change the state: looked at again, to publish a change.
+        let look_at = match &note {
+            HealthNote::Evidence { channel, at, .. }
+            | HealthNote::Error { channel, at }
+            | HealthNote::Down { channel, at, .. } => Some((channel.clone(), *at)),
+            _ => None,
+        };
         match note {
             HealthNote::Sent {
                 provider_message_id,
@@ -1251,6 +1399,17 @@ impl Engine {
         if let Some(channel) = channel {
             self.share_verdict(&channel, b, self.now());
         }
+        if let Some((channel, at)) = look_at
+            && self.health_on()
+        {
+            let state = b.health.state(at);
+            self.health_seen(b, &channel, state, at);
+        }
+    }
+
+    /// Whether channel health is on (it is for every policy or for none).
+    fn health_on(&self) -> bool {
+        self.inner.retired.health_config().is_some()
     }
 
     /// Queues `book`'s verdict for the health board if it is news. Called, under the books
@@ -1274,7 +1433,8 @@ impl Engine {
             sharing.instance.clone(),
             book.health.reason(),
         );
-        tracing::info!(channel = %channel, change = ?change, reason = %notice.reason, "channel health changed; sharing it");
+        // The reason stays out of the log: it may quote a provider's error text.
+        tracing::info!(channel = %channel, change = ?change, "channel health changed; sharing it");
         lock(&sharing.outbox).push(notice);
         // Post it now rather than at the next interval: `run` syncs when woken with news.
         self.inner.wake.notify_one();
@@ -1330,13 +1490,17 @@ impl Engine {
         let Some(b) = books.get_mut(&n.channel) else {
             return false;
         };
-        tracing::info!(channel = %n.channel, change = ?n.change, from = %n.instance, reason = %n.reason, "channel health from another instance");
+        tracing::info!(channel = %n.channel, change = ?n.change, from = %n.instance, "channel health from another instance");
         b.health.apply_shared(
             n.change,
             n.at,
             format!("{} (seen by {})", n.reason, n.instance),
         );
         b.shared = b.health.shared_verdict(now);
+        if self.health_on() {
+            let state = b.health.state(now);
+            self.health_seen(b, &n.channel, state, now);
+        }
         true
     }
 

@@ -280,6 +280,34 @@ pub enum SkipReason {
     Refused(String),
 }
 
+impl SkipReason {
+    /// The snake-case name, as in JSON and the `reason` label of
+    /// [`metrics::SKIPS`](messaging_core::metrics::SKIPS) (`"channel_down"`; `"refused"` without
+    /// its detail).
+    ///
+    /// ```
+    /// use messaging_cascade::engine::SkipReason;
+    ///
+    /// assert_eq!(SkipReason::ChannelDown.name(), "channel_down");
+    /// assert_eq!(SkipReason::Refused("daily cap".into()).name(), "refused");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            SkipReason::NoAddress => "no_address",
+            SkipReason::OptedOut => "opted_out",
+            SkipReason::NoConsent => "no_consent",
+            SkipReason::ChannelDown => "channel_down",
+            SkipReason::ChannelDegraded => "channel_degraded",
+            SkipReason::ChannelRecovering => "channel_recovering",
+            SkipReason::DeadlinePassed => "deadline_passed",
+            SkipReason::ForeignMessengerBlocked => "foreign_messenger_blocked",
+            SkipReason::UnknownChannel => "unknown_channel",
+            SkipReason::ContentTooLong => "content_too_long",
+            SkipReason::Refused(_) => "refused",
+        }
+    }
+}
+
 impl std::fmt::Display for SkipReason {
     /// A short phrase for logs and reports: "no address", "opted out", "refused: …".
     ///

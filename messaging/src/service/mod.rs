@@ -155,6 +155,7 @@ pub struct ServiceBuilder {
     config: ServiceConfig,
     sinks: Vec<Arc<dyn EventSink>>,
     gates: Vec<Arc<dyn SendGate>>,
+    routes: Vec<Router>,
 }
 
 impl fmt::Debug for ServiceBuilder {
@@ -163,6 +164,7 @@ impl fmt::Debug for ServiceBuilder {
             .field("config", &self.config)
             .field("sinks", &self.sinks.len())
             .field("gates", &self.gates.len())
+            .field("routes", &self.routes.len())
             .finish()
     }
 }
@@ -173,6 +175,13 @@ impl ServiceBuilder {
     /// governor). Do not add a sink that forwards events to this service's engine: it has them.
     pub fn sink(mut self, sink: Arc<dyn EventSink>) -> Self {
         self.sinks.push(sink);
+        self
+    }
+
+    /// Serves `routes` beside the webhooks, on [`Service::listen`] and in [`Service::router`]
+    /// (a health check, a `/metrics` page). Their paths must not clash with the webhooks'.
+    pub fn routes(mut self, routes: Router) -> Self {
+        self.routes.push(routes);
         self
     }
 
@@ -398,6 +407,7 @@ impl Service {
             config,
             sinks: Vec::new(),
             gates: Vec::new(),
+            routes: Vec::new(),
         }
     }
 
@@ -490,6 +500,7 @@ impl Service {
         // `sink` takes one at a time; the list was built above.
         router = router.sink(Arc::new(sinks.clone()));
         let (app, processor) = router.build()?;
+        let app = b.routes.into_iter().fold(app, Router::merge);
 
         let (stop, stop_rx) = signal::channel(false);
         let mut tasks = Tasks {

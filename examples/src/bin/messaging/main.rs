@@ -160,6 +160,7 @@ fn scrub_usage(text: &str, secrets: &[String]) -> String {
 }
 
 fn main() -> ExitCode {
+    messaging_examples::observability::init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
