@@ -18,6 +18,21 @@ use super::config::Receive;
 use super::config::{ChannelConfig, ConfigError, ConfigProblem, ProviderConfig, ServiceConfig};
 use super::watch::Polled;
 
+/// The pacing options every adapter's builder (and `SmsOptions`) takes by the same names, from
+/// the channel's entry: a macro, because the builders share the words, not a trait. Unused when
+/// no channel feature is on.
+#[allow(unused_macros)]
+macro_rules! pacing {
+    ($builder:ident, $channel:expr) => {
+        if let Some(n) = $channel.rate_limit {
+            $builder = $builder.rate_limit(n);
+        }
+        if let Some(t) = $channel.timeout {
+            $builder = $builder.timeout(t);
+        }
+    };
+}
+
 /// A polling loop, started once the engine exists.
 pub(crate) type StartPolling =
     Box<dyn FnOnce(Sinks, watch::Receiver<bool>) -> Supervised<()> + Send>;
@@ -151,12 +166,7 @@ async fn build_one(
             if let Some(w) = &wa.waba_id {
                 builder = builder.waba_id(w);
             }
-            if let Some(n) = c.rate_limit {
-                builder = builder.rate_limit(n);
-            }
-            if let Some(t) = c.timeout {
-                builder = builder.timeout(t);
-            }
+            pacing!(builder, c);
             let channel = Arc::new(builder.build().map_err(|e| e.to_string())?);
             if wa.waba_id.is_some() {
                 match channel.sync_templates().await {
@@ -200,12 +210,7 @@ async fn build_one(
             if let Some(u) = &c.base_url {
                 builder = builder.base_url(u);
             }
-            if let Some(n) = c.rate_limit {
-                builder = builder.rate_limit(n);
-            }
-            if let Some(t) = c.timeout {
-                builder = builder.timeout(t);
-            }
+            pacing!(builder, c);
             let channel = builder.build().map_err(|e| e.to_string())?;
             match c.receive {
                 Receive::Webhook => {
@@ -270,12 +275,7 @@ async fn build_one(
             if let Some(u) = &c.base_url {
                 builder = builder.base_url(u);
             }
-            if let Some(n) = c.rate_limit {
-                builder = builder.rate_limit(n);
-            }
-            if let Some(t) = c.timeout {
-                builder = builder.timeout(t);
-            }
+            pacing!(builder, c);
             if let Some(pem_path) = &mx.root_ca_pem {
                 let pem = std::fs::read(pem_path)
                     .map_err(|e| format!("cannot read root_ca_pem {}: {e}", pem_path.display()))?;
@@ -359,12 +359,7 @@ async fn build_one(
             if let Some(s) = &sms.sender {
                 opts = opts.sender(s);
             }
-            if let Some(n) = c.rate_limit {
-                opts = opts.rate_limit(n);
-            }
-            if let Some(t) = c.timeout {
-                opts = opts.timeout(t);
-            }
+            pacing!(opts, c);
             let guard = if c.needs_secret_path() {
                 config
                     .listener
