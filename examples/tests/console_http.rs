@@ -414,3 +414,94 @@ async fn the_inbox_answers_on_the_right_channel_and_shows_markup_as_text() {
     assert_eq!(status, StatusCode::OK);
     assert!(timeline.contains("sent on whatsapp"), "{timeline}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_runs_on_the_librarys_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("messaging.toml");
+    let patients = dir.path().join("patients.csv");
+    let db = dir.path().join("service.sqlite");
+    // Telegram by webhook, its API unreachable: what is received works, what is sent fails.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+sqlite = {db:?}
+
+[listener]
+address = "127.0.0.1:0"
+
+[channels.telegram]
+provider = "telegram"
+token = "123456:console-test"
+webhook_secret = "console-test-secret"
+base_url = "http://127.0.0.1:9"
+
+[policies.reminders]
+steps = [{{ channel = "telegram", window = "15m" }}]
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &patients,
+        "name,phone,telegram\nАнна Петрова,+79120000001,7777\n",
+    )
+    .unwrap();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--patients",
+        patients.to_str().unwrap(),
+        "--template",
+        "clinic_message:ru:Клиника: {{1}}",
+    ];
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let running = console_common::start_with(dir, &args, false);
+    let base = &running.base;
+    let c = client();
+    let res = c
+        .post(format!("{base}/webhooks/telegram"))
+        .header("X-Telegram-Bot-Api-Secret-Token", "console-test-secret")
+        .header("content-type", "application/json")
+        .body(telegram_update(31, 7777, "Добрый день, я опоздаю"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let (session, csrf) = login(&c, base).await;
+    let thread = enc("contact:patient-79120000001");
+    let mut page = String::new();
+    wait_for("the patient's message in their thread", async || {
+        let (status, body) = get(&c, format!("{base}/t/{thread}"), &session).await;
+        page = body;
+        status == StatusCode::OK && page.contains("я опоздаю")
+    })
+    .await;
+    assert!(page.contains("Анна Петрова"), "{page}");
+    assert!(page.contains("id=\"reply-channel\">Telegram<"), "{page}");
+    // The reply goes to the service's Telegram adapter, whose API is unreachable here: the
+    // operator is told, and the text is kept.
+    let res = c
+        .post(format!("{base}/t/{thread}/reply"))
+        .header(COOKIE, &session)
+        .form(&[("text", "Хорошо, ждём вас"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("Not sent") && body.contains("Хорошо, ждём вас"),
+        "{body}"
+    );
+    let (_, card) = get(
+        &c,
+        format!("{base}/patients/{}", enc("patient-79120000001")),
+        &session,
+    )
+    .await;
+    assert!(card.contains("Telegram 7777"), "{card}");
+}

@@ -22,6 +22,7 @@
 //! from this origin only.
 
 mod auth;
+pub mod configured;
 pub mod demo;
 mod pages;
 

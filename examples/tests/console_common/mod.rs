@@ -27,9 +27,19 @@ impl Drop for Running {
 /// Starts the demo on a free port with a fresh SQLite file, without generated traffic.
 pub fn start() -> Running {
     let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("console.sqlite");
+    let db = db.to_str().expect("utf-8 path").to_owned();
+    start_with(
+        dir,
+        &["--demo", "--quiet", "--listen", "127.0.0.1:0", "--db", &db],
+        true,
+    )
+}
+
+/// Starts the console with these arguments; `demo`: wait for the Telegram secret line too.
+pub fn start_with(dir: tempfile::TempDir, args: &[&str], demo: bool) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_messaging-console"))
-        .args(["--demo", "--quiet", "--listen", "127.0.0.1:0", "--db"])
-        .arg(dir.path().join("console.sqlite"))
+        .args(args)
         .env("MESSAGING_CONSOLE_PASSWORD", PASSWORD)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -43,7 +53,7 @@ pub fn start() -> Running {
             let _ = tx.send(line);
         }
     });
-    let (mut base, mut secret) = (None, None);
+    let (mut base, mut secret) = (None, (!demo).then(String::new));
     while base.is_none() || secret.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
