@@ -1172,7 +1172,7 @@ async fn cascades_fragment(
     }
 }
 
-fn describe(state: &State, r: &CascadeRecord, k: &HistoryKind) -> String {
+fn describe(state: &State, r: &CascadeRecord, at: DateTime<Utc>, k: &HistoryKind) -> String {
     match k {
         HistoryKind::Submitted { policy } => format!("submitted (policy {policy})"),
         HistoryKind::StepStarted { step, channel } => {
@@ -1250,11 +1250,31 @@ fn describe(state: &State, r: &CascadeRecord, k: &HistoryKind) -> String {
         HistoryKind::Evidence {
             channel, evidence, ..
         } => format!("{channel}: {evidence}"),
-        HistoryKind::WindowClosed { channel, early, .. } => {
+        HistoryKind::WindowClosed {
+            step,
+            channel,
+            early,
+        } => {
+            // How long it waited: from the step's last acceptance to now.
+            let waited = r
+                .attempts
+                .iter()
+                .filter(|a| a.step == *step)
+                .filter_map(|a| a.sent_at)
+                .max()
+                .map(|sent| {
+                    let secs = (at - sent).num_seconds().max(0);
+                    if secs >= 120 {
+                        format!(" in {} min", secs / 60)
+                    } else {
+                        format!(" in {secs} s")
+                    }
+                })
+                .unwrap_or_default();
             if *early {
-                format!("{channel}: window closed early (channel unhealthy)")
+                format!("{channel}: no evidence{waited}; window closed early (channel unhealthy)")
             } else {
-                format!("{channel}: no evidence within the window")
+                format!("{channel}: no evidence{waited}; window closed")
             }
         }
         HistoryKind::Advanced { to: Some(to), .. } => format!("moved to step {}", to + 1),
@@ -1292,7 +1312,7 @@ fn timeline(state: &State, r: &CascadeRecord) -> Markup {
             @for h in &r.history {
                 li class=[h.kind.is_terminal().then_some("terminal")] {
                     time datetime=(h.at.to_rfc3339()) { (time(state, h.at)) }
-                    " " (describe(state, r, &h.kind))
+                    " " (describe(state, r, h.at, &h.kind))
                 }
             }
         }
