@@ -483,7 +483,8 @@ async fn traffic(inbox: Inbox, engine: Engine, seed: u64) {
             }
         }
         if n.is_multiple_of(3) {
-            let (_, _, ph, tg, _) = PATIENTS[rng.random_range(0..PATIENTS.len())];
+            // Дарья (patient-5) stays silent, so her reminders show the whole cascade.
+            let (_, _, ph, tg, _) = PATIENTS[[0, 1, 2, 3, 5][rng.random_range(0..5)]];
             let text = PHRASES[rng.random_range(0..PHRASES.len())];
             let (kind, address) = match tg {
                 Some(t) if rng.random_bool(0.5) => (ChannelKind::Telegram, Address::Telegram(t)),
