@@ -333,13 +333,21 @@ async fn an_operator_works_the_console_in_chromium() {
     )
     .await;
     b.shot("07-patient").await;
+    // The patient's conversation: her WhatsApp message, the reminders and their ticks.
+    b.click("dl.card a").await;
+    b.wait(
+        "the patient's thread with a reminder",
+        "return !!document.querySelector('#thread .notice-link')",
+    )
+    .await;
+    b.shot("08-patient-thread").await;
     b.go(&format!("{base}/links")).await;
     b.wait(
         "the link requests",
         "return document.body.innerText.includes('Link requests')",
     )
     .await;
-    b.shot("08-links").await;
+    b.shot("09-links").await;
 
     let _ = http.delete(b.session.clone()).send().await;
     drop(driver);

@@ -306,9 +306,16 @@ async fn the_inbox_answers_on_the_right_channel_and_shows_markup_as_text() {
     })
     .await;
 
+    // Анна's thread shows the reminder the cascade sent her, among her messages.
+    let anna = enc("contact:patient-1");
+    wait_for("Анна's reminder in her thread", async || {
+        let (_, body) = get(&c, format!("{base}/t/{anna}/fragment"), &session).await;
+        body.contains("reminder reminder-patient-1-0") && body.contains("напоминаем о приёме")
+    })
+    .await;
+
     // Анна last wrote on WhatsApp 30 hours ago: the window is closed, templates are offered,
     // and a template goes through.
-    let anna = enc("contact:patient-1");
     let res = c
         .post(format!("{base}/t/{anna}/reply"))
         .header(COOKIE, &session)

@@ -338,6 +338,12 @@ impl Console {
                         notification_id, ..
                     }) => {
                         state.note_cascade(&notification_id);
+                        // The patient's thread shows the reminder and its tick.
+                        if let Ok(Some(r)) = state.parts.cascades.get(&notification_id).await
+                            && let Some(c) = &r.notification.recipient.contact_id
+                        {
+                            let _ = state.live.send(Live::Thread(ThreadId::contact(c)));
+                        }
                         let _ = state.live.send(Live::Cascade(notification_id));
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {}

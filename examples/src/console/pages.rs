@@ -15,11 +15,11 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use maud::{DOCTYPE, Markup, html};
-use messaging::engine::{CascadeRecord, HistoryKind, Phase};
+use messaging::engine::{AttemptState, CascadeRecord, HistoryKind, Phase};
 use messaging::identity::{Link, Provenance};
 use messaging::inbox::{Direction, InboxMessage, ReplyError, ThreadId};
 use messaging::{
-    Address, ChannelKind, ContactId, Content, NotificationId, Template, TemplateComponent,
+    Address, ChannelKind, ContactId, Content, Evidence, NotificationId, Template, TemplateComponent,
 };
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -473,7 +473,12 @@ fn tick_marks(t: Tick) -> &'static str {
 }
 
 /// One message. Everything the patient wrote goes through maud's escaping.
-fn message_html(tz: chrono_tz::Tz, m: &InboxMessage, tick: Option<Tick>) -> Markup {
+fn message_html(
+    tz: chrono_tz::Tz,
+    m: &InboxMessage,
+    tick: Option<Tick>,
+    notice: Option<&NotificationId>,
+) -> Markup {
     let dir = match m.direction {
         Direction::In => "in",
         Direction::Out => "out",
@@ -486,6 +491,7 @@ fn message_html(tz: chrono_tz::Tz, m: &InboxMessage, tick: Option<Tick>) -> Mark
                 @if let Some(e) = m.edited_at { " " span class="edited" title={"edited " (time_in(tz, e))} { "edited" } }
                 @if let Some(d) = m.deleted_at { " " span class="deleted-note" { "deleted by the patient at " (time_in(tz, d)) } }
                 @if m.opt_out { " " span class="optout" { "opted out" } }
+                @if let Some(n) = notice { " " a class="notice-link" href={"/cascades/" (enc(n.as_str()))} { "reminder " (n) } }
             }
             p class="text" { (m.text.as_deref().unwrap_or("(no text)")) }
             @if let Some(r) = &m.reaction { span class="reaction" title="reaction" { (r) } }
@@ -500,12 +506,101 @@ fn message_html(tz: chrono_tz::Tz, m: &InboxMessage, tick: Option<Tick>) -> Mark
     }
 }
 
-fn messages_html(state: &State, messages: &[InboxMessage]) -> Markup {
+/// A line of a thread: a message of the inbox, or a reminder a cascade sent.
+struct Entry {
+    message: InboxMessage,
+    tick: Option<Tick>,
+    notice: Option<NotificationId>,
+}
+
+fn messages_html(state: &State, entries: &[Entry]) -> Markup {
     html! {
         ol class="messages" {
-            @for m in messages { (message_html(state.config.time_zone, m, tick_of(state, m))) }
+            @for e in entries {
+                (message_html(state.config.time_zone, &e.message, e.tick, e.notice.as_ref()))
+            }
         }
     }
+}
+
+/// The reminders the patient was sent (each accepted attempt of the cascades the console
+/// knows), with their evidence as ticks: the thread shows them among the messages.
+async fn reminders_for(state: &State, contact: &ContactId) -> Vec<Entry> {
+    let ids: Vec<NotificationId> = lock(&state.cascades).iter().cloned().collect();
+    let mut out = Vec::new();
+    for id in ids {
+        let Ok(Some(r)) = state.parts.cascades.get(&id).await else {
+            continue;
+        };
+        if r.notification.recipient.contact_id.as_ref() != Some(contact) {
+            continue;
+        }
+        for a in &r.attempts {
+            let Some(sent) = a.sent_at else { continue };
+            let Some(kind) = state
+                .config
+                .channels
+                .iter()
+                .find(|(c, _)| c == &a.channel)
+                .map(|(_, k)| *k)
+            else {
+                continue;
+            };
+            let Some(address) = r.notification.recipient.address_for(kind) else {
+                continue;
+            };
+            let tick = match (&a.state, a.evidence) {
+                (AttemptState::Failed { .. }, _) => Tick::Failed,
+                (_, Some(Evidence::Read | Evidence::Replied)) => Tick::Read,
+                (_, Some(Evidence::Delivered)) => Tick::Delivered,
+                _ => Tick::Sent,
+            };
+            out.push(Entry {
+                message: InboxMessage {
+                    id: format!("{id}#{}", a.number),
+                    thread: ThreadId::contact(contact),
+                    contact: Some(contact.clone()),
+                    direction: Direction::Out,
+                    channel: kind,
+                    channel_id: Some(a.channel.clone()),
+                    address,
+                    text: Some(r.notification.content.text_for(kind).to_owned()),
+                    at: sent,
+                    provider_message_id: a.provider_message_id.clone(),
+                    opt_out: false,
+                    inbound: None,
+                    edited_at: None,
+                    deleted_at: None,
+                    reaction: None,
+                },
+                tick: Some(tick),
+                notice: Some(id.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// The thread's messages and the patient's reminders, oldest first.
+async fn entries(state: &State, id: &ThreadId, messages: &[InboxMessage]) -> Vec<Entry> {
+    let mut all: Vec<Entry> = messages
+        .iter()
+        .map(|m| Entry {
+            tick: tick_of(state, m),
+            message: m.clone(),
+            notice: None,
+        })
+        .collect();
+    let contact = messages.iter().find_map(|m| m.contact.clone()).or_else(|| {
+        id.as_str()
+            .strip_prefix("contact:")
+            .map(|c| ContactId::from(c.to_owned()))
+    });
+    if let Some(c) = contact {
+        all.extend(reminders_for(state, &c).await);
+    }
+    all.sort_by_key(|e| e.message.at);
+    all
 }
 
 /// The message a reply answers: the patient's last message (its channel and address).
@@ -554,6 +649,7 @@ fn thread_html(
     op: &Operator,
     id: &ThreadId,
     messages: &[InboxMessage],
+    lines: &[Entry],
     draft: &str,
     notice: Option<Markup>,
 ) -> Html<String> {
@@ -576,7 +672,7 @@ fn thread_html(
                 }
             }
             div id="thread" class="thread" data-live={"/t/" (hex) "/fragment"} data-on={"thread:" (hex)} {
-                (messages_html(state, messages))
+                (messages_html(state, lines))
             }
             form id="reply" class="reply" method="post" action={"/t/" (hex) "/reply"} data-thread=(hex) {
                 input type="hidden" name="csrf" value=(op.csrf);
@@ -610,7 +706,8 @@ async fn thread_page(
     lock(&state.read_at).insert(id.clone(), Utc::now());
     // The list's unread count changed.
     let _ = state.live.send(Live::Thread(id.clone()));
-    thread_html(&state, &op, &id, &messages, "", None).into_response()
+    let lines = entries(&state, &id, &messages).await;
+    thread_html(&state, &op, &id, &messages, &lines, "", None).into_response()
 }
 
 async fn messages_fragment(
@@ -619,8 +716,9 @@ async fn messages_fragment(
 ) -> Response {
     match load_thread(&state, &thread).await {
         Ok((id, messages)) => {
+            let lines = entries(&state, &id, &messages).await;
             lock(&state.read_at).insert(id, Utc::now());
-            Html(messages_html(&state, &messages).into_string()).into_response()
+            Html(messages_html(&state, &lines).into_string()).into_response()
         }
         Err(e) => e,
     }
@@ -653,13 +751,26 @@ async fn reply(
         Err(e) => return e,
     };
     let text = form.text.trim();
+    let lines = if scripted {
+        Vec::new()
+    } else {
+        entries(&state, &id, &messages).await
+    };
     let answer = |status: StatusCode, notice: Markup| -> Response {
         if scripted {
             (status, Html(notice.into_string())).into_response()
         } else {
             (
                 status,
-                thread_html(&state, &op, &id, &messages, &form.text, Some(notice)),
+                thread_html(
+                    &state,
+                    &op,
+                    &id,
+                    &messages,
+                    &lines,
+                    &form.text,
+                    Some(notice),
+                ),
             )
                 .into_response()
         }
@@ -1404,7 +1515,7 @@ mod tests {
     #[test]
     fn a_patients_markup_is_text() {
         let mut m = msg("<script>alert(1)</script>\"><img src=x onerror=alert(2)>");
-        let html = message_html(chrono_tz::UTC, &m, None).into_string();
+        let html = message_html(chrono_tz::UTC, &m, None, None).into_string();
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("<b>"), "{html}");
@@ -1419,7 +1530,7 @@ mod tests {
         // An outbound message shows its tick; a deleted one says so and keeps its text.
         m.direction = Direction::Out;
         m.deleted_at = Some(Utc::now());
-        let html = message_html(chrono_tz::UTC, &m, Some(Tick::Delivered)).into_string();
+        let html = message_html(chrono_tz::UTC, &m, Some(Tick::Delivered), None).into_string();
         assert!(html.contains("data-tick=\"delivered\""), "{html}");
         assert!(html.contains("deleted by the patient"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
