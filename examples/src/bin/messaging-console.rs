@@ -111,7 +111,7 @@ async fn main() {
     }
     let mut service = None;
     let mut webhook_note = None;
-    let (app, listen) = if let Some(path) = &args.config {
+    let (app, listen, console) = if let Some(path) = &args.config {
         let mut options = configured::ConfiguredOptions::new(path);
         options.patients = args.patients.clone();
         options.templates = args
@@ -134,9 +134,9 @@ async fn main() {
                 "no --listen and no listener.address in the configuration",
             )
         });
-        let app = c.app.clone();
+        let (app, console) = (c.app.clone(), c.console.clone());
         service = Some(c.service);
-        (app, listen)
+        (app, listen, console)
     } else {
         let mut options = demo::DemoOptions::new(&args.db);
         options.traffic = !args.quiet;
@@ -148,7 +148,7 @@ async fn main() {
         let listen = args
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8090)));
-        (d.app, listen)
+        (d.app, listen, d.console)
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -158,8 +158,10 @@ async fn main() {
     if let Some(secret) = webhook_note {
         println!("telegram webhook: http://{addr}/webhooks/telegram secret: {secret}");
     }
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = tokio::signal::ctrl_c().await;
+        // Open pages' live streams would otherwise keep the graceful shutdown waiting.
+        console.close();
     });
     if let Err(e) = serve.await {
         eprintln!("messaging-console: {e}");

@@ -235,6 +235,9 @@ pub(crate) struct State {
     pub(crate) health: Mutex<HashMap<ChannelId, HealthRow>>,
     pub(crate) audit: Mutex<Vec<AuditEntry>>,
     pub(crate) live: broadcast::Sender<Live>,
+    /// Set when the server shuts down: live streams end, so a graceful shutdown does not wait
+    /// for browsers to close them.
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
     pub(crate) auth: auth::Auth,
 }
 
@@ -282,6 +285,7 @@ impl Console {
             health: Mutex::new(HashMap::new()),
             audit: Mutex::new(Vec::new()),
             live,
+            closing: tokio::sync::watch::channel(false).0,
         });
         let console = Console { state };
         console.follow();
@@ -299,6 +303,12 @@ impl Console {
         Arc::new(TickSink {
             state: self.state.clone(),
         })
+    }
+
+    /// Ends the pages' live streams: call it when the server shuts down gracefully, which
+    /// otherwise waits for every open page to disconnect.
+    pub fn close(&self) {
+        self.state.closing.send_replace(true);
     }
 
     /// Notes a cascade to list (those submitted before the console started are not in the

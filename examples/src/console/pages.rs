@@ -833,22 +833,23 @@ async fn events(
     AxumState(state): AxumState<Shared>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.live.subscribe();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        {
-            let ev = match rx.recv().await {
-                Ok(Live::Thread(t)) => SseEvent::default().event("thread").data(enc(t.as_str())),
-                Ok(Live::Cascade(id)) => {
-                    SseEvent::default().event("cascade").data(enc(id.as_str()))
-                }
-                Ok(Live::Health) => SseEvent::default().event("health").data("1"),
-                // Missed events: refresh everything.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    SseEvent::default().event("thread").data("*")
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            Some((Ok(ev), rx))
-        }
+    let closing = state.closing.subscribe();
+    let stream = futures::stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
+        let got = tokio::select! {
+            got = rx.recv() => got,
+            _ = closing.wait_for(|c| *c) => return None,
+        };
+        let ev = match got {
+            Ok(Live::Thread(t)) => SseEvent::default().event("thread").data(enc(t.as_str())),
+            Ok(Live::Cascade(id)) => SseEvent::default().event("cascade").data(enc(id.as_str())),
+            Ok(Live::Health) => SseEvent::default().event("health").data("1"),
+            // Missed events: refresh everything.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                SseEvent::default().event("thread").data("*")
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(ev), (rx, closing)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
