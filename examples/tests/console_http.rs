@@ -512,3 +512,41 @@ steps = [{{ channel = "telegram", window = "15m" }}]
     .await;
     assert!(card.contains("Telegram 7777"), "{card}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_hear_of_a_new_message_over_server_sent_events() {
+    let running = start();
+    let base = &running.base;
+    let c = client();
+    let (session, _) = login(&c, base).await;
+    let mut events = c
+        .get(format!("{base}/events"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let res = c
+        .post(format!("{base}/webhooks/telegram"))
+        .header("X-Telegram-Bot-Api-Secret-Token", &running.telegram_secret)
+        .header("content-type", "application/json")
+        .body(telegram_update(77, 6001, "Добрый вечер"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    // The thread's id, as the page's elements name it.
+    let wanted = format!("event: thread\ndata: {}", enc("address:tg:6001"));
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains(&wanted) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, events.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no thread event in 15 s; got {seen:?}"))
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
