@@ -4,6 +4,7 @@
 //! logs and metrics go (`observability`).
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod live;
 pub mod observability;
 pub mod scenario;

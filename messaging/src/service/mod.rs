@@ -337,6 +337,7 @@ pub struct Service {
     purposes: HashMap<Purpose, PolicyId>,
     default_policy: Option<PolicyId>,
     order: Vec<(ChannelId, ChannelKind)>,
+    adapters: Vec<messaging_core::DynChannel>,
     webhooks: Vec<Webhook>,
     notes: Vec<String>,
     listener: ListenerSettings,
@@ -579,6 +580,7 @@ impl Service {
             default_policy: config.default_policy_id().cloned(),
             policies: config.policies,
             order: built.order,
+            adapters: built.channels,
             webhooks,
             notes: built.notes,
             listener: config.listener,
@@ -602,6 +604,23 @@ impl Service {
     /// the provider's `200` and processed by the service's task.
     pub fn router(&self) -> Router {
         self.router.clone().unwrap_or_default()
+    }
+
+    /// The channel adapters the configuration built, in its order: for an
+    /// [`Inbox`](crate::inbox::Inbox) that answers people on them (an operator's console), or
+    /// sends of your own outside a cascade.
+    ///
+    /// ```no_run
+    /// # async fn demo(service: messaging::service::Service) {
+    /// let inbox = service
+    ///     .channel_adapters()
+    ///     .iter()
+    ///     .fold(messaging::inbox::Inbox::builder(), |b, c| b.channel(c.clone()))
+    ///     .build();
+    /// # let _ = inbox; }
+    /// ```
+    pub fn channel_adapters(&self) -> &[messaging_core::DynChannel] {
+        &self.adapters
     }
 
     /// The channel ids, in the order of the configuration.
