@@ -577,6 +577,11 @@ struct JournalWorker {
 /// What a sink task hands back: the entry and what its sinks said.
 type Handled = (JournalEntry, Result<(), SinkError>);
 
+/// A completion write in flight, with its entries.
+type Completing = (Vec<JournalId>, JoinHandle<Result<(), StoreError>>);
+/// A claim in flight, with the number it asked for.
+type Claiming = (usize, JoinHandle<Result<Vec<JournalEntry>, StoreError>>);
+
 /// The processor's work in progress.
 #[derive(Default)]
 struct Pipeline {
@@ -589,9 +594,9 @@ struct Pipeline {
     /// Handled, waiting for the next completion write.
     handled: Vec<JournalId>,
     /// The completion write in flight, with its entries.
-    completing: Option<(Vec<JournalId>, JoinHandle<Result<(), StoreError>>)>,
+    completing: Option<Completing>,
     /// The claim in flight, with the number it asked for.
-    claiming: Option<(usize, JoinHandle<Result<Vec<JournalEntry>, StoreError>>)>,
+    claiming: Option<Claiming>,
     /// The last claim found fewer entries than it asked for: claim again when woken or polled.
     drained: bool,
 }
@@ -622,7 +627,7 @@ async fn joined<T, R>(slot: &mut Option<(T, JoinHandle<R>)>) -> Result<R, tokio:
 
 /// What woke the processor.
 enum Step {
-    Handled(Result<(tokio::task::Id, Handled), tokio::task::JoinError>),
+    Handled(Box<Result<(tokio::task::Id, Handled), tokio::task::JoinError>>),
     Claimed(Result<Result<Vec<JournalEntry>, StoreError>, tokio::task::JoinError>),
     Completed(Result<Result<(), StoreError>, tokio::task::JoinError>),
     Woken(bool),
@@ -685,13 +690,13 @@ impl JournalWorker {
                 continue;
             }
             let step = tokio::select! {
-                Some(h) = p.handling.join_next_with_id() => Step::Handled(h),
+                Some(h) = p.handling.join_next_with_id() => Step::Handled(Box::new(h)),
                 c = joined(&mut p.claiming) => Step::Claimed(c),
                 c = joined(&mut p.completing) => Step::Completed(c),
                 w = woken.recv(), if !closed => Step::Woken(w.is_some()),
             };
             match step {
-                Step::Handled(h) => self.handled(&mut p, h).await,
+                Step::Handled(h) => self.handled(&mut p, *h).await,
                 Step::Claimed(c) => {
                     let limit = p.claiming.take().map_or(0, |c| c.0);
                     match c.map_err(StoreError::backend).and_then(|r| r) {

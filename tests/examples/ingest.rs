@@ -392,12 +392,12 @@ fn main() {
         .iter()
         .copied()
         .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
-    // The router's group size: the connections waiting at once (each waits for its commit).
+    // The largest commit group the router can form from the callbacks: one record per
+    // connection waiting for its commit.
     let at_ours = raw
         .iter()
         .copied()
-        .filter(|(b, _)| *b <= connections)
-        .next_back()
+        .rfind(|(b, _)| *b <= connections)
         .unwrap_or((1, 0.0));
 
     let line = json!({"ingest": {
