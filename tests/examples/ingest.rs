@@ -34,7 +34,7 @@
 //! Prints one JSON line (`{"ingest": ...}`) and a table. Exits non-zero when an acknowledged
 //! callback was not applied. Settings (environment): `INGEST_SECS` (default 10),
 //! `INGEST_CONNECTIONS` (64), `INGEST_THREADS` (wrk threads, 2), `INGEST_BODIES` (default:
-//! enough for 20,000 a second), `INGEST_DIR` (where the database goes; default a temporary
+//! enough for 35,000 a second), `INGEST_DIR` (where the database goes; default a temporary
 //! directory under the target dir's disk, `std::env::temp_dir()`), `INGEST_CONCURRENCY`
 //! (the router's [`process_concurrency`](WebhookRouter::process_concurrency), default 64).
 
@@ -325,7 +325,7 @@ fn main() {
     let secs = env_usize("INGEST_SECS", 10).max(1);
     let connections = env_usize("INGEST_CONNECTIONS", 64).max(1);
     let threads = env_usize("INGEST_THREADS", 2).clamp(1, connections);
-    let bodies = env_usize("INGEST_BODIES", 20_000 * secs + 10_000);
+    let bodies = env_usize("INGEST_BODIES", 35_000 * secs + 10_000);
     let concurrency = env_usize("INGEST_CONCURRENCY", 64).max(1);
     let tmp = match std::env::var_os("INGEST_DIR") {
         Some(d) => tempfile::tempdir_in(d),
