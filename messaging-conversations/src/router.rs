@@ -35,6 +35,12 @@
 //!   [`max_attempts`](WebhookRouter::max_attempts) it is marked failed in the journal, with the
 //!   error, and logged at `error` level. Processing is at least once: an entry whose sinks ran
 //!   just before a crash, before it was marked, is handed to them again after the restart.
+//!   By default one entry is in the sinks at a time and is marked before the next starts (a
+//!   crash hands at most that one over again); with
+//!   [`process_concurrency`](WebhookRouter::process_concurrency)`(n)` up to `n` are, and the
+//!   entries finished together are marked in one write, so processing keeps up with a burst
+//!   of callbacks (a crash then hands up to `n` over again);
+//! * a panic in a sink counts as a sink error: the entry is retried, the processor goes on.
 //!
 //! Without a journal the events go to a bounded in-memory queue and the answer does not wait
 //! for any storage: fast, but **a crash loses every event acknowledged and not yet processed**,
@@ -68,6 +74,7 @@
 //! # }
 //! ```
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,14 +88,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::inbox::RecentSet;
 use chrono::Utc;
-use messaging_core::Event;
-use messaging_core::journal::{JournalEntry, JournalRecord, WebhookJournal};
-use messaging_core::sink::{EventSink, Sinks};
+use messaging_core::journal::{JournalEntry, JournalId, JournalRecord, WebhookJournal};
+use messaging_core::sink::{EventSink, SinkError, Sinks};
 use messaging_core::webhook::{WebhookError, WebhookHandler, WebhookReply, WebhookRequest};
+use messaging_core::{Event, StoreError};
 
 /// Why a router could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,7 +182,8 @@ pub struct WebhookRouter {
     mounts: Vec<MountSpec>,
     public_base_url: Option<String>,
     sinks: Sinks,
-    queue_capacity: usize,
+    /// `None`: the mode's default.
+    queue_capacity: Option<usize>,
     dedupe_capacity: usize,
     journal: Option<Arc<dyn WebhookJournal>>,
     settings: JournalSettings,
@@ -189,6 +198,7 @@ struct JournalSettings {
     lease: Duration,
     retention: Duration,
     claim_batch: usize,
+    concurrency: usize,
 }
 
 impl Default for JournalSettings {
@@ -200,9 +210,15 @@ impl Default for JournalSettings {
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(8 * 24 * 3600),
             claim_batch: 32,
+            concurrency: 1,
         }
     }
 }
+
+/// Webhook calls the in-memory queue holds by default.
+const QUEUE_CAPACITY: usize = 1024;
+/// Journal entries that may wait for processing by default: on disk, a few hundred bytes each.
+const JOURNAL_BACKLOG: usize = 100_000;
 
 /// The longest wait between two attempts of one entry.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
@@ -238,13 +254,13 @@ impl Default for WebhookRouter {
 
 impl WebhookRouter {
     /// A router with nothing mounted, no journal (events queued in memory), a queue of 1024
-    /// and 100 000 remembered deliveries.
+    /// (100 000 events with a journal) and 100 000 remembered deliveries.
     pub fn new() -> Self {
         WebhookRouter {
             mounts: Vec::new(),
             public_base_url: None,
             sinks: Sinks::new(),
-            queue_capacity: 1024,
+            queue_capacity: None,
             dedupe_capacity: 100_000,
             journal: None,
             settings: JournalSettings::default(),
@@ -326,11 +342,13 @@ impl WebhookRouter {
         self
     }
 
-    /// How many events may wait for processing (default 1024): without a journal, accepted
-    /// webhook calls in the in-memory queue; with one, events this process recorded and has
-    /// not finished. Past it the provider gets `503` and retries.
+    /// How many events may wait for processing: without a journal, accepted webhook calls in
+    /// the in-memory queue (default 1024); with one, events this process recorded and has not
+    /// finished (default 100 000: they wait on disk, not in memory, so a burst such as the
+    /// status callbacks of a campaign is taken in full and worked off). Past it the provider
+    /// gets `503` and retries.
     pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.queue_capacity = n.max(1);
+        self.queue_capacity = Some(n.max(1));
         self
     }
 
@@ -367,6 +385,27 @@ impl WebhookRouter {
     /// process had claimed are processed again this long after it died.
     pub fn claim_lease(mut self, lease: Duration) -> Self {
         self.settings.lease = lease;
+        self
+    }
+
+    /// With a journal: how many events are handed to the sinks at once (default 1, at least 1).
+    ///
+    /// With 1, events are handed over one at a time, oldest first, and each is marked
+    /// processed before the next one starts: a crash hands at most one event to the sinks
+    /// again. With `n`, up to `n` events are in the sinks or waiting to be marked at once, in
+    /// no particular order between them, and the events whose sinks returned together are
+    /// marked processed in one write: the sinks keep up with a burst (one store commit serves
+    /// many events) and a crash hands at most `n` events to them again. Sinks must then accept
+    /// events concurrently and out of order, as the [`Inbox`](crate::inbox::Inbox) and the
+    /// engine do (providers send them out of order anyway).
+    ///
+    /// ```
+    /// use messaging_conversations::router::WebhookRouter;
+    /// let router = WebhookRouter::new().process_concurrency(64);
+    /// # let _ = router;
+    /// ```
+    pub fn process_concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n.max(1);
         self
     }
 
@@ -409,7 +448,7 @@ impl WebhookRouter {
         let seen = Arc::new(Mutex::new(RecentSet::new(self.dedupe_capacity)));
         let (intake, source) = match self.journal {
             None => {
-                let (tx, rx) = mpsc::channel(self.queue_capacity);
+                let (tx, rx) = mpsc::channel(self.queue_capacity.unwrap_or(QUEUE_CAPACITY));
                 (Intake::Queue(tx), Source::Queue(rx))
             }
             Some(journal) => {
@@ -421,7 +460,7 @@ impl WebhookRouter {
                         journal: journal.clone(),
                         wake,
                         backlog: backlog.clone(),
-                        capacity: self.queue_capacity,
+                        capacity: self.queue_capacity.unwrap_or(JOURNAL_BACKLOG),
                     },
                     Source::Journal {
                         journal,
@@ -520,7 +559,7 @@ impl WebhookProcessor {
                     journal,
                     backlog,
                     settings,
-                    sinks: self.sinks,
+                    sinks: Arc::new(self.sinks),
                 };
                 worker.run(&mut woken).await;
             }
@@ -532,11 +571,76 @@ struct JournalWorker {
     journal: Arc<dyn WebhookJournal>,
     backlog: Arc<AtomicUsize>,
     settings: JournalSettings,
-    sinks: Sinks,
+    sinks: Arc<Sinks>,
+}
+
+/// What a sink task hands back: the entry and what its sinks said.
+type Handled = (JournalEntry, Result<(), SinkError>);
+
+/// A completion write in flight, with its entries.
+type Completing = (Vec<JournalId>, JoinHandle<Result<(), StoreError>>);
+/// A claim in flight, with the number it asked for.
+type Claiming = (usize, JoinHandle<Result<Vec<JournalEntry>, StoreError>>);
+
+/// The processor's work in progress.
+#[derive(Default)]
+struct Pipeline {
+    /// Claimed, not yet handed to the sinks (oldest first).
+    queue: VecDeque<JournalEntry>,
+    /// Entries in their sinks, one task each.
+    handling: JoinSet<Handled>,
+    /// The entry of each sink task, to name it if the task panics.
+    tasks: HashMap<tokio::task::Id, (JournalId, u32)>,
+    /// Handled, waiting for the next completion write.
+    handled: Vec<JournalId>,
+    /// The completion write in flight, with its entries.
+    completing: Option<Completing>,
+    /// The claim in flight, with the number it asked for.
+    claiming: Option<Claiming>,
+    /// The last claim found fewer entries than it asked for: claim again when woken or polled.
+    drained: bool,
+}
+
+impl Pipeline {
+    /// Entries handed to the sinks and not yet durably completed: what a crash now could hand
+    /// to the sinks again.
+    fn in_flight(&self) -> usize {
+        self.handling.len() + self.handled.len() + self.completing.as_ref().map_or(0, |c| c.0.len())
+    }
+
+    fn idle(&self) -> bool {
+        self.queue.is_empty()
+            && self.handling.is_empty()
+            && self.handled.is_empty()
+            && self.completing.is_none()
+            && self.claiming.is_none()
+    }
+}
+
+/// The spawned journal call in `slot`, awaited; never ready when there is none.
+async fn joined<T, R>(slot: &mut Option<(T, JoinHandle<R>)>) -> Result<R, tokio::task::JoinError> {
+    match slot {
+        Some((_, handle)) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What woke the processor.
+enum Step {
+    Handled(Box<Result<(tokio::task::Id, Handled), tokio::task::JoinError>>),
+    Claimed(Result<Result<Vec<JournalEntry>, StoreError>, tokio::task::JoinError>),
+    Completed(Result<Result<(), StoreError>, tokio::task::JoinError>),
+    Woken(bool),
 }
 
 impl JournalWorker {
+    /// Claims, hands to the sinks and completes in a pipeline: up to `concurrency` entries are
+    /// in their sinks or waiting for their completion at once; the entries whose sinks returned
+    /// while a completion was being written are completed together in the next one. With a
+    /// concurrency of 1 each entry is completed before the next is handed to the sinks.
     async fn run(&self, woken: &mut mpsc::Receiver<()>) {
+        let s = self.settings;
+        let mut p = Pipeline::default();
         let mut closed = false;
         let mut next_purge = tokio::time::Instant::now();
         loop {
@@ -544,80 +648,153 @@ impl JournalWorker {
                 self.purge().await;
                 next_purge = tokio::time::Instant::now() + PURGE_EVERY;
             }
-            let s = &self.settings;
-            match self.journal.claim(Utc::now(), s.claim_batch, s.lease).await {
-                Ok(entries) if !entries.is_empty() => {
-                    for entry in entries {
-                        self.process(entry).await;
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook journal: cannot claim events; retrying");
-                    if !closed {
-                        tokio::time::sleep(s.poll_interval.min(Duration::from_secs(1))).await;
-                    }
-                }
+            // Claim ahead while the sinks work, so they never wait for a claim under load.
+            if p.claiming.is_none() && !p.drained && p.queue.len() < s.concurrency {
+                let limit = s.claim_batch.max(s.concurrency);
+                let journal = self.journal.clone();
+                let lease = s.lease;
+                p.claiming = Some((
+                    limit,
+                    tokio::spawn(async move { journal.claim(Utc::now(), limit, lease).await }),
+                ));
             }
-            if closed {
-                return;
+            while p.in_flight() < s.concurrency
+                && let Some(entry) = p.queue.pop_front()
+            {
+                let sinks = self.sinks.clone();
+                let (id, attempts) = (entry.id, entry.attempts);
+                let task = p.handling.spawn(async move {
+                    let result = sinks.handle(&entry.event).await;
+                    (entry, result)
+                });
+                p.tasks.insert(task.id(), (id, attempts));
             }
-            tokio::select! {
-                w = woken.recv() => closed = w.is_none(),
-                () = tokio::time::sleep(s.poll_interval) => {}
+            if p.completing.is_none() && !p.handled.is_empty() {
+                let ids = std::mem::take(&mut p.handled);
+                let journal = self.journal.clone();
+                let written = ids.clone();
+                p.completing = Some((
+                    ids,
+                    tokio::spawn(async move { journal.complete(&written, Utc::now()).await }),
+                ));
+            }
+            if p.idle() {
+                if closed {
+                    return;
+                }
+                tokio::select! {
+                    w = woken.recv() => closed = w.is_none(),
+                    () = tokio::time::sleep(s.poll_interval) => {}
+                }
+                p.drained = false;
+                continue;
+            }
+            let step = tokio::select! {
+                Some(h) = p.handling.join_next_with_id() => Step::Handled(Box::new(h)),
+                c = joined(&mut p.claiming) => Step::Claimed(c),
+                c = joined(&mut p.completing) => Step::Completed(c),
+                w = woken.recv(), if !closed => Step::Woken(w.is_some()),
+            };
+            match step {
+                Step::Handled(h) => self.handled(&mut p, *h).await,
+                Step::Claimed(c) => {
+                    let limit = p.claiming.take().map_or(0, |c| c.0);
+                    match c.map_err(StoreError::backend).and_then(|r| r) {
+                        Ok(entries) => {
+                            p.drained = entries.len() < limit;
+                            p.queue.extend(entries);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "webhook journal: cannot claim events; retrying");
+                            p.drained = true;
+                            if !closed {
+                                tokio::time::sleep(s.poll_interval.min(Duration::from_secs(1)))
+                                    .await;
+                            }
+                        }
+                    }
+                }
+                Step::Completed(c) => {
+                    let ids = p.completing.take().map(|c| c.0).unwrap_or_default();
+                    match c.map_err(StoreError::backend).and_then(|r| r) {
+                        Ok(()) => self.ended(ids.len()),
+                        Err(e) => {
+                            // The sinks ran; the entries come back after their lease (at least
+                            // once).
+                            tracing::warn!(entries = ids.len(), first = ?ids.first().map(|i| i.get()), error = %e, "webhook journal: cannot mark events processed; they will be handed to the sinks again");
+                        }
+                    }
+                }
+                Step::Woken(open) => {
+                    closed = !open;
+                    p.drained = false;
+                }
             }
         }
     }
 
-    async fn process(&self, entry: JournalEntry) {
-        let id = entry.id;
-        let result = self.sinks.handle(&entry.event).await;
+    /// A sink task ended: its entry waits for completion, or goes back for a retry, or fails.
+    async fn handled(
+        &self,
+        p: &mut Pipeline,
+        h: Result<(tokio::task::Id, Handled), tokio::task::JoinError>,
+    ) {
+        let (id, attempts, result, event) = match h {
+            Ok((task, (entry, result))) => {
+                p.tasks.remove(&task);
+                (entry.id, entry.attempts, result, Some(entry.event))
+            }
+            Err(e) => {
+                let Some((id, attempts)) = p.tasks.remove(&e.id()) else {
+                    return;
+                };
+                let why = if e.is_panic() {
+                    "a sink panicked"
+                } else {
+                    "a sink was cancelled"
+                };
+                (id, attempts, Err(SinkError::from(why.to_owned())), None)
+            }
+        };
         let now = Utc::now();
-        let ended = match result {
-            Ok(()) => match self.journal.complete(&[id], now).await {
-                Ok(()) => true,
-                Err(e) => {
-                    // The sinks ran; the entry comes back after its lease (at least once).
-                    tracing::warn!(entry = %id, error = %e, "webhook journal: cannot mark an event processed; it will be handed to the sinks again");
-                    false
-                }
-            },
-            Err(e) if entry.attempts >= self.settings.max_attempts => {
+        match result {
+            Ok(()) => p.handled.push(id),
+            Err(e) if attempts >= self.settings.max_attempts => {
                 let reason = e.to_string();
                 tracing::error!(
                     entry = %id,
-                    attempts = entry.attempts,
-                    event = ?entry.event,
+                    attempts,
+                    event = ?event,
                     error = %reason,
                     "webhook journal: giving up on an event its sinks keep refusing; kept as failed"
                 );
                 if let Err(e) = self.journal.fail(id, now, &reason).await {
                     tracing::warn!(entry = %id, error = %e, "webhook journal: cannot mark an event failed");
                 }
-                true
+                self.ended(1);
             }
             Err(e) => {
-                let delay = backoff(self.settings.retry_delay, entry.attempts);
+                let delay = backoff(self.settings.retry_delay, attempts);
                 let at = chrono::Duration::from_std(delay)
                     .ok()
                     .and_then(|d| now.checked_add_signed(d))
                     .unwrap_or(now);
-                tracing::warn!(entry = %id, attempts = entry.attempts, retry_in = ?delay, error = %e, "webhook journal: a sink failed; retrying the event later");
+                tracing::warn!(entry = %id, attempts, retry_in = ?delay, error = %e, "webhook journal: a sink failed; retrying the event later");
                 if let Err(e) = self.journal.retry(id, at, &e.to_string()).await {
                     tracing::warn!(entry = %id, error = %e, "webhook journal: cannot schedule a retry; the event comes back after its lease");
                 }
-                false
             }
-        };
-        if ended {
-            // Saturating: entries recorded by another process or run were never counted here.
-            let _ = self
-                .backlog
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    Some(n.saturating_sub(1))
-                });
         }
+    }
+
+    /// `n` entries left the backlog.
+    fn ended(&self, n: usize) {
+        // Saturating: entries recorded by another process or run were never counted here.
+        let _ = self
+            .backlog
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(n))
+            });
     }
 
     async fn purge(&self) {

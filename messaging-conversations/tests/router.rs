@@ -850,3 +850,138 @@ async fn an_unsigned_handler_is_served_only_behind_a_guard() {
         StatusCode::OK
     );
 }
+
+/// A sink that takes `cost` per event and notes how many events it held at once, and how many
+/// journal entries were still pending when each event arrived.
+#[derive(Debug)]
+struct Slow {
+    cost: Duration,
+    journal: Arc<MemoryWebhookJournal>,
+    now: AtomicUsize,
+    most: AtomicUsize,
+    done: AtomicUsize,
+    pending_seen: Mutex<Vec<usize>>,
+}
+
+impl Slow {
+    fn new(cost: Duration, journal: Arc<MemoryWebhookJournal>) -> Self {
+        Slow {
+            cost,
+            journal,
+            now: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            pending_seen: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl EventSink for Slow {
+    async fn handle(&self, _: &Event) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let pending = self.journal.pending().await.unwrap();
+        self.pending_seen.lock().unwrap().push(pending);
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(self.cost).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        self.done.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Delivery reports `from..from + n` in one signed body.
+fn reports(from: usize, n: usize) -> Vec<u8> {
+    let events: Vec<_> = (from..from + n)
+        .map(|i| delivery(&format!("out-{i}"), DeliveryStatus::Delivered))
+        .collect();
+    body(&events)
+}
+
+#[tokio::test]
+async fn by_default_each_event_is_marked_before_the_next_is_handed_over() {
+    let journal = Arc::new(MemoryWebhookJournal::new());
+    let sink = Arc::new(Slow::new(Duration::from_millis(2), journal.clone()));
+    let (app, _t) = WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .journal(journal.clone())
+        .sink(sink.clone())
+        .spawn()
+        .unwrap();
+    assert_eq!(send(&app, signed(reports(0, 20))).await.0, StatusCode::OK);
+    wait_until(|| sink.done.load(Ordering::SeqCst) == 20).await;
+    assert_eq!(sink.most.load(Ordering::SeqCst), 1, "one at a time");
+    // A crash hands at most the event in the sinks over again: every earlier one is marked.
+    let seen = sink.pending_seen.lock().unwrap().clone();
+    assert_eq!(seen, (1..=20).rev().collect::<Vec<_>>());
+    wait_until(|| journal.pending().now_or_never().and_then(Result::ok) == Some(0)).await;
+}
+
+#[tokio::test]
+async fn with_concurrency_the_sinks_take_events_together_and_every_one_is_marked() {
+    let journal = Arc::new(MemoryWebhookJournal::new());
+    let sink = Arc::new(Slow::new(Duration::from_millis(20), journal.clone()));
+    let (app, _t) = WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .journal(journal.clone())
+        .process_concurrency(8)
+        .sink(sink.clone())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    for from in [0, 10, 20, 30] {
+        assert_eq!(
+            send(&app, signed(reports(from, 10))).await.0,
+            StatusCode::OK
+        );
+    }
+    wait_until(|| sink.done.load(Ordering::SeqCst) == 40).await;
+    let most = sink.most.load(Ordering::SeqCst);
+    assert!((2..=8).contains(&most), "{most} at once, expected up to 8");
+    assert!(
+        started.elapsed() < Duration::from_millis(40 * 20),
+        "not one after another: {:?}",
+        started.elapsed()
+    );
+    // A crash could hand over again only what is in the sinks or not yet marked: at most 8.
+    let seen = sink.pending_seen.lock().unwrap().clone();
+    for (i, pending) in seen.iter().enumerate() {
+        assert!(*pending + i <= 40 + 7, "{i}: {pending} pending");
+    }
+    wait_until(|| journal.pending().now_or_never().and_then(Result::ok) == Some(0)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sink.done.load(Ordering::SeqCst), 40, "each event once");
+}
+
+#[derive(Debug, Default)]
+struct PanicsOnce {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl EventSink for PanicsOnce {
+    async fn handle(&self, _: &Event) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("a bug in a sink");
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_sink_is_retried_and_the_processor_goes_on() {
+    let journal = Arc::new(MemoryWebhookJournal::new());
+    let sink = Arc::new(PanicsOnce::default());
+    let (app, task) = WebhookRouter::new()
+        .mount("/hooks/test", Arc::new(TestProvider::default()))
+        .journal(journal.clone())
+        .poll_interval(Duration::from_millis(10))
+        .retry_delay(Duration::from_millis(10))
+        .sink(sink.clone())
+        .spawn()
+        .unwrap();
+    assert_eq!(send(&app, signed(reports(0, 1))).await.0, StatusCode::OK);
+    wait_until(|| sink.calls.load(Ordering::SeqCst) == 2).await;
+    wait_until(|| journal.pending().now_or_never().and_then(Result::ok) == Some(0)).await;
+    assert!(!task.is_finished(), "the processor survived the panic");
+}

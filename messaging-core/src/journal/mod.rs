@@ -23,7 +23,9 @@
 //!
 //! Processing is at least once: an entry whose sinks ran but whose completion was not yet
 //! written when the process died is handed to the sinks again after the restart (one entry per
-//! crash with the router's processor, which completes each entry as soon as its sinks return).
+//! crash with the router's processor, which by default completes each entry before handing the
+//! next to the sinks; at most `n` with its `process_concurrency(n)`, which completes the entries
+//! whose sinks returned together in one call).
 //!
 //! | implementation | where |
 //! |---|---|
