@@ -480,8 +480,13 @@ pub struct Limits {
     pub shutdown_grace: Option<Duration>,
     /// Cascades processed at once by one timer tick (default 32).
     pub concurrency: Option<usize>,
-    /// Webhook events waiting for processing before providers get 503 (default 1024).
+    /// Webhook events waiting for processing before providers get 503 (default 100,000: they
+    /// wait in the journal, on disk).
     pub webhook_queue: Option<usize>,
+    /// Webhook events handed to the engine and the inbox at once (default
+    /// [`DEFAULT_WEBHOOK_CONCURRENCY`](super::DEFAULT_WEBHOOK_CONCURRENCY)). A crash re-applies
+    /// at most this many, which both take as repeats; 1 keeps events strictly one at a time.
+    pub webhook_concurrency: Option<usize>,
 }
 
 /// How a channel hears from its provider (`receive`).
@@ -1342,6 +1347,7 @@ fn read_limits(node: Node<'_>) -> Limits {
         shutdown_grace: node.duration("shutdown_grace"),
         concurrency: size("concurrency", 1, 100_000),
         webhook_queue: size("webhook_queue", 1, 10_000_000),
+        webhook_concurrency: size("webhook_concurrency", 1, 4_096),
     };
     node.finish();
     limits
