@@ -6,9 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use messaging_cascade::store::{
-    CascadeReports, DailyCost, EndedCount, RunningCount, StoreError, Stuck, StuckCascade,
+    CascadeReports, DailyCost, EndedCount, ListQuery, RunningCount, StoreError, Stuck, StuckCascade,
 };
-use messaging_core::ChannelId;
+use messaging_core::{ChannelId, NotificationId};
 
 use crate::common::{decode, from_ns, saturating_ns};
 use crate::postgres::{PostgresStore, col};
@@ -113,6 +113,31 @@ impl CascadeReports for PostgresStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort();
         Ok(out)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<NotificationId>, StoreError> {
+        let order = if query.finished {
+            "ended_ns DESC, id COLLATE \"C\""
+        } else {
+            "due_ns ASC NULLS LAST, id COLLATE \"C\""
+        };
+        let sql = format!(
+            "SELECT id FROM {} WHERE finished = $1
+             AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR channel = $3)
+             ORDER BY {order} LIMIT $4",
+            self.t("cascades")
+        );
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                &sql,
+                &[&query.finished, &query.state, &query.channel, &limit],
+                "listing cascades",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| col::<String>(r, 0, "id").map(NotificationId::new))
+            .collect()
     }
 
     async fn cost_by_channel_day(

@@ -7,9 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use messaging_cascade::store::{
-    CascadeReports, DailyCost, EndedCount, RunningCount, StoreError, Stuck, StuckCascade,
+    CascadeReports, DailyCost, EndedCount, ListQuery, RunningCount, StoreError, Stuck, StuckCascade,
 };
-use messaging_core::ChannelId;
+use messaging_core::{ChannelId, NotificationId};
 use rusqlite::params;
 
 use crate::common::{decode, from_ns, saturating_ns};
@@ -135,6 +135,32 @@ impl CascadeReports for SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort();
         Ok(out)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<NotificationId>, StoreError> {
+        let order = if query.finished {
+            "ended_ns DESC, id"
+        } else {
+            "due_ns IS NULL, due_ns, id"
+        };
+        let sql = format!(
+            "SELECT id FROM cascades
+             WHERE finished = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR channel = ?3)
+             ORDER BY {order} LIMIT ?4"
+        );
+        let q = query.clone();
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let ids: Vec<String> = self
+            .read(move |c| {
+                c.prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(params![q.finished, q.state, q.channel, limit], |r| r.get(0))?
+                            .collect()
+                    })
+                    .map_err(sql_err("listing cascades"))
+            })
+            .await?;
+        Ok(ids.into_iter().map(NotificationId::new).collect())
     }
 
     async fn cost_by_channel_day(

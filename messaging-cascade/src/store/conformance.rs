@@ -26,8 +26,8 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::reports::CurrencyTotal;
 use super::{
-    CascadeReports, CascadeStore, DailyCost, EndedCount, Inserted, MessageRef, ReportQuery,
-    RunningCount, StoreError, StuckCascade, WindowStore,
+    CascadeReports, CascadeStore, DailyCost, EndedCount, Inserted, ListQuery, MessageRef,
+    ReportQuery, RunningCount, StoreError, StuckCascade, WindowStore,
 };
 use crate::engine::{
     Attempt, AttemptState, CascadeRecord, DeferReason, HistoryEntry, HistoryKind, Notification,
@@ -1587,6 +1587,61 @@ pub async fn reports_all_at_once<S: CascadeStore + CascadeReports + ?Sized>(stor
 /// # Panics
 ///
 /// When a store does not answer like the reference.
+/// `list` gives running cascades the next due first and finished ones the latest ended first,
+/// filtered by state and channel, at most `limit`.
+pub async fn reports_list<S: CascadeStore + CascadeReports + ?Sized>(store: &S) {
+    report_scenario(store).await;
+    let ids = |v: &[&str]| v.iter().map(|s| id(s)).collect::<Vec<_>>();
+    let list = |q: ListQuery| async move { store.list(&q).await.expect("list") };
+    assert_eq!(
+        list(ListQuery::running(100)).await,
+        ids(&[
+            "ready-new",
+            "sending",
+            "ready-deferred",
+            "claimed",
+            "waiting-wa",
+            "waiting-deadline",
+            "waiting-window",
+        ]),
+        "running: the next due first (a claim is due at the end of its lease), ties by id"
+    );
+    assert_eq!(
+        list(ListQuery::finished(100)).await,
+        ids(&[
+            "next-day",
+            "late",
+            "unconfirmed",
+            "d-sms",
+            "d-wa-2",
+            "replied",
+            "d-wa-1",
+            "exhausted",
+            "expired",
+            "old",
+        ]),
+        "finished: the latest ended first"
+    );
+    assert_eq!(
+        list(ListQuery::finished(2).state("delivered").channel("wa-main")).await,
+        ids(&["d-wa-2", "d-wa-1"]),
+        "delivered on wa-main, two of three"
+    );
+    assert_eq!(
+        list(ListQuery::running(10).channel("tg")).await,
+        ids(&["waiting-deadline", "waiting-window"])
+    );
+    assert_eq!(
+        list(ListQuery::running(10).state("ready")).await,
+        ids(&["ready-new", "ready-deferred", "claimed"])
+    );
+    assert_eq!(
+        list(ListQuery::running(10).state("delivered")).await,
+        ids(&[])
+    );
+    assert_eq!(list(ListQuery::finished(0)).await, ids(&[]));
+}
+
 pub async fn run_reports<S, F, Fut>(mut make: F)
 where
     S: CascadeStore + CascadeReports,
@@ -1599,6 +1654,7 @@ where
     reports_cost(&make().await).await;
     reports_after_purge(&make().await).await;
     reports_all_at_once(&make().await).await;
+    reports_list(&make().await).await;
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::reports::{self, CascadeReports, DailyCost, EndedCount, ReportFacts, RunningCount};
+use super::reports::{
+    self, CascadeReports, DailyCost, EndedCount, ListQuery, ReportFacts, RunningCount,
+};
 use super::{CascadeStore, Inserted, MessageRef, StoreError, Stuck, StuckCascade, WindowStore};
 use crate::engine::CascadeRecord;
 use messaging_core::chrono_dur;
@@ -410,6 +412,34 @@ impl CascadeReports for MemoryStore {
         Ok(reports::ended_counts(
             facts.into_iter().map(|f| (f.state, f.channel)),
         ))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<NotificationId>, StoreError> {
+        let g = self.lock();
+        let mut hits: Vec<(Option<DateTime<Utc>>, &NotificationId)> = g
+            .records
+            .values()
+            .filter(|s| query.matches(&ReportFacts::of(&s.record), s.record.is_finished()))
+            .map(|s| {
+                let at = if query.finished {
+                    s.record.ended_at()
+                } else {
+                    s.timer
+                };
+                (at, s.record.id())
+            })
+            .collect();
+        if query.finished {
+            hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        } else {
+            // The next due first, no timer last.
+            hits.sort_by(|a, b| (a.0.is_none(), a.0, a.1).cmp(&(b.0.is_none(), b.0, b.1)));
+        }
+        Ok(hits
+            .into_iter()
+            .take(query.limit)
+            .map(|(_, id)| id.clone())
+            .collect())
     }
 
     async fn cost_by_channel_day(

@@ -28,8 +28,8 @@ mod memory;
 pub use memory::MemoryStore;
 pub mod reports;
 pub use reports::{
-    CascadeReports, DailyCost, EndedCount, OperatorReport, ReportFacts, ReportQuery, RunningCount,
-    Stuck, StuckCascade,
+    CascadeReports, DailyCost, EndedCount, ListQuery, OperatorReport, ReportFacts, ReportQuery,
+    RunningCount, Stuck, StuckCascade,
 };
 
 #[cfg(feature = "testkit")]

@@ -13,6 +13,7 @@
 //! | stuck beyond their deadline | [`stuck`](CascadeReports::stuck) | the oldest first, with a total |
 //! | ended in the last hour | [`ended_between`](CascadeReports::ended_between) | outcome and the channel that ended it |
 //! | cost by channel and day | [`cost_by_channel_day`](CascadeReports::cost_by_channel_day) | channel, UTC day, currency |
+//! | which ones, for a list on a screen | [`list`](CascadeReports::list) | running: the next due first; finished: the latest ended first |
 //!
 //! [`CascadeReports::report`] asks all four at once and gives an [`OperatorReport`], the JSON
 //! that `messaging report` prints.
@@ -442,6 +443,76 @@ pub struct CurrencyTotal {
     pub sends: u64,
 }
 
+/// Which cascades [`CascadeReports::list`] returns: running or finished ones, optionally in one
+/// state and on one channel, at most `limit`.
+///
+/// Running ones come the next due first (a cascade with no timer last); finished ones the
+/// latest ended first; ties by notification id. `state` is a [`Phase::name`] while running
+/// and an [`Outcome::name`] once finished; `channel` is the current step's while running and
+/// the one that ended it once finished, as in [`RunningCount`] and [`EndedCount`].
+///
+/// ```
+/// use messaging_cascade::store::ListQuery;
+/// let q = ListQuery::finished(50).state("delivered").channel("wa-main");
+/// assert!(q.finished);
+/// assert_eq!(q.state.as_deref(), Some("delivered"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListQuery {
+    /// Finished cascades (true) or running ones.
+    pub finished: bool,
+    /// Only cascades in this state.
+    pub state: Option<String>,
+    /// Only cascades on this channel.
+    pub channel: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl ListQuery {
+    /// Running cascades, the next due first.
+    pub fn running(limit: usize) -> Self {
+        ListQuery {
+            finished: false,
+            state: None,
+            channel: None,
+            limit,
+        }
+    }
+
+    /// Finished cascades, the latest ended first.
+    pub fn finished(limit: usize) -> Self {
+        ListQuery {
+            finished: true,
+            ..ListQuery::running(limit)
+        }
+    }
+
+    /// Only cascades in `state` (`waiting`, `delivered`, ...).
+    pub fn state(mut self, state: impl Into<String>) -> Self {
+        self.state = Some(state.into());
+        self
+    }
+
+    /// Only cascades on `channel`.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = Some(channel.into());
+        self
+    }
+
+    /// Whether a cascade with these facts belongs in the list (for stores that filter in
+    /// memory).
+    pub fn matches(&self, facts: &ReportFacts, finished: bool) -> bool {
+        finished == self.finished
+            && self.state.as_deref().is_none_or(|s| s == facts.state)
+            && self
+                .channel
+                .as_deref()
+                .is_none_or(|c| facts.channel.as_deref() == Some(c))
+    }
+}
+
 /// The store's answers to an operator's questions. Implemented by
 /// [`MemoryStore`](super::MemoryStore) and the SQL stores of `messaging-store`; checked by the
 /// conformance suite's `run_reports`.
@@ -496,6 +567,15 @@ pub trait CascadeReports: Send + Sync + fmt::Debug + 'static {
         first: NaiveDate,
         last: NaiveDate,
     ) -> Result<Vec<DailyCost>, StoreError>;
+
+    /// The ids of the cascades `query` asks for, in its order (see [`ListQuery`]): what a
+    /// screen of cascades shows, each then read with [`CascadeStore::get`](super::CascadeStore::get).
+    /// The default answers [`StoreError::Unsupported`], so stores written before this method
+    /// existed still compile.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<NotificationId>, StoreError> {
+        let _ = query;
+        Err(StoreError::Unsupported("list"))
+    }
 
     /// All four answers for `query`.
     async fn report(&self, query: &ReportQuery) -> Result<OperatorReport, StoreError> {
