@@ -550,3 +550,56 @@ async fn pages_hear_of_a_new_message_over_server_sent_events() {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
+
+/// The notices page lists what the store holds, not what this process saw: a reminder from an
+/// earlier run, on the same database, is listed and opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_of_an_earlier_run_are_listed_from_the_store() {
+    let first = console_common::start();
+    let c = client();
+    let (session, _) = login(&c, &first.base).await;
+    wait_for("the seeded reminder among the notices", async || {
+        let (_, body) = get(&c, format!("{}/cascades", first.base), &session).await;
+        body.contains("reminder-patient-1-0")
+    })
+    .await;
+    let db = first._dir.path().join("console.sqlite");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("messaging.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+sqlite = {db:?}
+
+[listener]
+address = "127.0.0.1:0"
+
+[channels.telegram]
+provider = "telegram"
+token = "123456:console-test"
+webhook_secret = "console-test-secret"
+base_url = "http://127.0.0.1:9"
+
+[policies.reminders]
+steps = [{{ channel = "telegram", window = "15m" }}]
+"#
+        ),
+    )
+    .unwrap();
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let second = console_common::start_with(dir, &args, false);
+    let (session, _) = login(&c, &second.base).await;
+    let (status, notices) = get(&c, format!("{}/cascades", second.base), &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(notices.contains("reminder-patient-1-0"), "{notices}");
+    let id = enc("reminder-patient-1-0");
+    let (status, timeline) = get(&c, format!("{}/cascades/{id}", second.base), &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(timeline.contains("submitted"), "{timeline}");
+    drop(first);
+}

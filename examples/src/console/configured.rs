@@ -22,6 +22,7 @@ use messaging::identity::{Link, Provenance};
 use messaging::inbox::{Inbox, InboxStore};
 use messaging::service::{Service, ServiceConfig, StoreConfig};
 use messaging::sink::{EventSink, SinkError, Sinks};
+use messaging::store::CascadeReports;
 use messaging::window::WindowStore;
 use messaging::{Address, ChannelKind, ContactId, Event};
 
@@ -107,6 +108,7 @@ struct Stores {
     identity: Arc<dyn IdentityStore>,
     tokens: Arc<dyn UsedTokenStore>,
     windows: Arc<dyn WindowStore>,
+    reports: Arc<dyn CascadeReports>,
 }
 
 /// The inbox's and identity links' store: the service's database, opened again.
@@ -122,7 +124,8 @@ async fn stores(config: &StoreConfig) -> Result<Stores, String> {
                 inbox: s.clone(),
                 identity: s.clone(),
                 tokens: s.clone(),
-                windows: s,
+                windows: s.clone(),
+                reports: s,
             })
         }
         StoreConfig::Postgres { url, schema } => {
@@ -142,7 +145,8 @@ async fn stores(config: &StoreConfig) -> Result<Stores, String> {
                 inbox: s.clone(),
                 identity: s.clone(),
                 tokens: s.clone(),
-                windows: s,
+                windows: s.clone(),
+                reports: s,
             })
         }
         #[allow(unreachable_patterns)]
@@ -235,6 +239,7 @@ pub async fn start(
             identity: st.identity,
             engine: service.engine().clone(),
             cascades: service.engine().store().clone(),
+            reports: st.reports,
             linker: Some(linker),
         },
         cc,

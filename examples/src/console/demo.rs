@@ -290,6 +290,7 @@ pub async fn start(password: auth::Password, options: DemoOptions) -> Result<Dem
             identity,
             engine: engine.clone(),
             cascades,
+            reports: store.clone(),
             linker: Some(linker),
         },
         config,

@@ -12,7 +12,7 @@
 //! | `/t/<thread>` | the merged history, a badge per channel, delivery ticks, edits and deletions; the reply box | [`Inbox::reply`] on the channel of the patient's last message; a template when WhatsApp's window is closed |
 //! | `/patients`, `/patients/<contact>` | patient cards with linked Telegram / Max ids and how each link was proven; link or unlink by hand with a reason | [`IdentityStore`] (`by_contact`, `link`, `unlink`), [`InboxStore::rethread`] |
 //! | `/links` | unknown senders waiting to be linked | threads without a contact, [`Linker::is_pending`] |
-//! | `/cascades`, `/cascades/<id>` | reminders by state and channel, each one's timeline | [`Engine::subscribe`], [`CascadeStore::get`] |
+//! | `/cascades`, `/cascades/<id>` | reminders by state and channel, each one's timeline | [`CascadeReports::list`], [`Engine::subscribe`], [`CascadeStore::get`] |
 //! | every page | channel health (healthy, degraded, down, since when) | [`Engine::health`] |
 //!
 //! Build one with [`Console::new`] and serve [`Console::router`] beside the webhooks (for a
@@ -39,7 +39,7 @@ use messaging::engine::CascadeEvent;
 use messaging::identity::{IdentityStore, Linker};
 use messaging::inbox::{Inbox, InboxStore, ThreadId};
 use messaging::sink::{EventSink, SinkError};
-use messaging::store::CascadeStore;
+use messaging::store::{CascadeReports, CascadeStore};
 use messaging::{
     Address, ChannelId, ChannelKind, ContactId, DeliveryStatus, Engine, Event, NotificationId,
     Phone,
@@ -203,6 +203,8 @@ pub struct Parts {
     pub engine: Engine,
     /// The engine's store.
     pub cascades: Arc<dyn CascadeStore>,
+    /// The same store's answers to an operator: which cascades the notices page lists.
+    pub reports: Arc<dyn CascadeReports>,
     /// The linker, if Telegram and Max senders are asked to share their phone.
     pub linker: Option<Arc<Linker>>,
 }
@@ -214,7 +216,7 @@ impl fmt::Debug for Parts {
 }
 
 /// The most cascades the console lists (newest first).
-const MAX_CASCADES: usize = 500;
+pub(crate) const MAX_CASCADES: usize = 500;
 
 /// A channel's health state, since when, and why.
 pub(crate) type HealthRow = (String, DateTime<Utc>, String);

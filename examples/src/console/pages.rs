@@ -18,6 +18,7 @@ use maud::{DOCTYPE, Markup, html};
 use messaging::engine::{AttemptState, CascadeRecord, HistoryKind, Phase};
 use messaging::identity::{Link, Provenance};
 use messaging::inbox::{Direction, InboxMessage, ReplyError, ThreadId};
+use messaging::store::ListQuery;
 use messaging::{
     Address, ChannelKind, ContactId, Content, Evidence, NotificationId, Template, TemplateComponent,
 };
@@ -25,7 +26,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::auth::{self, LOGIN_COOKIE, Operator, SESSION_COOKIE};
-use super::{AuditEntry, Live, State, Tick, kinds_of, lock, unknown_label};
+use super::{AuditEntry, Live, MAX_CASCADES, State, Tick, kinds_of, lock, unknown_label};
 
 type Shared = Arc<State>;
 
@@ -1153,20 +1154,36 @@ const STATES: [&str; 8] = [
     "failed",
 ];
 
+/// The store's list ([`CascadeReports::list`]): every cascade it holds, not only this run's.
+/// "running" lists the running ones, the next due first; an outcome lists the finished ones
+/// that ended so, the latest first; no state lists both. The channel is the current step's
+/// while running and the one that ended it once finished.
 async fn cascade_rows(state: &State, f: &CascadeFilter) -> Result<Vec<CascadeRecord>, Response> {
-    let ids: Vec<NotificationId> = lock(&state.cascades).iter().cloned().collect();
-    let mut out = Vec::new();
-    for id in ids {
-        let Some(r) = state.parts.cascades.get(&id).await.map_err(failed)? else {
-            continue;
+    let narrow = |q: ListQuery| {
+        let q = if f.channel.is_empty() {
+            q
+        } else {
+            q.channel(f.channel.as_str())
         };
-        if !f.state.is_empty() && cascade_state(&r) != f.state {
-            continue;
+        match f.state.as_str() {
+            "" | "running" => q,
+            outcome => q.state(outcome),
         }
-        if !f.channel.is_empty() && !r.attempts.iter().any(|a| a.channel.as_str() == f.channel) {
-            continue;
+    };
+    let mut queries = Vec::new();
+    if f.state.is_empty() || f.state == "running" {
+        queries.push(narrow(ListQuery::running(MAX_CASCADES)));
+    }
+    if f.state != "running" {
+        queries.push(narrow(ListQuery::finished(MAX_CASCADES)));
+    }
+    let mut out = Vec::new();
+    for q in queries {
+        for id in state.parts.reports.list(&q).await.map_err(failed)? {
+            if let Some(r) = state.parts.cascades.get(&id).await.map_err(failed)? {
+                out.push(r);
+            }
         }
-        out.push(r);
     }
     Ok(out)
 }

@@ -1582,11 +1582,6 @@ pub async fn reports_all_at_once<S: CascadeStore + CascadeReports + ?Sized>(stor
     );
 }
 
-/// Runs every report check, each on a fresh store from `make`.
-///
-/// # Panics
-///
-/// When a store does not answer like the reference.
 /// `list` gives running cascades the next due first and finished ones the latest ended first,
 /// filtered by state and channel, at most `limit`.
 pub async fn reports_list<S: CascadeStore + CascadeReports + ?Sized>(store: &S) {
@@ -1642,6 +1637,11 @@ pub async fn reports_list<S: CascadeStore + CascadeReports + ?Sized>(store: &S) 
     assert_eq!(list(ListQuery::finished(0)).await, ids(&[]));
 }
 
+/// Runs every report check, each on a fresh store from `make`.
+///
+/// # Panics
+///
+/// When a store does not answer like the reference.
 pub async fn run_reports<S, F, Fut>(mut make: F)
 where
     S: CascadeStore + CascadeReports,
