@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use tracing::Instrument;
@@ -26,7 +27,7 @@ use crate::store::{CascadeStore, Inserted, MemoryStore};
 use messaging_core::StoreError;
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
 use messaging_core::sink::{EventSink, SinkError};
-use messaging_core::task::catch_panic;
+use messaging_core::task::{Panicked, catch_panic};
 use messaging_core::{
     Address, ChannelId, ChannelKind, ContactId, NotificationId, PolicyId, ProviderMessageId,
     Purpose,
@@ -686,9 +687,12 @@ impl Engine {
             // Its first history is told in the cascade's span, by `drive`.
             Inserted::New => self.publish(&id, &rec.history),
         }
-        let first = catch_panic(self.drive(&id, Some(rec), Input::Submitted))
+        // `catch_unwind` keeps the cascade's future in place: `catch_panic` would box it, an
+        // allocation and two copies of a large future on every submit.
+        let first = AssertUnwindSafe(self.drive(&id, Some(rec), Input::Submitted))
+            .catch_unwind()
             .await
-            .unwrap_or_else(|p| Err(panicked(&id, &p)));
+            .unwrap_or_else(|p| Err(panicked(&id, &Panicked::from_payload(&*p))));
         let outcome = match first {
             Ok(outcome) => outcome,
             Err(e) => {

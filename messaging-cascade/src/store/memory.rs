@@ -2,8 +2,8 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt;
-use std::sync::Mutex;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,6 +47,8 @@ struct Inner {
     messages: FastMap<ProviderMessageId, MessageRef>,
     /// Reply keys by 64-bit hash (no string per key); hits are checked against the record.
     reply_index: FastMap<u64, Ids>,
+    /// The seed of those hashes (per store, so crafted keys cannot be aimed at one entry).
+    key_seed: foldhash::fast::RandomState,
     active: usize,
 }
 
@@ -116,12 +118,17 @@ impl MemoryStore {
 impl Inner {
     fn index_messages(&mut self, record: &CascadeRecord) {
         for (pmid, attempt) in record.provider_message_ids() {
-            self.messages
-                .entry(pmid.clone())
-                .or_insert_with(|| MessageRef {
-                    notification_id: record.id().clone(),
-                    attempt,
-                });
+            // Looked up before the entry API, which would take (clone) the key for every
+            // attempt on every update; the first entry for an id wins, as before.
+            if !self.messages.contains_key(pmid) {
+                self.messages.insert(
+                    pmid.clone(),
+                    MessageRef {
+                        notification_id: record.id().clone(),
+                        attempt,
+                    },
+                );
+            }
         }
     }
 
@@ -130,23 +137,25 @@ impl Inner {
         if record.is_finished() {
             return;
         }
-        let index = &mut self.reply_index;
+        let (index, seed) = (&mut self.reply_index, &self.key_seed);
         record
             .notification
             .recipient
-            .each_address_key(|k| match index.entry(KeyHash::of(k)) {
-                Entry::Occupied(mut e) => e.get_mut().push(record.id().clone()),
-                Entry::Vacant(e) => {
-                    e.insert(Ids::One(record.id().clone()));
+            .each_address_key_parts(|prefix, value| {
+                match index.entry(key_hash(seed, prefix, value)) {
+                    Entry::Occupied(mut e) => e.get_mut().push(record.id().clone()),
+                    Entry::Vacant(e) => {
+                        e.insert(Ids::One(record.id().clone()));
+                    }
                 }
             });
     }
 
     /// Takes `id` out of the index under every key of `recipient`.
     fn remove_reply_keys(&mut self, id: &NotificationId, recipient: &Recipient) {
-        let index = &mut self.reply_index;
-        recipient.each_address_key(|k| {
-            if let Entry::Occupied(mut e) = index.entry(KeyHash::of(k))
+        let (index, seed) = (&mut self.reply_index, &self.key_seed);
+        recipient.each_address_key_parts(|prefix, value| {
+            if let Entry::Occupied(mut e) = index.entry(key_hash(seed, prefix, value))
                 && e.get_mut().remove(id)
             {
                 e.remove();
@@ -155,31 +164,84 @@ impl Inner {
     }
 }
 
-/// A stable 64-bit hash of a reply key (FNV-1a), fed by the key's formatting so no string is
-/// built for it.
-struct KeyHash(u64);
+/// The 64-bit hash of the reply key `prefix` + `value` (a lookup passes the whole key as
+/// `prefix`). The two pieces are joined on the stack, so that a key costs no allocation and no
+/// formatting, and hashed at once with the store's seed.
+fn key_hash(seed: &foldhash::fast::RandomState, prefix: &str, value: &str) -> u64 {
+    let len = prefix.len() + value.len();
+    let mut buf = [0u8; 64];
+    if let Some(joined) = buf.get_mut(..len) {
+        let (p, v) = joined.split_at_mut(prefix.len());
+        p.copy_from_slice(prefix.as_bytes());
+        v.copy_from_slice(value.as_bytes());
+        return seed.hash_one(&*joined);
+    }
+    // A long key (a contact id can be any length): the same bytes, joined on the heap.
+    let joined = [prefix.as_bytes(), value.as_bytes()].concat();
+    seed.hash_one(joined.as_slice())
+}
 
-impl KeyHash {
-    fn of(key: fmt::Arguments<'_>) -> u64 {
-        let mut h = KeyHash(0xcbf2_9ce4_8422_2325);
-        // Writing to a hasher cannot fail.
-        let _ = fmt::Write::write_fmt(&mut h, key);
-        h.0
+/// A new record's stored copy, with room for what its first updates add (the intent to send,
+/// then the receipt: one attempt, two history entries), so that they write in place instead of
+/// growing the vectors; a cascade waiting for its evidence then holds no spare room.
+fn stored_copy(record: &CascadeRecord) -> CascadeRecord {
+    let mut attempts = Vec::with_capacity(record.attempts.len().max(1));
+    attempts.extend_from_slice(&record.attempts);
+    let mut history = Vec::with_capacity(record.history.len() + 2);
+    history.extend_from_slice(&record.history);
+    CascadeRecord {
+        notification: Arc::clone(&record.notification),
+        policy: record.policy.clone(),
+        version: record.version,
+        step: record.step,
+        phase: record.phase.clone(),
+        wake_at: record.wake_at,
+        rate_limit_waits: record.rate_limit_waits,
+        attempts,
+        history,
+        created_at: record.created_at,
     }
 }
 
-impl fmt::Write for KeyHash {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-        Ok(())
+/// Makes `dst` a copy of `src`, reusing `dst`'s buffers: an update rewrites a stored record
+/// that differs from the new one by a few history entries, and a fresh clone (two vectors
+/// allocated, the old ones freed) cost more than the rest of the update. Every field is
+/// named, so a new field cannot be forgotten.
+fn copy_record(dst: &mut CascadeRecord, src: &CascadeRecord) {
+    let CascadeRecord {
+        notification,
+        policy,
+        version,
+        step,
+        phase,
+        wake_at,
+        rate_limit_waits,
+        attempts,
+        history,
+        created_at,
+    } = src;
+    if !Arc::ptr_eq(&dst.notification, notification) {
+        dst.notification = Arc::clone(notification);
     }
+    dst.policy.clone_from(policy);
+    dst.version = *version;
+    dst.step = *step;
+    dst.phase.clone_from(phase);
+    dst.wake_at = *wake_at;
+    dst.rate_limit_waits = *rate_limit_waits;
+    copy_vec(&mut dst.attempts, attempts);
+    copy_vec(&mut dst.history, history);
+    dst.created_at = *created_at;
 }
 
-fn key_hash(key: &str) -> u64 {
-    KeyHash::of(format_args!("{key}"))
+/// `dst.clone_from(src)`, but growing to the exact length: a stored record keeps no spare room
+/// (it may wait for days, and memory per pending cascade counts).
+fn copy_vec<T: Clone>(dst: &mut Vec<T>, src: &[T]) {
+    dst.truncate(src.len());
+    let (same, more) = src.split_at(dst.len());
+    dst.clone_from_slice(same);
+    dst.reserve_exact(more.len());
+    dst.extend_from_slice(more);
 }
 
 #[async_trait]
@@ -189,7 +251,7 @@ impl CascadeStore for MemoryStore {
         if let Some(slot) = g.records.get(record.id()) {
             return Ok(Inserted::Exists(Box::new(slot.record.clone())));
         }
-        let mut rec = record.clone();
+        let mut rec = stored_copy(record);
         rec.version = 0;
         g.index_messages(&rec);
         // Reply keys only change when a cascade starts or ends: the notification is immutable.
@@ -226,17 +288,19 @@ impl CascadeStore for MemoryStore {
         }
         let was_active = !slot.record.is_finished();
         let old_timer = slot.timer.take();
-        let mut rec = record.clone();
-        rec.version += 1;
-        let version = rec.version;
-        let now_active = !rec.is_finished();
-        slot.timer = rec.wake_at;
-        slot.record = rec;
-        if let Some(w) = old_timer {
-            g.timers.remove(&(w, record.id().clone()));
-        }
-        if let Some(w) = record.wake_at {
-            g.timers.insert((w, record.id().clone()));
+        copy_record(&mut slot.record, record);
+        let version = record.version + 1;
+        slot.record.version = version;
+        let now_active = !record.is_finished();
+        slot.timer = record.wake_at;
+        // An unchanged timer (a claim's lease differs from wake_at) keeps its place.
+        if old_timer != record.wake_at {
+            if let Some(w) = old_timer {
+                g.timers.remove(&(w, record.id().clone()));
+            }
+            if let Some(w) = record.wake_at {
+                g.timers.insert((w, record.id().clone()));
+            }
         }
         g.index_messages(record);
         match (was_active, now_active) {
@@ -297,7 +361,7 @@ impl CascadeStore for MemoryStore {
 
     async fn active_by_reply_key(&self, key: &str) -> Result<Vec<NotificationId>, StoreError> {
         let g = self.lock();
-        let Some(ids) = g.reply_index.get(&key_hash(key)) else {
+        let Some(ids) = g.reply_index.get(&key_hash(&g.key_seed, key, "")) else {
             return Ok(Vec::new());
         };
         // Two keys may share a hash: keep only cascades that really have this key.
