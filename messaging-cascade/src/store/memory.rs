@@ -76,6 +76,19 @@ impl Ids {
         }
     }
 
+    /// Keeps only the ids `keep` accepts (a lone id it refuses gives way to `id`, which the
+    /// caller pushes next).
+    fn retain(&mut self, keep: impl Fn(&NotificationId) -> bool, id: &NotificationId) {
+        match self {
+            Ids::One(x) => {
+                if !keep(x) {
+                    *x = id.clone();
+                }
+            }
+            Ids::Many(set) => set.retain(|x| keep(x)),
+        }
+    }
+
     /// Removes `id`; returns whether the set is now empty.
     fn remove(&mut self, id: &NotificationId) -> bool {
         match self {
@@ -133,19 +146,31 @@ impl Inner {
     }
 
     /// Indexes an unfinished record under its reply keys (see [`CascadeRecord::reply_keys`]).
+    ///
+    /// A cascade that ends keeps its entries (lookups skip finished cascades): taking them out
+    /// would hash every key again on the hot path. They go when the next cascade is indexed
+    /// under the same key (below), or when the record is purged, so that an entry holds at
+    /// most the person's running cascades and those that ended since their last one began.
     fn add_reply_keys(&mut self, record: &CascadeRecord) {
         if record.is_finished() {
             return;
         }
-        let (index, seed) = (&mut self.reply_index, &self.key_seed);
+        let (index, seed, records) = (&mut self.reply_index, &self.key_seed, &self.records);
+        let id = record.id();
+        let running =
+            |x: &NotificationId| x == id || records.get(x).is_some_and(|s| !s.record.is_finished());
         record
             .notification
             .recipient
             .each_address_key_parts(|prefix, value| {
                 match index.entry(key_hash(seed, prefix, value)) {
-                    Entry::Occupied(mut e) => e.get_mut().push(record.id().clone()),
+                    Entry::Occupied(mut e) => {
+                        let ids = e.get_mut();
+                        ids.retain(running, id);
+                        ids.push(id.clone());
+                    }
                     Entry::Vacant(e) => {
-                        e.insert(Ids::One(record.id().clone()));
+                        e.insert(Ids::One(id.clone()));
                     }
                 }
             });
@@ -304,11 +329,8 @@ impl CascadeStore for MemoryStore {
         }
         g.index_messages(record);
         match (was_active, now_active) {
-            (true, false) => {
-                g.active -= 1;
-                // The notification, and so its keys, never changes.
-                g.remove_reply_keys(record.id(), &record.notification.recipient);
-            }
+            // Its reply keys stay until they are reused or purged (see `add_reply_keys`).
+            (true, false) => g.active -= 1,
             (false, true) => {
                 g.active += 1;
                 g.add_reply_keys(record);
@@ -417,6 +439,7 @@ impl CascadeStore for MemoryStore {
             if let Some(w) = slot.timer {
                 g.timers.remove(&(w, id.clone()));
             }
+            g.remove_reply_keys(id, &slot.record.notification.recipient);
         }
         Ok(gone.len())
     }
