@@ -420,18 +420,21 @@ impl EngineBuilder {
                 .gated(!self.gates.is_empty())
         };
         let mut rules = FastMap::default();
-        for p in self.policies {
+        for mut p in self.policies {
             if p.steps.is_empty() {
                 return Err(BuildError::EmptyPolicy(p.id));
             }
-            for (i, s) in p.steps.iter().enumerate() {
-                if !channels.contains_key(&s.channel) {
+            for (i, s) in p.steps.iter_mut().enumerate() {
+                let Some((id, _)) = channels.get_key_value(&s.channel) else {
                     return Err(BuildError::UnknownChannel {
                         policy: p.id.clone(),
                         step: i,
                         channel: s.channel.clone(),
                     });
-                }
+                };
+                // One shared string per channel id: comparing two clones of it (map lookups
+                // by a step's channel, several per decision) stops at the pointer.
+                s.channel = id.clone();
                 if s.window.is_zero() {
                     return Err(BuildError::ZeroWindow {
                         policy: p.id.clone(),

@@ -261,10 +261,16 @@ fn copy_record(dst: &mut CascadeRecord, src: &CascadeRecord) {
 
 /// `dst.clone_from(src)`, but growing to the exact length: a stored record keeps no spare room
 /// (it may wait for days, and memory per pending cascade counts).
-fn copy_vec<T: Clone>(dst: &mut Vec<T>, src: &[T]) {
+fn copy_vec<T: Clone + PartialEq>(dst: &mut Vec<T>, src: &[T]) {
     dst.truncate(src.len());
     let (same, more) = src.split_at(dst.len());
-    dst.clone_from_slice(same);
+    for (d, s) in dst.iter_mut().zip(same) {
+        // History only grows: the entries already stored are nearly always equal, and
+        // comparing them (shared strings compare by pointer first) is cheaper than replacing.
+        if d != s {
+            d.clone_from(s);
+        }
+    }
     dst.reserve_exact(more.len());
     dst.extend_from_slice(more);
 }
