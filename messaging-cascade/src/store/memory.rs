@@ -545,3 +545,62 @@ impl WindowStore for MemoryStore {
         self.windows.close(channel, address_key).await
     }
 }
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use super::*;
+    use crate::engine::Outcome;
+    use crate::store::conformance::{finish, record, t};
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// An ended cascade's reply keys stay until the key is reused or the record purged, and
+    /// lookups never return it meanwhile.
+    #[test]
+    fn ended_cascades_leave_the_reply_index_on_reuse_or_purge() {
+        block(async {
+            let store = MemoryStore::new();
+            let phone = "phone:+79123456789";
+            let mut a = record("a", "+79123456789", Some(t(10)));
+            store.insert(&a).await.expect("insert a");
+            finish(&mut a, Outcome::Exhausted);
+            store.update(&a).await.expect("finish a");
+            assert!(
+                store
+                    .active_by_reply_key(phone)
+                    .await
+                    .expect("lookup")
+                    .is_empty()
+            );
+            // Phone and contact keys of `a`, not taken out yet.
+            assert_eq!(store.lock().reply_index.len(), 2);
+
+            let mut b = record("b", "+79123456789", Some(t(10)));
+            store.insert(&b).await.expect("insert b");
+            let ids = store.active_by_reply_key(phone).await.expect("lookup");
+            assert_eq!(ids, vec![NotificationId::new("b")]);
+            {
+                let g = store.lock();
+                let key = key_hash(&g.key_seed, phone, "");
+                assert!(
+                    matches!(g.reply_index.get(&key), Some(Ids::One(x)) if x.as_str() == "b"),
+                    "reusing the key dropped the ended cascade"
+                );
+            }
+
+            finish(&mut b, Outcome::Exhausted);
+            store.update(&b).await.expect("finish b");
+            let purged = store.purge_finished(t(1_000_000), 10).await.expect("purge");
+            assert_eq!(purged, 2);
+            assert!(
+                store.lock().reply_index.is_empty(),
+                "purge empties the index"
+            );
+        });
+    }
+}
