@@ -205,3 +205,19 @@ pub(crate) fn clone_error(e: &ChannelError) -> ChannelError {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_ids_are_the_documented_message_ids() {
+        let long = "x".repeat(80);
+        for id in ["sms", "wa-main", long.as_str()] {
+            let stub = StubChannel::new(id, ChannelKind::Sms);
+            for n in [1, 9, 10, 123_456, u64::MAX] {
+                assert_eq!(stub.receipt_id(n).as_str(), stub.message_id(n));
+            }
+        }
+    }
+}
