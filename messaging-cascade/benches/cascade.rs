@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use messaging_cascade::engine::{Attempt, CascadeRecord, HistoryEntry};
 use messaging_cascade::*;
 use messaging_core::testkit::StubChannel;
 use messaging_core::*;
@@ -98,6 +99,16 @@ fn memory_per_pending_cascade() {
         assert_eq!(e.store().count_active().await.expect("count"), N as usize);
     });
     let after = resident_bytes();
+    // What a pending cascade is made of, to read the figure below against.
+    println!(
+        "sizes: record {} bytes, attempt {}, history entry {}, notification {} (recipient {}, content {})",
+        std::mem::size_of::<CascadeRecord>(),
+        std::mem::size_of::<Attempt>(),
+        std::mem::size_of::<HistoryEntry>(),
+        std::mem::size_of::<Notification>(),
+        std::mem::size_of::<Recipient>(),
+        std::mem::size_of::<Content>(),
+    );
     match (before, after) {
         (Some(b), Some(a)) => println!(
             "memory per pending cascade: {} bytes ({N} pending cascades, resident {} MiB -> {} MiB)",

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use tracing::Instrument;
@@ -26,7 +27,7 @@ use crate::store::{CascadeStore, Inserted, MemoryStore};
 use messaging_core::StoreError;
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
 use messaging_core::sink::{EventSink, SinkError};
-use messaging_core::task::catch_panic;
+use messaging_core::task::{Panicked, catch_panic};
 use messaging_core::{
     Address, ChannelId, ChannelKind, ContactId, NotificationId, PolicyId, ProviderMessageId,
     Purpose,
@@ -419,18 +420,21 @@ impl EngineBuilder {
                 .gated(!self.gates.is_empty())
         };
         let mut rules = FastMap::default();
-        for p in self.policies {
+        for mut p in self.policies {
             if p.steps.is_empty() {
                 return Err(BuildError::EmptyPolicy(p.id));
             }
-            for (i, s) in p.steps.iter().enumerate() {
-                if !channels.contains_key(&s.channel) {
+            for (i, s) in p.steps.iter_mut().enumerate() {
+                let Some((id, _)) = channels.get_key_value(&s.channel) else {
                     return Err(BuildError::UnknownChannel {
                         policy: p.id.clone(),
                         step: i,
                         channel: s.channel.clone(),
                     });
-                }
+                };
+                // One shared string per channel id: comparing two clones of it (map lookups
+                // by a step's channel, several per decision) stops at the pointer.
+                s.channel = id.clone();
                 if s.window.is_zero() {
                     return Err(BuildError::ZeroWindow {
                         policy: p.id.clone(),
@@ -686,9 +690,12 @@ impl Engine {
             // Its first history is told in the cascade's span, by `drive`.
             Inserted::New => self.publish(&id, &rec.history),
         }
-        let first = catch_panic(self.drive(&id, Some(rec), Input::Submitted))
+        // `catch_unwind` keeps the cascade's future in place: `catch_panic` would box it, an
+        // allocation and two copies of a large future on every submit.
+        let first = AssertUnwindSafe(self.drive(&id, Some((rec, rules)), Input::Submitted))
+            .catch_unwind()
             .await
-            .unwrap_or_else(|p| Err(panicked(&id, &p)));
+            .unwrap_or_else(|p| Err(panicked(&id, &Panicked::from_payload(&*p))));
         let outcome = match first {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -709,7 +716,9 @@ impl Engine {
         // A cancel ends the cascade: there is nothing to perform after it.
         let input = Input::Cancel;
         let span = observe::cascade_span(id, &input);
-        let decision = self.decide_and_store(id, &mut None, &input, &span).await?;
+        let decision = self
+            .decide_and_store(id, &mut None, &mut None, &input, &span)
+            .await?;
         Ok(decision.is_some_and(|d| d.changed))
     }
 
@@ -952,7 +961,9 @@ impl Engine {
             // A reply ends the cascade (or, written before it began, changes nothing): there is
             // nothing to perform after it.
             let span = observe::cascade_span(&id, &input);
-            let decision = self.decide_and_store(&id, &mut None, &input, &span).await?;
+            let decision = self
+                .decide_and_store(&id, &mut None, &mut None, &input, &span)
+                .await?;
             if decision.is_some_and(|d| d.changed) {
                 n += 1;
             }
@@ -1095,10 +1106,14 @@ impl Engine {
     /// the new history. On a conflict (another task or instance changed the cascade meanwhile)
     /// it loads the record again and decides again. Returns `None` if there is no such cascade;
     /// otherwise `slot` holds the record as stored.
-    async fn decide_and_store(
-        &self,
+    ///
+    /// `rules`: the cascade's rules if the caller has looked them up already (a cascade's
+    /// policy never changes); filled in otherwise, so a loop of decisions looks them up once.
+    async fn decide_and_store<'s>(
+        &'s self,
         id: &NotificationId,
         slot: &mut Option<CascadeRecord>,
+        rules: &mut Option<&'s Rules>,
         input: &Input,
         span: &tracing::Span,
     ) -> Result<Option<Decision>, EngineError> {
@@ -1111,7 +1126,7 @@ impl Engine {
                 },
             };
             let now = self.now();
-            let rules = self.rules(&rec.policy);
+            let rules = *rules.get_or_insert_with(|| self.rules(&rec.policy));
             let health = self.health_view(rules, rec, now);
             let evidence_before = match input {
                 Input::DeliveryReport { attempt, .. } => {
@@ -1157,19 +1172,23 @@ impl Engine {
 
     /// Moves a cascade on after `input`: decides and stores, then performs the decision's
     /// actions and feeds their results back, until the cascade waits for the world. Returns its
-    /// outcome if it has ended. `current`: the caller's copy of the record as stored, if it
-    /// has one (saves a read).
+    /// outcome if it has ended. `current`: the caller's copy of the record as stored, with its
+    /// rules, if it has them (saves a read and a lookup).
     ///
     /// Each call is one `cascade` span (entered only around what it tells, never across an
     /// await: the future is not wrapped, which would cost a copy of it). For
     /// [`Input::Submitted`], `current` is the record just inserted, and its first history is
     /// told here.
-    async fn drive(
-        &self,
+    async fn drive<'s>(
+        &'s self,
         id: &NotificationId,
-        current: Option<CascadeRecord>,
+        current: Option<(CascadeRecord, &'s Rules)>,
         mut input: Input,
     ) -> Result<Option<Outcome>, EngineError> {
+        let (current, mut rules) = match current {
+            Some((rec, rules)) => (Some(rec), Some(rules)),
+            None => (None, None),
+        };
         let span = observe::cascade_span(id, &input);
         if let (Input::Submitted, Some(rec)) = (&input, &current) {
             span.in_scope(|| {
@@ -1188,7 +1207,10 @@ impl Engine {
             if rounds > 64 && !matches!(input, Input::SendOutcome { .. }) {
                 return Ok(None);
             }
-            let Some(decision) = self.decide_and_store(id, &mut slot, &input, span).await? else {
+            let Some(decision) = self
+                .decide_and_store(id, &mut slot, &mut rules, &input, span)
+                .await?
+            else {
                 return Ok(None);
             };
             let Some(rec) = &slot else {
@@ -1275,7 +1297,12 @@ impl Engine {
         };
         let started = std::time::Instant::now();
         // The channel's future is boxed: wrapping it copies a pointer, not the future.
-        let result = c.send(message).instrument(span.clone()).await;
+        // Instrumenting with a disabled span would still enter and leave it on every poll.
+        let result = if span.is_disabled() {
+            c.send(message).await
+        } else {
+            c.send(message).instrument(span.clone()).await
+        };
         let meter = self.inner.meters.get(channel);
         observe::sent(&span, meter, started.elapsed().as_secs_f64(), &result);
         result

@@ -2,8 +2,8 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt;
-use std::sync::Mutex;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,6 +49,8 @@ struct Inner {
     messages: FastMap<ProviderMessageId, MessageRef>,
     /// Reply keys by 64-bit hash (no string per key); hits are checked against the record.
     reply_index: FastMap<u64, Ids>,
+    /// The seed of those hashes (per store, so crafted keys cannot be aimed at one entry).
+    key_seed: foldhash::fast::RandomState,
     active: usize,
 }
 
@@ -73,6 +75,19 @@ impl Ids {
             Ids::Many(set) => {
                 set.insert(id);
             }
+        }
+    }
+
+    /// Keeps only the ids `keep` accepts (a lone id it refuses gives way to `id`, which the
+    /// caller pushes next).
+    fn retain(&mut self, keep: impl Fn(&NotificationId) -> bool, id: &NotificationId) {
+        match self {
+            Ids::One(x) => {
+                if !keep(x) {
+                    *x = id.clone();
+                }
+            }
+            Ids::Many(set) => set.retain(|x| keep(x)),
         }
     }
 
@@ -118,37 +133,56 @@ impl MemoryStore {
 impl Inner {
     fn index_messages(&mut self, record: &CascadeRecord) {
         for (pmid, attempt) in record.provider_message_ids() {
-            self.messages
-                .entry(pmid.clone())
-                .or_insert_with(|| MessageRef {
-                    notification_id: record.id().clone(),
-                    attempt,
-                });
+            // Looked up before the entry API, which would take (clone) the key for every
+            // attempt on every update; the first entry for an id wins, as before.
+            if !self.messages.contains_key(pmid) {
+                self.messages.insert(
+                    pmid.clone(),
+                    MessageRef {
+                        notification_id: record.id().clone(),
+                        attempt,
+                    },
+                );
+            }
         }
     }
 
     /// Indexes an unfinished record under its reply keys (see [`CascadeRecord::reply_keys`]).
+    ///
+    /// A cascade that ends keeps its entries (lookups skip finished cascades): taking them out
+    /// would hash every key again on the hot path. They go when the next cascade is indexed
+    /// under the same key (below), or when the record is purged, so that an entry holds at
+    /// most the person's running cascades and those that ended since their last one began.
     fn add_reply_keys(&mut self, record: &CascadeRecord) {
         if record.is_finished() {
             return;
         }
-        let index = &mut self.reply_index;
+        let (index, seed, records) = (&mut self.reply_index, &self.key_seed, &self.records);
+        let id = record.id();
+        let running =
+            |x: &NotificationId| x == id || records.get(x).is_some_and(|s| !s.record.is_finished());
         record
             .notification
             .recipient
-            .each_address_key(|k| match index.entry(KeyHash::of(k)) {
-                Entry::Occupied(mut e) => e.get_mut().push(record.id().clone()),
-                Entry::Vacant(e) => {
-                    e.insert(Ids::One(record.id().clone()));
+            .each_address_key_parts(|prefix, value| {
+                match index.entry(key_hash(seed, prefix, value)) {
+                    Entry::Occupied(mut e) => {
+                        let ids = e.get_mut();
+                        ids.retain(running, id);
+                        ids.push(id.clone());
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(Ids::One(id.clone()));
+                    }
                 }
             });
     }
 
     /// Takes `id` out of the index under every key of `recipient`.
     fn remove_reply_keys(&mut self, id: &NotificationId, recipient: &Recipient) {
-        let index = &mut self.reply_index;
-        recipient.each_address_key(|k| {
-            if let Entry::Occupied(mut e) = index.entry(KeyHash::of(k))
+        let (index, seed) = (&mut self.reply_index, &self.key_seed);
+        recipient.each_address_key_parts(|prefix, value| {
+            if let Entry::Occupied(mut e) = index.entry(key_hash(seed, prefix, value))
                 && e.get_mut().remove(id)
             {
                 e.remove();
@@ -157,31 +191,90 @@ impl Inner {
     }
 }
 
-/// A stable 64-bit hash of a reply key (FNV-1a), fed by the key's formatting so no string is
-/// built for it.
-struct KeyHash(u64);
+/// The 64-bit hash of the reply key `prefix` + `value` (a lookup passes the whole key as
+/// `prefix`). The two pieces are joined on the stack, so that a key costs no allocation and no
+/// formatting, and hashed at once with the store's seed.
+fn key_hash(seed: &foldhash::fast::RandomState, prefix: &str, value: &str) -> u64 {
+    let len = prefix.len() + value.len();
+    let mut buf = [0u8; 64];
+    if let Some(joined) = buf.get_mut(..len) {
+        let (p, v) = joined.split_at_mut(prefix.len());
+        p.copy_from_slice(prefix.as_bytes());
+        v.copy_from_slice(value.as_bytes());
+        return seed.hash_one(&*joined);
+    }
+    // A long key (a contact id can be any length): the same bytes, joined on the heap.
+    let joined = [prefix.as_bytes(), value.as_bytes()].concat();
+    seed.hash_one(joined.as_slice())
+}
 
-impl KeyHash {
-    fn of(key: fmt::Arguments<'_>) -> u64 {
-        let mut h = KeyHash(0xcbf2_9ce4_8422_2325);
-        // Writing to a hasher cannot fail.
-        let _ = fmt::Write::write_fmt(&mut h, key);
-        h.0
+/// A new record's stored copy, with room for what its first updates add (the intent to send,
+/// then the receipt: one attempt, two history entries), so that they write in place instead of
+/// growing the vectors; a cascade waiting for its evidence then holds no spare room.
+fn stored_copy(record: &CascadeRecord) -> CascadeRecord {
+    let mut attempts = Vec::with_capacity(record.attempts.len().max(1));
+    attempts.extend_from_slice(&record.attempts);
+    let mut history = Vec::with_capacity(record.history.len() + 2);
+    history.extend_from_slice(&record.history);
+    CascadeRecord {
+        notification: Arc::clone(&record.notification),
+        policy: record.policy.clone(),
+        version: record.version,
+        step: record.step,
+        phase: record.phase.clone(),
+        wake_at: record.wake_at,
+        rate_limit_waits: record.rate_limit_waits,
+        attempts,
+        history,
+        created_at: record.created_at,
     }
 }
 
-impl fmt::Write for KeyHash {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+/// Makes `dst` a copy of `src`, reusing `dst`'s buffers: an update rewrites a stored record
+/// that differs from the new one by a few history entries, and a fresh clone (two vectors
+/// allocated, the old ones freed) cost more than the rest of the update. Every field is
+/// named, so a new field cannot be forgotten.
+fn copy_record(dst: &mut CascadeRecord, src: &CascadeRecord) {
+    let CascadeRecord {
+        notification,
+        policy,
+        version,
+        step,
+        phase,
+        wake_at,
+        rate_limit_waits,
+        attempts,
+        history,
+        created_at,
+    } = src;
+    if !Arc::ptr_eq(&dst.notification, notification) {
+        dst.notification = Arc::clone(notification);
+    }
+    dst.policy.clone_from(policy);
+    dst.version = *version;
+    dst.step = *step;
+    dst.phase.clone_from(phase);
+    dst.wake_at = *wake_at;
+    dst.rate_limit_waits = *rate_limit_waits;
+    copy_vec(&mut dst.attempts, attempts);
+    copy_vec(&mut dst.history, history);
+    dst.created_at = *created_at;
+}
+
+/// `dst.clone_from(src)`, but growing to the exact length: a stored record keeps no spare room
+/// (it may wait for days, and memory per pending cascade counts).
+fn copy_vec<T: Clone + PartialEq>(dst: &mut Vec<T>, src: &[T]) {
+    dst.truncate(src.len());
+    let (same, more) = src.split_at(dst.len());
+    for (d, s) in dst.iter_mut().zip(same) {
+        // History only grows: the entries already stored are nearly always equal, and
+        // comparing them (shared strings compare by pointer first) is cheaper than replacing.
+        if d != s {
+            d.clone_from(s);
         }
-        Ok(())
     }
-}
-
-fn key_hash(key: &str) -> u64 {
-    KeyHash::of(format_args!("{key}"))
+    dst.reserve_exact(more.len());
+    dst.extend_from_slice(more);
 }
 
 #[async_trait]
@@ -191,7 +284,7 @@ impl CascadeStore for MemoryStore {
         if let Some(slot) = g.records.get(record.id()) {
             return Ok(Inserted::Exists(Box::new(slot.record.clone())));
         }
-        let mut rec = record.clone();
+        let mut rec = stored_copy(record);
         rec.version = 0;
         g.index_messages(&rec);
         // Reply keys only change when a cascade starts or ends: the notification is immutable.
@@ -228,25 +321,24 @@ impl CascadeStore for MemoryStore {
         }
         let was_active = !slot.record.is_finished();
         let old_timer = slot.timer.take();
-        let mut rec = record.clone();
-        rec.version += 1;
-        let version = rec.version;
-        let now_active = !rec.is_finished();
-        slot.timer = rec.wake_at;
-        slot.record = rec;
-        if let Some(w) = old_timer {
-            g.timers.remove(&(w, record.id().clone()));
-        }
-        if let Some(w) = record.wake_at {
-            g.timers.insert((w, record.id().clone()));
+        copy_record(&mut slot.record, record);
+        let version = record.version + 1;
+        slot.record.version = version;
+        let now_active = !record.is_finished();
+        slot.timer = record.wake_at;
+        // An unchanged timer (a claim's lease differs from wake_at) keeps its place.
+        if old_timer != record.wake_at {
+            if let Some(w) = old_timer {
+                g.timers.remove(&(w, record.id().clone()));
+            }
+            if let Some(w) = record.wake_at {
+                g.timers.insert((w, record.id().clone()));
+            }
         }
         g.index_messages(record);
         match (was_active, now_active) {
-            (true, false) => {
-                g.active -= 1;
-                // The notification, and so its keys, never changes.
-                g.remove_reply_keys(record.id(), &record.notification.recipient);
-            }
+            // Its reply keys stay until they are reused or purged (see `add_reply_keys`).
+            (true, false) => g.active -= 1,
             (false, true) => {
                 g.active += 1;
                 g.add_reply_keys(record);
@@ -299,7 +391,7 @@ impl CascadeStore for MemoryStore {
 
     async fn active_by_reply_key(&self, key: &str) -> Result<Vec<NotificationId>, StoreError> {
         let g = self.lock();
-        let Some(ids) = g.reply_index.get(&key_hash(key)) else {
+        let Some(ids) = g.reply_index.get(&key_hash(&g.key_seed, key, "")) else {
             return Ok(Vec::new());
         };
         // Two keys may share a hash: keep only cascades that really have this key.
@@ -355,6 +447,7 @@ impl CascadeStore for MemoryStore {
             if let Some(w) = slot.timer {
                 g.timers.remove(&(w, id.clone()));
             }
+            g.remove_reply_keys(id, &slot.record.notification.recipient);
         }
         Ok(gone.len())
     }
@@ -480,5 +573,64 @@ impl WindowStore for MemoryStore {
 
     async fn close(&self, channel: &ChannelId, address_key: &str) -> Result<(), StoreError> {
         self.windows.close(channel, address_key).await
+    }
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use super::*;
+    use crate::engine::Outcome;
+    use crate::store::conformance::{finish, record, t};
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// An ended cascade's reply keys stay until the key is reused or the record purged, and
+    /// lookups never return it meanwhile.
+    #[test]
+    fn ended_cascades_leave_the_reply_index_on_reuse_or_purge() {
+        block(async {
+            let store = MemoryStore::new();
+            let phone = "phone:+79123456789";
+            let mut a = record("a", "+79123456789", Some(t(10)));
+            store.insert(&a).await.expect("insert a");
+            finish(&mut a, Outcome::Exhausted);
+            store.update(&a).await.expect("finish a");
+            assert!(
+                store
+                    .active_by_reply_key(phone)
+                    .await
+                    .expect("lookup")
+                    .is_empty()
+            );
+            // Phone and contact keys of `a`, not taken out yet.
+            assert_eq!(store.lock().reply_index.len(), 2);
+
+            let mut b = record("b", "+79123456789", Some(t(10)));
+            store.insert(&b).await.expect("insert b");
+            let ids = store.active_by_reply_key(phone).await.expect("lookup");
+            assert_eq!(ids, vec![NotificationId::new("b")]);
+            {
+                let g = store.lock();
+                let key = key_hash(&g.key_seed, phone, "");
+                assert!(
+                    matches!(g.reply_index.get(&key), Some(Ids::One(x)) if x.as_str() == "b"),
+                    "reusing the key dropped the ended cascade"
+                );
+            }
+
+            finish(&mut b, Outcome::Exhausted);
+            store.update(&b).await.expect("finish b");
+            let purged = store.purge_finished(t(1_000_000), 10).await.expect("purge");
+            assert_eq!(purged, 2);
+            assert!(
+                store.lock().reply_index.is_empty(),
+                "purge empties the index"
+            );
+        });
     }
 }
