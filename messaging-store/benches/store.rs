@@ -9,7 +9,23 @@
 //! cargo bench -p messaging-store --all-features --bench store -- lateness sqlite
 //! cargo bench -p messaging-store --all-features --bench store -- lateness postgres
 //! cargo bench -p messaging-store --all-features --bench store -- memory sqlite 1000000
+//! cargo bench -p messaging-store --all-features --bench store -- compare sqlite 20000 5 64
+//! cargo bench -p messaging-store --all-features --bench store -- compare sqlite 20000 5 512
+//! MESSAGING_TEST_DATABASE_URL='host=127.0.0.1 user=postgres dbname=test' \
+//!   cargo bench -p messaging-store --all-features --bench store -- throughput postgres-2 20000 5 64
+//! cargo bench -p messaging-store --all-features --bench store -- encode
 //! ```
+//!
+//! - `compare [records] [seconds] [writers]`: the store with `writers` tasks each advancing its
+//!   own cascades, against raw SQLite running the store's own statements (`sqlite::raw`, same
+//!   schema, settings and records, another file on the same disk) from one thread at exactly
+//!   `writers` rows per commit, its records encoded ahead by a second thread. Two rounds of a raw
+//!   then a store phase, alternating. Prints state changes per second of each and their ratio,
+//!   rows per commit, bytes written per state change (the process's `write`/`pwrite` bytes from
+//!   `/proc/self/io`: WAL frames and checkpoints) and the record JSON among them.
+//! - `throughput postgres-2`: two store instances (two pools, one schema), the tasks split
+//!   between them: the aggregate rate and the update (= commit) latency.
+//! - `encode`: the CPU a writer spends advancing and encoding a record per state change.
 //!
 //! - `throughput [records] [seconds] [tasks]`: sustained cascade state changes per second: 64 tasks (default), each advancing its own
 //!   cascades, one `update()` of a realistic record (history and attempts growing over a
