@@ -9,7 +9,23 @@
 //! cargo bench -p messaging-store --all-features --bench store -- lateness sqlite
 //! cargo bench -p messaging-store --all-features --bench store -- lateness postgres
 //! cargo bench -p messaging-store --all-features --bench store -- memory sqlite 1000000
+//! cargo bench -p messaging-store --all-features --bench store -- compare sqlite 20000 5 64
+//! cargo bench -p messaging-store --all-features --bench store -- compare sqlite 20000 5 512
+//! MESSAGING_TEST_DATABASE_URL='host=127.0.0.1 user=postgres dbname=test' \
+//!   cargo bench -p messaging-store --all-features --bench store -- throughput postgres-2 20000 5 64
+//! cargo bench -p messaging-store --all-features --bench store -- encode
 //! ```
+//!
+//! - `compare [records] [seconds] [writers]`: the store with `writers` tasks each advancing its
+//!   own cascades, against raw SQLite running the store's own statements (`sqlite::raw`, same
+//!   schema, settings and records, another file on the same disk) from one thread at exactly
+//!   `writers` rows per commit, its records encoded ahead by a second thread. Two rounds of a raw
+//!   then a store phase, alternating. Prints state changes per second of each and their ratio,
+//!   rows per commit, bytes written per state change (the process's `write`/`pwrite` bytes from
+//!   `/proc/self/io`: WAL frames and checkpoints) and the record JSON among them.
+//! - `throughput postgres-2`: two store instances (two pools, one schema), the tasks split
+//!   between them: the aggregate rate and the update (= commit) latency.
+//! - `encode`: the CPU a writer spends advancing and encoding a record per state change.
 //!
 //! - `throughput [records] [seconds] [tasks]`: sustained cascade state changes per second: 64 tasks (default), each advancing its own
 //!   cascades, one `update()` of a realistic record (history and attempts growing over a
@@ -163,14 +179,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn throughput<S: Store>(store: S, label: &str, records: usize, workers: usize, secs: u64) {
-    let per = records / workers;
+async fn throughput<S: Store>(
+    stores: Vec<S>,
+    label: &str,
+    records: usize,
+    workers: usize,
+    secs: u64,
+) {
+    let store = stores[0].clone();
+    let per = (records / workers).max(1);
     let changes = Arc::new(AtomicU64::new(0));
     let conflicts = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut set = tokio::task::JoinSet::new();
     for w in 0..workers {
-        let store = store.clone();
+        // Worker `w` writes through instance `w % n`, as requests spread over service instances.
+        let store = stores[w % stores.len()].clone();
         let (changes, conflicts, stop) = (changes.clone(), conflicts.clone(), stop.clone());
         set.spawn(async move {
             let mut recs = Vec::with_capacity(per);
@@ -222,10 +246,12 @@ async fn throughput<S: Store>(store: S, label: &str, records: usize, workers: us
     lat.sort_by(f64::total_cmp);
     let (rss, hwm) = rss_mib();
     println!(
-        "throughput {label}: {:.0} state changes/s over {elapsed:.1} s ({workers} tasks, {} cascades); \
-         update latency p50 {:.2} ms, p99 {:.2} ms; errors {}; RSS {rss:.0} MiB (peak {hwm:.0})",
+        "throughput {label}: {:.0} state changes/s over {elapsed:.1} s ({workers} tasks, {} cascades, \
+         {} store instance(s)); update (commit) latency p50 {:.2} ms, p99 {:.2} ms; errors {}; \
+         RSS {rss:.0} MiB (peak {hwm:.0})",
         (c1 - c0) as f64 / elapsed,
         per * workers,
+        stores.len(),
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         conflicts.load(Ordering::Relaxed),
@@ -382,6 +408,7 @@ async fn pg_store(tag: &str) -> Option<messaging_store::PostgresStore> {
         return None;
     };
     let schema = format!("msbench_{tag}_{}", std::process::id());
+    // Each instance its own pool of 32 (two instances of `postgres-2` share the schema).
     Some(
         PostgresStore::connect_with(
             &config,
@@ -390,6 +417,279 @@ async fn pg_store(tag: &str) -> Option<messaging_store::PostgresStore> {
         .await
         .expect("connect"),
     )
+}
+
+/// Bytes this process has handed to `write`/`pwrite` so far (`wchar` of `/proc/self/io`): the
+/// WAL frames and checkpoint pages SQLite writes, since nothing else here writes to files.
+fn written_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// What one phase of `compare` measured.
+#[derive(Default)]
+struct Measured {
+    changes: u64,
+    secs: f64,
+    commits: u64,
+    record_bytes: u64,
+    written: u64,
+    lat: Vec<f64>,
+    waited: f64,
+    busy: f64,
+    linger: f64,
+}
+
+#[cfg(feature = "sqlite")]
+fn fresh_records(writers: usize, per: usize) -> Vec<Vec<CascadeRecord>> {
+    (0..writers)
+        .map(|w| {
+            (0..per)
+                .map(|i| {
+                    record(
+                        &format!("cp-{w:03}-{i:05}"),
+                        "+79123456789",
+                        Some(Utc::now()),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(feature = "sqlite")]
+async fn filled_store(
+    path: &std::path::Path,
+    options: messaging_store::SqliteOptions,
+    recs: &[Vec<CascadeRecord>],
+) -> messaging_store::SqliteStore {
+    let store = messaging_store::SqliteStore::open_with(path, options)
+        .await
+        .expect("open sqlite");
+    let mut set = tokio::task::JoinSet::new();
+    for own in recs {
+        let (store, own) = (store.clone(), own.clone());
+        set.spawn(async move {
+            for r in &own {
+                store.insert(r).await.expect("insert");
+            }
+        });
+    }
+    while let Some(j) = set.join_next().await {
+        j.expect("inserter");
+    }
+    store
+}
+
+/// Our store: `writers` tasks, each advancing its own cascades one `update` at a time.
+#[cfg(feature = "sqlite")]
+async fn store_phase(
+    store: &messaging_store::SqliteStore,
+    recs: Vec<Vec<CascadeRecord>>,
+    secs: u64,
+) -> (Measured, Vec<Vec<CascadeRecord>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for (w, mut own) in recs.into_iter().enumerate() {
+        let (store, stop, errors) = (store.clone(), stop.clone(), errors.clone());
+        set.spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let per = own.len();
+                let r = &mut own[(n as usize) % per];
+                advance(r, n);
+                let t0 = Instant::now();
+                match store.update(r).await {
+                    Ok(v) => r.version = v,
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("update failed: {e}");
+                    }
+                }
+                lat.push(t0.elapsed().as_secs_f64() * 1e3);
+                n += 1;
+            }
+            (w, own, lat)
+        });
+    }
+    // Let every writer get going before measuring.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s0, b0, t0) = (store.writer_stats(), written_bytes(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (s1, b1, elapsed) = (store.writer_stats(), written_bytes(), t0.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    let mut back: Vec<(usize, Vec<CascadeRecord>)> = Vec::new();
+    let mut lat = Vec::new();
+    while let Some(j) = set.join_next().await {
+        let (w, own, l) = j.expect("writer");
+        back.push((w, own));
+        lat.extend(l);
+    }
+    back.sort_by_key(|(w, _)| *w);
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "updates failed");
+    let phase = Measured {
+        changes: s1.writes - s0.writes,
+        secs: elapsed.as_secs_f64(),
+        commits: s1.commits - s0.commits,
+        record_bytes: s1.record_bytes - s0.record_bytes,
+        written: b1.zip(b0).map_or(0, |(b1, b0)| b1 - b0),
+        lat,
+        waited: 0.0,
+        busy: (s1.busy_nanos - s0.busy_nanos) as f64 / 1e9,
+        linger: (s1.linger_nanos - s0.linger_nanos) as f64 / 1e9,
+    };
+    (phase, back.into_iter().map(|(_, own)| own).collect())
+}
+
+/// Raw SQLite: one thread running the store's own statements (`sqlite::raw`) on a connection
+/// with the store's schema and settings, exactly `rows` updates per commit: one from each of
+/// `rows` virtual writers, as a full group of the store would be. A second thread advances and
+/// encodes the records ahead of it (as the store's callers do before the writer sees them),
+/// so the SQLite thread only executes statements.
+#[cfg(feature = "sqlite")]
+fn raw_phase(
+    raw: &mut messaging_store::sqlite::raw::RawWriter,
+    mut recs: Vec<Vec<CascadeRecord>>,
+    secs: u64,
+) -> (Measured, Vec<Vec<CascadeRecord>>) {
+    use messaging_store::sqlite::raw::EncodedUpdate;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<EncodedUpdate>>(8);
+    let producer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut batch = Vec::with_capacity(recs.len());
+                for own in recs.iter_mut() {
+                    let per = own.len();
+                    let r = &mut own[(n as usize) % per];
+                    advance(r, n);
+                    batch.push(EncodedUpdate::of(r).expect("encode"));
+                    r.version += 1;
+                }
+                n += 1;
+                if tx.send(batch).is_err() {
+                    break;
+                }
+            }
+            recs
+        })
+    };
+    let mut phase = Measured::default();
+    let deadline = Duration::from_secs(secs);
+    // The producer's head start, as the store phase's writers get one.
+    std::thread::sleep(Duration::from_millis(200));
+    let (b0, t0) = (written_bytes(), Instant::now());
+    let mut measuring = true;
+    loop {
+        let w0 = Instant::now();
+        let Ok(batch) = rx.recv() else { break };
+        let t = Instant::now();
+        let ok = raw.commit(&batch).expect("raw commit");
+        assert_eq!(ok, batch.len(), "raw updates failed");
+        if measuring {
+            phase.waited += (t - w0).as_secs_f64();
+            phase.lat.push(t.elapsed().as_secs_f64() * 1e3);
+            phase.changes += ok as u64;
+            phase.commits += 1;
+            phase.record_bytes += batch.iter().map(|u| u.record_bytes() as u64).sum::<u64>();
+            if t0.elapsed() >= deadline {
+                phase.secs = t0.elapsed().as_secs_f64();
+                phase.written = written_bytes().zip(b0).map_or(0, |(b1, b0)| b1 - b0);
+                measuring = false;
+                // Commit what the producer has encoded already, unmeasured, so that every
+                // record's version stays in step with the database.
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    (phase, producer.join().expect("producer"))
+}
+
+/// Our store against raw SQLite doing the same statements, same schema, same records, same
+/// disk, in one run: `rounds` times a raw phase then a store phase of `secs` seconds each.
+#[cfg(feature = "sqlite")]
+async fn compare(
+    dir: &std::path::Path,
+    durability: messaging_store::Durability,
+    records: usize,
+    secs: u64,
+    writers: usize,
+    rounds: usize,
+) {
+    use messaging_store::SqliteOptions;
+    let per = (records / writers).max(1);
+    let options = SqliteOptions::default().durability(durability);
+    let sync = match durability {
+        messaging_store::Durability::Full => "FULL",
+        _ => "NORMAL",
+    };
+    let mut store_recs = fresh_records(writers, per);
+    let mut raw_recs = store_recs.clone();
+    let store = filled_store(&dir.join("compare-store.db"), options.clone(), &store_recs).await;
+    let raw_path = dir.join("compare-raw.db");
+    drop(filled_store(&raw_path, options.clone(), &raw_recs).await);
+    let mut raw =
+        messaging_store::sqlite::raw::RawWriter::open(&raw_path, &options).expect("open raw");
+    let (mut ours, mut base) = (Measured::default(), Measured::default());
+    let add = |into: &mut Measured, p: Measured| {
+        into.changes += p.changes;
+        into.secs += p.secs;
+        into.commits += p.commits;
+        into.record_bytes += p.record_bytes;
+        into.written += p.written;
+        into.lat.extend(p.lat);
+        into.waited += p.waited;
+        into.busy += p.busy;
+        into.linger += p.linger;
+    };
+    for _ in 0..rounds {
+        let (p, back) = tokio::task::block_in_place(|| raw_phase(&mut raw, raw_recs, secs));
+        raw_recs = back;
+        add(&mut base, p);
+        let (p, back) = store_phase(&store, store_recs, secs).await;
+        store_recs = back;
+        add(&mut ours, p);
+    }
+    let rate = |p: &Measured| p.changes as f64 / p.secs;
+    let show = |name: &str, p: &mut Measured| {
+        p.lat.sort_by(f64::total_cmp);
+        println!(
+            "compare sqlite (synchronous={sync}) {name}: {:.0} state changes/s; {:.1} rows per commit; \
+             {:.0} bytes written per state change ({:.0} of them record JSON); p99 {} {:.2} ms",
+            rate(p),
+            p.changes as f64 / p.commits.max(1) as f64,
+            p.written as f64 / p.changes.max(1) as f64,
+            p.record_bytes as f64 / p.changes.max(1) as f64,
+            if name.starts_with("store") {
+                "update latency"
+            } else {
+                "commit"
+            },
+            percentile(&p.lat, 0.99),
+        );
+    };
+    show(&format!("store, {writers} writers"), &mut ours);
+    show(&format!("raw SQLite, {writers} rows per commit"), &mut base);
+    println!(
+        "compare sqlite (synchronous={sync}): the store's writer was in commit groups {:.1}% of \
+         the time, {:.1}% of it waiting for writes to fill them",
+        100.0 * ours.busy / ours.secs.max(f64::EPSILON),
+        100.0 * ours.linger / ours.secs.max(f64::EPSILON),
+    );
+    println!(
+        "compare sqlite (synchronous={sync}): store / raw = {:.2} ({writers} writers, {} cascades, \
+         {rounds} x {secs} s each, alternating); raw waited for its encoder {:.1}% of the time",
+        rate(&ours) / rate(&base),
+        per * writers,
+        100.0 * base.waited / base.secs.max(f64::EPSILON),
+    );
 }
 
 async fn run(args: &[String], smoke: bool) {
@@ -421,12 +721,19 @@ async fn run(args: &[String], smoke: bool) {
         #[cfg(feature = "sqlite")]
         ("throughput", "sqlite") => {
             let s = sqlite(messaging_store::Durability::Full).await;
-            throughput(s, "sqlite (synchronous=FULL)", records, workers, secs).await;
+            throughput(vec![s], "sqlite (synchronous=FULL)", records, workers, secs).await;
         }
         #[cfg(feature = "sqlite")]
         ("throughput", "sqlite-normal") => {
             let s = sqlite(messaging_store::Durability::Normal).await;
-            throughput(s, "sqlite (synchronous=NORMAL)", records, workers, secs).await;
+            throughput(
+                vec![s],
+                "sqlite (synchronous=NORMAL)",
+                records,
+                workers,
+                secs,
+            )
+            .await;
         }
         #[cfg(feature = "sqlite")]
         ("lateness", "sqlite") => {
@@ -438,9 +745,51 @@ async fn run(args: &[String], smoke: bool) {
         #[cfg(feature = "postgres")]
         ("throughput", "postgres") => {
             if let Some(s) = pg_store("tp").await {
-                throughput(s.clone(), "postgres", records, workers, secs).await;
+                throughput(vec![s.clone()], "postgres", records, workers, secs).await;
                 s.drop_schema().await.expect("drop");
             }
+        }
+        #[cfg(feature = "postgres")]
+        ("throughput", "postgres-2") => {
+            // Two instances: two pools on one schema, as two service instances would have.
+            if let Some(a) = pg_store("tp2").await {
+                let b = pg_store("tp2").await.expect("second instance");
+                throughput(vec![a.clone(), b], "postgres", records, workers, secs).await;
+                a.drop_schema().await.expect("drop");
+            }
+        }
+        #[cfg(feature = "sqlite")]
+        ("encode", _) => {
+            // What a writer does before each update, alone: advance a record, encode it.
+            use messaging_store::sqlite::raw::EncodedUpdate;
+            let mut r = record("enc-000-00001", "+79123456789", Some(Utc::now()));
+            let n = 20_000u64;
+            let (mut adv, mut enc, mut bytes) = (Duration::ZERO, Duration::ZERO, 0usize);
+            for i in 0..n {
+                let t = Instant::now();
+                advance(&mut r, i);
+                let t1 = Instant::now();
+                let e = EncodedUpdate::of(&r).expect("encode");
+                enc += t1.elapsed();
+                adv += t1 - t;
+                bytes += e.record_bytes();
+            }
+            println!(
+                "encode: advance {:.1} us, encode {:.1} us, {:.0} record bytes per state change",
+                adv.as_secs_f64() * 1e6 / n as f64,
+                enc.as_secs_f64() * 1e6 / n as f64,
+                bytes as f64 / n as f64
+            );
+        }
+        #[cfg(feature = "sqlite")]
+        ("compare", "sqlite" | "sqlite-normal") => {
+            let d = if backend == "sqlite" {
+                messaging_store::Durability::Full
+            } else {
+                messaging_store::Durability::Normal
+            };
+            let (secs, rounds) = if smoke { (1, 1) } else { (num(3, 5) as u64, 2) };
+            compare(dir.path(), d, records, secs, workers, rounds).await;
         }
         #[cfg(feature = "postgres")]
         ("lateness", "postgres") => {
@@ -450,7 +799,8 @@ async fn run(args: &[String], smoke: bool) {
             }
         }
         _ => eprintln!(
-            "usage: store (throughput|lateness) (sqlite|sqlite-normal|postgres) | memory sqlite [count]"
+            "usage: store (throughput|lateness) (sqlite|sqlite-normal|postgres|postgres-2) \
+             | compare (sqlite|sqlite-normal) [records secs writers] | memory sqlite [count]"
         ),
     }
 }
@@ -475,6 +825,7 @@ fn main() {
             #[cfg(feature = "sqlite")]
             {
                 run(&["throughput".into(), "sqlite".into()], true).await;
+                run(&["compare".into(), "sqlite".into()], true).await;
                 run(&["lateness".into(), "sqlite".into()], true).await;
                 run(&["memory".into(), "sqlite".into()], true).await;
             }

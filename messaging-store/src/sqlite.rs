@@ -2,9 +2,9 @@
 //! and a few reader connections used from `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -228,6 +228,10 @@ pub struct SqliteOptions {
     pub cache_kib: u32,
     /// How long a write waits for another process holding the database lock. Default 5 s.
     pub busy_timeout: Duration,
+    /// The longest the writer holds a commit group open for writes it expects (as many as were
+    /// in the last group or queued behind it) before committing what it has. Default 2 ms;
+    /// zero commits whatever is queued at once.
+    pub linger: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -238,6 +242,7 @@ impl Default for SqliteOptions {
             max_batch: 512,
             cache_kib: 8 * 1024,
             busy_timeout: Duration::from_secs(5),
+            linger: Duration::from_millis(2),
         }
     }
 }
@@ -263,6 +268,54 @@ impl SqliteOptions {
         self.cache_kib = kib;
         self
     }
+    /// Sets the longest a commit group waits to fill ([`SqliteOptions::linger`]).
+    pub fn linger(mut self, d: Duration) -> Self {
+        self.linger = d;
+        self
+    }
+}
+
+/// What the writer thread has done since the store was opened ([`SqliteStore::writer_stats`]).
+///
+/// `writes / commits` is the average commit group; `record_bytes / writes` the record bytes a
+/// write stores (one state change rewrites the record's JSON).
+///
+/// ```
+/// use messaging_store::SqliteStore;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("cascades.db")).await?;
+/// let stats = store.writer_stats();
+/// assert_eq!((stats.commits, stats.writes), (0, 0));
+/// # Ok::<(), messaging_core::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Transactions committed (a group that failed and was retried one by one counts each).
+    pub commits: u64,
+    /// Writes committed.
+    pub writes: u64,
+    /// Bytes of record JSON written by inserts and updates.
+    pub record_bytes: u64,
+    /// Nanoseconds the writer spent on commit groups, from taking a group's first write to
+    /// its commit, waits for the rest included.
+    pub busy_nanos: u64,
+    /// Nanoseconds of `busy_nanos` spent waiting for more writes ([`SqliteOptions::linger`]).
+    pub linger_nanos: u64,
+}
+
+/// Counters shared by the store's handles and its writer thread.
+#[derive(Default)]
+struct WriterShared {
+    /// Jobs sent and not yet taken by the writer: the writes it knows are coming.
+    queued: AtomicUsize,
+    commits: AtomicU64,
+    writes: AtomicU64,
+    record_bytes: AtomicU64,
+    busy_nanos: AtomicU64,
+    linger_nanos: AtomicU64,
 }
 
 /// The embedded store: a SQLite file in WAL mode.
@@ -296,6 +349,7 @@ struct Shared {
     writer: mpsc::Sender<Job>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    counters: Arc<WriterShared>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -325,7 +379,10 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_owned();
         let p = path.clone();
-        let max_batch = options.max_batch.max(1);
+        let config = WriterConfig {
+            max_batch: options.max_batch.max(1),
+            linger: options.linger,
+        };
         let (writer_conn, readers) = tokio::task::spawn_blocking(move || {
             let mut w = connect(&p, &options, false)?;
             migrate(&mut w)?;
@@ -337,9 +394,11 @@ impl SqliteStore {
         .await
         .map_err(StoreError::backend)??;
         let (tx, rx) = mpsc::channel::<Job>();
+        let counters = Arc::new(WriterShared::default());
+        let c = Arc::clone(&counters);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx, max_batch))
+            .spawn(move || writer_loop(writer_conn, rx, config, &c))
             .map_err(|e| StoreError::Backend(format!("sqlite: cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Shared {
@@ -347,6 +406,7 @@ impl SqliteStore {
                 writer: tx,
                 readers,
                 next_reader: AtomicUsize::new(0),
+                counters,
             }),
         })
     }
@@ -368,12 +428,28 @@ impl SqliteStore {
         .await
     }
 
+    /// What the writer thread has committed so far: commit groups, writes, record bytes.
+    pub fn writer_stats(&self) -> WriterStats {
+        let c = &self.inner.counters;
+        WriterStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            record_bytes: c.record_bytes.load(Ordering::Relaxed),
+            busy_nanos: c.busy_nanos.load(Ordering::Relaxed),
+            linger_nanos: c.linger_nanos.load(Ordering::Relaxed),
+        }
+    }
+
     pub(crate) async fn write(&self, op: Op) -> Result<Done, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .writer
-            .send(Job { op, reply })
-            .map_err(|_| StoreError::Backend("sqlite: the writer thread has stopped".into()))?;
+        // Counted before it is sent, so the writer never sees more jobs than the count.
+        self.inner.counters.queued.fetch_add(1, Ordering::Relaxed);
+        if self.inner.writer.send(Job { op, reply }).is_err() {
+            self.inner.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Backend(
+                "sqlite: the writer thread has stopped".into(),
+            ));
+        }
         rx.await
             .map_err(|_| StoreError::Backend("sqlite: the writer thread has stopped".into()))?
     }
@@ -617,17 +693,125 @@ struct Job {
     reply: oneshot::Sender<Result<Done, StoreError>>,
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+#[derive(Clone, Copy)]
+struct WriterConfig {
+    max_batch: usize,
+    linger: Duration,
+}
+
+/// Runs one commit group in one transaction: `batch`'s first job, then every job queued, and
+/// while fewer than `expected` jobs are in it, those that arrive within `linger` of waiting
+/// (giving up after a quarter of it passes with none). Each job's statements run as it
+/// arrives, so the wait for the rest overlaps the work of those already there. Every job
+/// taken is pushed to `batch`, also when a statement fails (the group is then rolled back).
+///
+/// With many writers each waiting for its last write before sending the next, the group just
+/// committed comes back a moment later: without the wait the writers split into smaller
+/// groups that alternate, each paying a whole commit.
+fn run_group(
+    conn: &mut Connection,
+    rx: &mpsc::Receiver<Job>,
+    batch: &mut Vec<Job>,
+    expected: usize,
+    config: WriterConfig,
+    counters: &WriterShared,
+) -> rusqlite::Result<Vec<OpResult>> {
+    let target = expected.clamp(1, config.max_batch);
+    let gap = (config.linger / 4).max(Duration::from_micros(100));
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(target);
+    for job in batch.iter() {
+        out.push(apply(&tx, &job.op)?);
+    }
+    let mut idle = Duration::ZERO;
+    while batch.len() < config.max_batch {
+        let job = match rx.try_recv() {
+            Ok(j) => j,
+            Err(_) => {
+                if batch.len() >= target || idle >= config.linger {
+                    break;
+                }
+                let t = Instant::now();
+                let next = poll(rx, (config.linger - idle).min(gap));
+                idle += t.elapsed();
+                match next {
+                    Some(j) => j,
+                    None => break,
+                }
             }
+        };
+        counters.queued.fetch_sub(1, Ordering::Relaxed);
+        batch.push(job);
+        if let Some(job) = batch.last() {
+            out.push(apply(&tx, &job.op)?);
         }
-        match run_batch(&mut conn, &batch) {
+    }
+    counters
+        .linger_nanos
+        .fetch_add(nanos(idle), Ordering::Relaxed);
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The next job within `limit`, polling and yielding the CPU rather than sleeping: the wait is
+/// short and bounded, and a sleeping writer woken by each job would pay the scheduler's wake-up
+/// delay, milliseconds on a busy machine, once per write.
+fn poll(rx: &mpsc::Receiver<Job>, limit: Duration) -> Option<Job> {
+    let t = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(j) => return Some(j),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if t.elapsed() >= limit => return None,
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn record_bytes(batch: &[Job]) -> u64 {
+    batch
+        .iter()
+        .map(|j| match &j.op {
+            Op::Insert(row) | Op::Update(row) => row.json.len() as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    config: WriterConfig,
+    counters: &WriterShared,
+) {
+    let mut expected = 1;
+    loop {
+        // Writers just answered are expected back at once: poll briefly before sleeping.
+        let first = match (expected > 1).then(|| poll(&rx, config.linger)).flatten() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => break,
+            },
+        };
+        counters.queued.fetch_sub(1, Ordering::Relaxed);
+        let mut batch = vec![first];
+        let started = Instant::now();
+        let result = run_group(&mut conn, &rx, &mut batch, expected, config, counters);
+        counters
+            .busy_nanos
+            .fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
+        let size = batch.len();
+        let bytes = record_bytes(&batch);
+        match result {
             Ok(results) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters.writes.fetch_add(size as u64, Ordering::Relaxed);
+                counters.record_bytes.fetch_add(bytes, Ordering::Relaxed);
                 for (job, r) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(r);
                 }
@@ -642,28 +826,102 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) 
                 tracing::warn!(error = %e, size = batch.len(), "messaging-store: SQLite commit group failed; retrying one by one");
                 for job in batch {
                     let r = match run_batch(&mut conn, std::slice::from_ref(&job)) {
-                        Ok(mut v) => v.pop().unwrap_or_else(|| {
-                            Err(StoreError::Backend("sqlite: empty result".into()))
-                        }),
+                        Ok(mut v) => {
+                            counters.commits.fetch_add(1, Ordering::Relaxed);
+                            counters.writes.fetch_add(1, Ordering::Relaxed);
+                            counters.record_bytes.fetch_add(
+                                record_bytes(std::slice::from_ref(&job)),
+                                Ordering::Relaxed,
+                            );
+                            v.pop().unwrap_or_else(|| {
+                                Err(StoreError::Backend("sqlite: empty result".into()))
+                            })
+                        }
                         Err(e) => Err(sql_err("writing")(e)),
                     };
                     let _ = job.reply.send(r);
                 }
             }
         }
+        // The writers just answered are likely to write again, and those queued meanwhile
+        // are waiting: the next group expects them all.
+        expected = size + counters.queued.load(Ordering::Relaxed);
     }
 }
 
 pub(crate) type OpResult = Result<Done, StoreError>;
 
 fn run_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<OpResult>> {
+    run_ops(conn, batch.iter().map(|j| &j.op))
+}
+
+/// One transaction applying `ops` in order: the writer's commit group.
+fn run_ops<'a>(
+    conn: &mut Connection,
+    ops: impl ExactSizeIterator<Item = &'a Op>,
+) -> rusqlite::Result<Vec<OpResult>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut out = Vec::with_capacity(batch.len());
-    for job in batch {
-        out.push(apply(&tx, &job.op)?);
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        out.push(apply(&tx, op)?);
     }
     tx.commit()?;
     Ok(out)
+}
+
+/// Not part of the API: the store's own statements on one plain connection with the store's
+/// schema and settings, without its writer thread, for the benchmark's raw-SQLite baseline
+/// (`benches/store.rs`, mode `compare`).
+#[doc(hidden)]
+pub mod raw {
+    use super::*;
+
+    /// An `update` encoded as the store encodes it (in the caller, before the writer).
+    pub struct EncodedUpdate(Op);
+
+    impl std::fmt::Debug for EncodedUpdate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("EncodedUpdate").finish_non_exhaustive()
+        }
+    }
+
+    impl EncodedUpdate {
+        /// Encodes `record` (its `version` is the one the update expects).
+        pub fn of(record: &CascadeRecord) -> Result<Self, StoreError> {
+            Ok(EncodedUpdate(Op::Update(Row::of(record)?)))
+        }
+        /// Bytes of record JSON it writes.
+        pub fn record_bytes(&self) -> usize {
+            match &self.0 {
+                Op::Update(row) => row.json.len(),
+                _ => 0,
+            }
+        }
+    }
+
+    /// The writer's connection, opened and migrated as [`SqliteStore::open_with`] does.
+    pub struct RawWriter(Connection);
+
+    impl std::fmt::Debug for RawWriter {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RawWriter").finish_non_exhaustive()
+        }
+    }
+
+    impl RawWriter {
+        /// Opens `path` with `options`' pragmas and applies the migrations.
+        pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, StoreError> {
+            let mut c = connect(path, options, false)?;
+            migrate(&mut c)?;
+            Ok(RawWriter(c))
+        }
+        /// Applies `updates` in one transaction with the store's statements; how many succeeded.
+        pub fn commit(&mut self, updates: &[EncodedUpdate]) -> Result<usize, StoreError> {
+            let results = run_ops(&mut self.0, updates.iter().map(|u| &u.0))
+                .map_err(sql_err("raw commit"))?;
+            Ok(results.iter().filter(|r| r.is_ok()).count())
+        }
+    }
 }
 
 fn keys_json(keys: &[String]) -> String {

@@ -316,3 +316,41 @@ async fn opening_an_unwritable_path_is_an_error() {
         other => panic!("expected a Backend error, got {other:?}"),
     }
 }
+
+/// Many writers each waiting for its last write: the writer groups them (fewer commits than
+/// writes), every write is still applied once, and the stats count what was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("group.db"))
+        .await
+        .expect("open");
+    let before = store.writer_stats();
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..32 {
+        let store = store.clone();
+        set.spawn(async move {
+            let mut r = record(&format!("g-{w:02}"), "+79123456789", Some(t(100)));
+            store.insert(&r).await.expect("insert");
+            for i in 0..10 {
+                r.wake_at = Some(t(200 + i));
+                r.version = store.update(&r).await.expect("update");
+            }
+            r.version
+        });
+    }
+    while let Some(v) = set.join_next().await {
+        assert_eq!(v.expect("writer"), 10);
+    }
+    let after = store.writer_stats();
+    assert_eq!(after.writes - before.writes, 32 * 11);
+    assert!(after.commits - before.commits < 32 * 11, "{after:?}");
+    assert!(after.record_bytes > before.record_bytes);
+    assert_eq!(store.count_active().await.expect("count"), 32);
+    let r = store
+        .get(&NotificationId::new("g-07"))
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!((r.version, r.wake_at), (10, Some(t(209))));
+}
