@@ -286,7 +286,9 @@ async fn lateness(
     let deadline =
         Instant::now() + head_start + Duration::from_secs((timers / per_sec) as u64 + 60);
     while late_ms.len() < timers && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+        // Quiet until the first timer falls due, then never more than 5 s between sends.
+        let quiet = (start - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(5);
+        match tokio::time::timeout(quiet, events.recv()).await {
             Ok(Ok(e)) => {
                 let id = e.notification_id.as_str();
                 if let (Some(i), HistoryKind::Sending { .. }) =
