@@ -422,15 +422,11 @@ async fn the_inbox_answers_on_the_right_channel_and_shows_markup_as_text() {
     assert!(timeline.contains("sent on whatsapp"), "{timeline}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_runs_on_the_librarys_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("messaging.toml");
-    let patients = dir.path().join("patients.csv");
-    let db = dir.path().join("service.sqlite");
-    // Telegram by webhook, its API unreachable: what is received works, what is sent fails.
+/// A service configuration on the SQLite file `db` with one Telegram channel by webhook, its API
+/// unreachable: what is received works, what is sent fails.
+fn write_config(config: &std::path::Path, db: &std::path::Path) {
     std::fs::write(
-        &config,
+        config,
         format!(
             r#"
 [store]
@@ -451,6 +447,15 @@ steps = [{{ channel = "telegram", window = "15m" }}]
         ),
     )
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_runs_on_the_librarys_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("messaging.toml");
+    let patients = dir.path().join("patients.csv");
+    let db = dir.path().join("service.sqlite");
+    write_config(&config, &db);
     std::fs::write(
         &patients,
         "name,phone,telegram\nАнна Петрова,+79120000001,7777\n",
@@ -566,28 +571,7 @@ async fn notices_of_an_earlier_run_are_listed_from_the_store() {
     let db = first._dir.path().join("console.sqlite");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("messaging.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-sqlite = {db:?}
-
-[listener]
-address = "127.0.0.1:0"
-
-[channels.telegram]
-provider = "telegram"
-token = "123456:console-test"
-webhook_secret = "console-test-secret"
-base_url = "http://127.0.0.1:9"
-
-[policies.reminders]
-steps = [{{ channel = "telegram", window = "15m" }}]
-"#
-        ),
-    )
-    .unwrap();
+    write_config(&config, &db);
     let mut first = first;
     first.child.kill().unwrap();
     first.child.wait().unwrap();

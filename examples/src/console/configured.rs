@@ -111,6 +111,22 @@ struct Stores {
     reports: Arc<dyn CascadeReports>,
 }
 
+impl Stores {
+    /// Every store from one database.
+    fn all_in<S>(s: Arc<S>) -> Stores
+    where
+        S: InboxStore + IdentityStore + UsedTokenStore + WindowStore + CascadeReports,
+    {
+        Stores {
+            inbox: s.clone(),
+            identity: s.clone(),
+            tokens: s.clone(),
+            windows: s.clone(),
+            reports: s,
+        }
+    }
+}
+
 /// The inbox's and identity links' store: the service's database, opened again.
 async fn stores(config: &StoreConfig) -> Result<Stores, String> {
     match config {
@@ -120,13 +136,7 @@ async fn stores(config: &StoreConfig) -> Result<Stores, String> {
                     .await
                     .map_err(|e| format!("store {}: {e}", path.display()))?,
             );
-            Ok(Stores {
-                inbox: s.clone(),
-                identity: s.clone(),
-                tokens: s.clone(),
-                windows: s.clone(),
-                reports: s,
-            })
+            Ok(Stores::all_in(s))
         }
         StoreConfig::Postgres { url, schema } => {
             let mut options = messaging::store::PostgresOptions::default();
@@ -141,13 +151,7 @@ async fn stores(config: &StoreConfig) -> Result<Stores, String> {
                 .await
                 .map_err(|e| format!("store: {e}"))?,
             );
-            Ok(Stores {
-                inbox: s.clone(),
-                identity: s.clone(),
-                tokens: s.clone(),
-                windows: s.clone(),
-                reports: s,
-            })
+            Ok(Stores::all_in(s))
         }
         #[allow(unreachable_patterns)]
         _ => Err("this store is not supported by the console".into()),
