@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use maud::{DOCTYPE, Markup, html};
-use messaging::engine::{AttemptState, CascadeRecord, HistoryKind, Phase};
+use messaging::engine::{AttemptState, CascadeRecord, HistoryKind, Outcome, Phase};
 use messaging::identity::{Link, Provenance};
 use messaging::inbox::{Direction, InboxMessage, ReplyError, ThreadId};
 use messaging::store::ListQuery;
@@ -1143,16 +1143,10 @@ fn cascade_state(r: &CascadeRecord) -> &'static str {
     }
 }
 
-const STATES: [&str; 8] = [
-    "running",
-    "delivered",
-    "replied",
-    "unconfirmed",
-    "exhausted",
-    "expired",
-    "cancelled",
-    "failed",
-];
+/// The states a notice can be filtered by: running, or how it ended.
+fn states() -> impl Iterator<Item = &'static str> {
+    std::iter::once("running").chain(Outcome::NAMES)
+}
 
 /// The store's list ([`CascadeReports::list`]): every cascade it holds, not only this run's.
 /// "running" lists the running ones, the next due first; an outcome lists the finished ones
@@ -1271,7 +1265,7 @@ async fn cascades_page(
                 label { "State "
                     select name="state" id="filter-state" {
                         option value="" { "any" }
-                        @for s in STATES { option value=(s) selected[f.state == s] { (s) } }
+                        @for s in states() { option value=(s) selected[f.state == s] { (s) } }
                     }
                 }
                 " "

@@ -45,14 +45,7 @@ static META: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// The outcome names, in [`outcome_index`] order.
-const OUTCOMES: [&str; 6] = [
-    "delivered",
-    "replied",
-    "unconfirmed",
-    "exhausted",
-    "expired",
-    "cancelled",
-];
+const OUTCOMES: [&str; 6] = Outcome::NAMES;
 
 /// The delivery statuses, in [`status_index`] order.
 const STATUSES: [DeliveryStatus; 5] = [

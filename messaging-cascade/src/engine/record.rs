@@ -120,6 +120,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome's [`name`](Self::name), in declaration order.
+    ///
+    /// ```
+    /// use messaging_cascade::Outcome;
+    /// for o in [Outcome::Exhausted, Outcome::Expired, Outcome::Cancelled] {
+    ///     assert!(Outcome::NAMES.contains(&o.name()));
+    /// }
+    /// ```
+    pub const NAMES: [&'static str; 6] = [
+        "delivered",
+        "replied",
+        "unconfirmed",
+        "exhausted",
+        "expired",
+        "cancelled",
+    ];
+
     /// A short name (`"delivered"`).
     pub fn name(&self) -> &'static str {
         match self {
