@@ -148,11 +148,13 @@ pub use config::{
 pub use error::ServiceError;
 
 /// Webhook events the service's journal processor hands to the engine and the inbox at once,
-/// unless `limits.webhook_concurrency` says otherwise. One at a time is one journal commit per
-/// event, which a campaign's burst of status callbacks outruns (`tests/examples/ingest.rs`:
-/// about 11,000 events/s with 1 against 18,000–25,000 with 64, and a growing backlog); both
-/// sinks take a re-applied event as a repeat, so a crash re-applying up to this many is safe.
-pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 32;
+/// unless `limits.webhook_concurrency` says otherwise. Processing must keep up with intake, or
+/// the backlog grows until providers get `503`: with signed status callbacks from 64
+/// connections (`tests/examples/ingest.rs`), 1 at a time took 10,900/s and answered 251,849
+/// calls `503`, 32 took 18,500/s with 150,096 `503`, 64 took 23,200/s with none. Both sinks take a
+/// re-applied event as a repeat, so a crash re-applying up to this many is safe.
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 64;
+
 /// Secrets in configurations built in code (`secrecy`'s string).
 pub use secrecy::SecretString;
 
