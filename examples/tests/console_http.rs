@@ -107,6 +107,23 @@ fn refuses_to_start_without_a_password() {
         Some(2),
         "a too-short password is refused"
     );
+
+    // With the password and no configuration: simulated providers, no --demo needed.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("console.sqlite");
+    let args = [
+        "--quiet",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    let running = console_common::start_with(dir, &args, true);
+    assert!(
+        running.base.starts_with("http://127.0.0.1:"),
+        "{}",
+        running.base
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! cargo run -p messaging-examples --bin messaging-console -- --demo --listen 127.0.0.1:8090
+//! MESSAGING_CONSOLE_PASSWORD=… cargo run -p messaging-examples --bin messaging-console -- --listen 127.0.0.1:8090
 //! MESSAGING_CONSOLE_PASSWORD=… cargo run -p messaging-examples --bin messaging-console -- \
 //!     --config messaging.toml --patients patients.csv --template clinic_message:ru:"Клиника: {{1}}"
 //! ```
 //!
-//! - `--demo` runs on simulated providers and a SQLite file (`messaging-console-demo.sqlite`,
-//!   created afresh), with reminders and patients' messages generated, and prints a generated
-//!   operator password unless `MESSAGING_CONSOLE_PASSWORD` is set.
+//! - With no configuration it runs on simulated providers and a SQLite file
+//!   (`messaging-console-demo.sqlite`, created afresh), with reminders and patients' messages
+//!   generated. The password comes from `MESSAGING_CONSOLE_PASSWORD`; `--demo` allows running
+//!   without it and prints a generated one.
 //! - `--config FILE` builds the [service](messaging::service) from the library's configuration
 //!   (real providers, the configured store) and serves the console beside its webhooks on
 //!   `--listen` (default: the configuration's `listener.address`). The password must be set in
@@ -103,12 +105,6 @@ async fn main() {
             ),
         ),
     };
-    if !args.demo && args.config.is_none() {
-        fail(
-            2,
-            "give --config FILE (the service's configuration) or --demo (simulated providers)",
-        );
-    }
     let mut service = None;
     let mut webhook_note = None;
     let (app, listen, console) = if let Some(path) = &args.config {
