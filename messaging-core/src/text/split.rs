@@ -196,7 +196,7 @@ pub fn split(text: &str, config: &SplitConfig) -> Result<Vec<Part>, SplitError> 
     if meter.cost(&text[start..end]) <= max {
         spans.push(start..end);
     } else {
-        let links: Vec<Range<usize>> = find_links(text).into_iter().map(|l| l.span).collect();
+        let links = whole_grapheme_links(text);
         let boundaries = boundaries(text, start, end);
         let simple = sms::each_char_is_a_grapheme(text);
         let mut next_boundary = 0;
@@ -290,6 +290,35 @@ pub fn split_texts(text: &str, config: &SplitConfig) -> Result<Vec<String>, Spli
 }
 
 /// The whitespace runs strictly inside `[start, end)`, classified.
+/// The links of `text`, each widened to whole graphemes: a link found by its characters may end
+/// inside a grapheme (a combining mark after its last letter), and a part can only end between
+/// graphemes, so an unwidened link could be refused as unbreakable while it fits.
+fn whole_grapheme_links(text: &str) -> Vec<Range<usize>> {
+    let links = find_links(text);
+    if links.is_empty() {
+        return Vec::new();
+    }
+    let bounds: Vec<usize> = text
+        .grapheme_indices(true)
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
+    links
+        .into_iter()
+        .map(|l| {
+            let start = match bounds.binary_search(&l.span.start) {
+                Ok(i) => bounds[i],
+                Err(i) => bounds[i.saturating_sub(1)],
+            };
+            let end = match bounds.binary_search(&l.span.end) {
+                Ok(i) => bounds[i],
+                Err(i) => bounds.get(i).copied().unwrap_or(text.len()),
+            };
+            start..end
+        })
+        .collect()
+}
+
 fn boundaries(text: &str, start: usize, end: usize) -> Vec<Boundary> {
     let mut out = Vec::new();
     let mut run: Option<(usize, usize)> = None; // (start, newlines)
@@ -532,6 +561,25 @@ mod tests {
             Err(e) => proptest::prop_assert!(false, "{e}"),
         }
         Ok(())
+    }
+
+    #[test]
+    fn a_link_ending_inside_a_grapheme_is_measured_whole() {
+        // "ఎ𓀀.AA" reads as a link, but its last "A" carries a combining mark: the link is
+        // the whole "Aꫫ" grapheme too, 6 characters, more than a 5-character part.
+        let s = "ఎ𓀀.AAꫫ ";
+        match split(s, &chars(5)) {
+            Err(SplitError::Unbreakable {
+                what: "link",
+                units,
+                max,
+                span,
+            }) => {
+                assert_eq!((units, max, span), (6, 5, 0..13));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(split(s, &chars(6)).unwrap().len(), 1);
     }
 
     proptest::proptest! {
