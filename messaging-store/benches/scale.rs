@@ -166,15 +166,16 @@ fn engine(store: Arc<dyn CascadeStore>) -> Engine {
 /// Inserts cascades `from..to` with `wake(i)` as their timers, from 64 tasks.
 async fn insert_range(
     store: &Arc<dyn CascadeStore>,
-    prefix: &'static str,
+    prefix: &str,
     from: usize,
     to: usize,
     wake: impl Fn(usize) -> DateTime<Utc> + Clone + Send + 'static,
 ) {
     const TASKS: usize = 64;
+    let prefix: Arc<str> = prefix.into();
     let mut set = tokio::task::JoinSet::new();
     for w in 0..TASKS {
-        let (store, wake) = (store.clone(), wake.clone());
+        let (store, wake, prefix) = (store.clone(), wake.clone(), prefix.clone());
         set.spawn(async move {
             let mut i = from + w;
             while i < to {
@@ -244,8 +245,7 @@ async fn tick_cost(
     }
     let idle = t0.elapsed().as_secs_f64() * 1e6 / f64::from(IDLE);
     let past = Utc::now() - chrono::Duration::seconds(1);
-    let prefix: &'static str = Box::leak(format!("due{level}").into_boxed_str());
-    insert_range(store, prefix, 0, due, move |_| past).await;
+    insert_range(store, &format!("due{level}"), 0, due, move |_| past).await;
     let t1 = Instant::now();
     let mut fired = 0;
     while fired < due {
