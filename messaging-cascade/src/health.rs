@@ -335,6 +335,20 @@ impl HealthTracker {
         }
     }
 
+    /// Until when this tracker's outlook is plainly healthy for every send, if it is now: its
+    /// next evaluation (only an evaluation or a new fact can change its mind). `None` when it
+    /// is anything but healthy, or due for an evaluation.
+    pub(crate) fn healthy_until(&self) -> Option<DateTime<Utc>> {
+        match self.mode {
+            Mode::Normal(HealthState::Healthy)
+                if !self.provider_degraded && !self.shared_degraded =>
+            {
+                self.eval_due
+            }
+            _ => None,
+        }
+    }
+
     /// Why the channel is in its state, in words.
     pub fn reason(&self) -> &str {
         &self.reason

@@ -1,6 +1,7 @@
 //! What a notification says: text, per-channel overrides, a WhatsApp template, buttons, attachments.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +18,9 @@ use crate::kind::ChannelKind;
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct Content {
-    /// The rendered text.
-    pub text: String,
+    /// The rendered text, shared: every attempt's message carries it, and a clone costs a
+    /// reference count rather than a copy of the text.
+    pub text: Arc<str>,
     /// Text to use instead on a given channel kind (a shorter SMS, a transliterated one, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub overrides: BTreeMap<ChannelKind, String>,
@@ -41,7 +43,7 @@ impl Content {
     /// Plain text content.
     pub fn text(text: impl Into<String>) -> Self {
         Content {
-            text: text.into(),
+            text: Arc::from(text.into()),
             ..Content::default()
         }
     }
@@ -66,7 +68,7 @@ impl Content {
 
     /// The text to send on a channel of `kind`.
     pub fn text_for(&self, kind: ChannelKind) -> &str {
-        self.overrides.get(&kind).unwrap_or(&self.text)
+        self.overrides.get(&kind).map_or(&self.text, |t| t)
     }
 }
 

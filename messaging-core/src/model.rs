@@ -188,27 +188,12 @@ const PHONE_KEY: &str = "phone:";
 
 /// Room for an `i64` in decimal, written without `fmt` (see [`Address::with_key_parts`]).
 #[derive(Default)]
-pub(crate) struct Digits([u8; 20]);
+pub(crate) struct Digits(itoa::Buffer);
 
 impl Digits {
     /// `n` in decimal, as `Display` writes it.
     pub(crate) fn of(&mut self, n: i64) -> &str {
-        let mut i = self.0.len();
-        let mut m = n.unsigned_abs();
-        loop {
-            i -= 1;
-            self.0[i] = b'0' + (m % 10) as u8;
-            m /= 10;
-            if m == 0 {
-                break;
-            }
-        }
-        if n < 0 {
-            i -= 1;
-            self.0[i] = b'-';
-        }
-        // Only ASCII digits and a minus sign were written.
-        std::str::from_utf8(&self.0[i..]).unwrap_or("")
+        self.0.format(n)
     }
 }
 

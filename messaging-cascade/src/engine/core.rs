@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -478,7 +479,10 @@ impl EngineBuilder {
                 retired,
                 routes: self.routes,
                 default_policy: self.default_policy,
-                books: Mutex::new(books),
+                books: Books {
+                    map: Mutex::new(books),
+                    calm_until: AtomicI64::new(i64::MIN),
+                },
                 gates: self.gates,
                 regulated: self.regulated,
                 settings: self.settings,
@@ -558,7 +562,7 @@ struct Inner {
     routes: HashMap<Purpose, PolicyId>,
     default_policy: Option<PolicyId>,
     /// Per channel: its health and how long the provider asked us to wait.
-    books: Mutex<FastMap<ChannelId, ChannelBook>>,
+    books: Books,
     gates: Vec<Arc<dyn SendGate>>,
     regulated: bool,
     settings: Settings,
@@ -599,6 +603,36 @@ struct ChannelBook {
     seen: HealthState,
 }
 
+/// Every channel's book, and until when all of them are calm: plainly healthy, not rate
+/// limited, nothing new to publish or share, so that every send is admitted as healthy.
+/// While they are, a cascade's health view is empty and costs no lock; a book only changes its
+/// mind at its next evaluation (the calm ends there) or on a new fact, and every change of a
+/// book goes through [`Books::change`], which ends the calm.
+struct Books {
+    map: Mutex<FastMap<ChannelId, ChannelBook>>,
+    /// Microseconds since the Unix epoch; `i64::MIN` when not known to be calm.
+    calm_until: AtomicI64,
+}
+
+impl Books {
+    /// The books, to change one: the calm ends (the next health view looks at them again).
+    fn change(&self) -> MutexGuard<'_, FastMap<ChannelId, ChannelBook>> {
+        let books = lock(&self.map);
+        self.calm_until.store(i64::MIN, Ordering::Release);
+        books
+    }
+
+    /// The books, for a health view or a fact that cannot change anyone's outlook.
+    fn look(&self) -> MutexGuard<'_, FastMap<ChannelId, ChannelBook>> {
+        lock(&self.map)
+    }
+
+    /// Whether every book is calm at `now`.
+    fn calm(&self, now: DateTime<Utc>) -> bool {
+        now.timestamp_micros() < self.calm_until.load(Ordering::Acquire)
+    }
+}
+
 /// `engine-` and 16 hex digits from std's per-process random hash keys (no RNG dependency for
 /// one name).
 fn random_instance_name() -> String {
@@ -606,6 +640,14 @@ fn random_instance_name() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     format!("engine-{:016x}", h.finish())
+}
+
+/// Where [`Engine::drive`] starts when the caller holds the record as stored.
+struct Start<'s> {
+    record: CascadeRecord,
+    rules: &'s Rules,
+    /// The decision the record was stored with, whose actions are still to be performed.
+    decision: Option<Decision>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -643,7 +685,9 @@ impl Engine {
     /// The health of a channel now (`None` for an unknown channel id).
     pub fn health(&self, channel: &ChannelId) -> Option<ChannelHealth> {
         let now = self.now();
-        lock(&self.inner.books)
+        self.inner
+            .books
+            .change()
             .get_mut(channel)
             .map(|b| b.health.snapshot(now))
     }
@@ -677,8 +721,23 @@ impl Engine {
                 return Err(SubmitError::ContentTooLong(notification.id, policy_id));
             }
         }
-        let rec = decide::begin(notification, rules, self.now());
+        let now = self.now();
+        let mut rec = decide::begin(notification, rules, now);
         let id = rec.id().clone();
+        // The first decision is made before the record is stored, so that the insert carries
+        // it (usually the intent to send the first step): one write per cascade fewer than
+        // inserting, then storing the intent. Nothing is performed before the insert, and a
+        // duplicate submit performs nothing. A decision that claims a channel's probe is not
+        // kept: the claim would be lost if the insert found the id taken, so that cascade
+        // starts from the record `begin` made, decided after it is stored.
+        let health = self.health_view(rules, &rec, now);
+        let decision = decide::decide(&mut rec, rules, &health, &Input::Submitted, now);
+        let decision = if decision.probe(&rec).is_some() {
+            rec = decide::begin_shared(Arc::clone(&rec.notification), rules, now);
+            None
+        } else {
+            Some(decision)
+        };
         match inner.store.insert(&rec).await? {
             Inserted::Exists(existing) => {
                 return Ok(Submission {
@@ -692,7 +751,12 @@ impl Engine {
         }
         // `catch_unwind` keeps the cascade's future in place: `catch_panic` would box it, an
         // allocation and two copies of a large future on every submit.
-        let first = AssertUnwindSafe(self.drive(&id, Some((rec, rules)), Input::Submitted))
+        let start = Start {
+            record: rec,
+            rules,
+            decision,
+        };
+        let first = AssertUnwindSafe(self.drive(&id, Some(start), Input::Submitted))
             .catch_unwind()
             .await
             .unwrap_or_else(|p| Err(panicked(&id, &Panicked::from_payload(&*p))));
@@ -983,7 +1047,7 @@ impl Engine {
                 .map(|(id, _)| id.clone())
                 .collect(),
         };
-        let mut books = lock(&self.inner.books);
+        let mut books = self.inner.books.change();
         for id in targets {
             let Some(b) = books.get_mut(&id) else {
                 continue;
@@ -1172,22 +1236,22 @@ impl Engine {
 
     /// Moves a cascade on after `input`: decides and stores, then performs the decision's
     /// actions and feeds their results back, until the cascade waits for the world. Returns its
-    /// outcome if it has ended. `current`: the caller's copy of the record as stored, with its
-    /// rules, if it has them (saves a read and a lookup).
+    /// outcome if it has ended. `start`: the caller's copy of the record as stored, with its
+    /// rules, if it has them (saves a read and a lookup), and the decision it was stored with.
     ///
     /// Each call is one `cascade` span (entered only around what it tells, never across an
     /// await: the future is not wrapped, which would cost a copy of it). For
-    /// [`Input::Submitted`], `current` is the record just inserted, and its first history is
+    /// [`Input::Submitted`], `start` holds the record just inserted, and its first history is
     /// told here.
     async fn drive<'s>(
         &'s self,
         id: &NotificationId,
-        current: Option<(CascadeRecord, &'s Rules)>,
+        start: Option<Start<'s>>,
         mut input: Input,
     ) -> Result<Option<Outcome>, EngineError> {
-        let (current, mut rules) = match current {
-            Some((rec, rules)) => (Some(rec), Some(rules)),
-            None => (None, None),
+        let (current, mut rules, mut decided) = match start {
+            Some(s) => (Some(s.record), Some(s.rules), s.decision),
+            None => (None, None, None),
         };
         let span = observe::cascade_span(id, &input);
         if let (Input::Submitted, Some(rec)) = (&input, &current) {
@@ -1207,11 +1271,21 @@ impl Engine {
             if rounds > 64 && !matches!(input, Input::SendOutcome { .. }) {
                 return Ok(None);
             }
-            let Some(decision) = self
-                .decide_and_store(id, &mut slot, &mut rules, &input, span)
-                .await?
-            else {
-                return Ok(None);
+            let decision = match decided.take() {
+                // Decided before the insert, which stored it.
+                Some(d) => {
+                    if let Some(rec) = &slot {
+                        observe::cascade_state(span, rec);
+                    }
+                    d
+                }
+                None => match self
+                    .decide_and_store(id, &mut slot, &mut rules, &input, span)
+                    .await?
+                {
+                    Some(d) => d,
+                    None => return Ok(None),
+                },
             };
             let Some(rec) = &slot else {
                 return Ok(None);
@@ -1342,11 +1416,14 @@ impl Engine {
         if rec.is_finished() || rec.step >= steps.len() {
             return HealthView::new();
         }
+        if self.inner.books.calm(now) {
+            return HealthView::new();
+        }
         let health_on = rules.health_config().is_some();
         // Only channels that are not plainly healthy are listed (the view's default): usually
         // none, so the snapshot costs no allocation.
         let mut view = HealthView::new();
-        let mut books = lock(&self.inner.books);
+        let mut books = self.inner.books.look();
         for step in &steps[rec.step..] {
             let Some(b) = books.get_mut(&step.channel) else {
                 continue;
@@ -1370,27 +1447,62 @@ impl Engine {
                 view.set(step.channel.clone(), condition);
             }
         }
+        let calm_until = books
+            .values()
+            .map(|b| self.calm_until(b, health_on, now))
+            .min()
+            .flatten();
+        if let Some(until) = calm_until {
+            // Under the lock, so a change made meanwhile (which ends the calm) is not undone.
+            self.inner.books.calm_until.store(until, Ordering::Release);
+        }
         view
+    }
+
+    /// Until when `book` is calm (see [`Books`]), in microseconds since the Unix epoch: `None`
+    /// if it is not now, `i64::MAX` if it stays calm until it changes.
+    fn calm_until(&self, book: &ChannelBook, health_on: bool, now: DateTime<Utc>) -> Option<i64> {
+        if book.rate_limited_until.is_some_and(|u| u > now) {
+            return None;
+        }
+        if !health_on {
+            return Some(i64::MAX);
+        }
+        let shared =
+            self.inner.sharing.is_none() || book.shared == Some((HealthChange::Healthy, None));
+        match book.health.healthy_until() {
+            Some(until) if until > now && shared && book.seen == HealthState::Healthy => {
+                Some(until.timestamp_micros())
+            }
+            _ => None,
+        }
     }
 
     /// Takes the probe for a decision that sends one. Returns `false` if it is gone.
     fn claim_probe(&self, rec: &CascadeRecord, decision: &Decision, now: DateTime<Utc>) -> bool {
-        for action in &decision.actions {
-            if let Action::Send {
-                attempt, channel, ..
-            } = action
-                && rec.attempts.get(*attempt).is_some_and(|a| a.probe)
-            {
-                return lock(&self.inner.books)
-                    .get_mut(channel)
-                    .is_some_and(|b| b.health.claim_probe(now));
-            }
+        match decision.probe(rec) {
+            Some(channel) => self
+                .inner
+                .books
+                .change()
+                .get_mut(channel)
+                .is_some_and(|b| b.health.claim_probe(now)),
+            None => true,
         }
-        true
     }
 
     fn note_health(&self, note: HealthNote) {
-        let mut books = lock(&self.inner.books);
+        // A send accepted (not a probe's) opens a latency sample, which only the next
+        // evaluation judges: nobody's outlook changes now.
+        let changes_outlook = !matches!(
+            note,
+            HealthNote::Accepted { .. } | HealthNote::Sent { probe: false, .. }
+        );
+        let mut books = if changes_outlook {
+            self.inner.books.change()
+        } else {
+            self.inner.books.look()
+        };
         let Some(b) = books.get_mut(note.channel()) else {
             return;
         };
@@ -1513,7 +1625,7 @@ impl Engine {
             return false;
         }
         let now = self.now();
-        let mut books = lock(&self.inner.books);
+        let mut books = self.inner.books.change();
         let Some(b) = books.get_mut(&n.channel) else {
             return false;
         };
@@ -1543,12 +1655,7 @@ impl Engine {
         let Some(sharing) = &self.inner.sharing else {
             return true;
         };
-        let Some(channel) = decision.actions.iter().find_map(|a| match a {
-            Action::Send {
-                attempt, channel, ..
-            } if rec.attempts.get(*attempt).is_some_and(|a| a.probe) => Some(channel),
-            _ => None,
-        }) else {
+        let Some(channel) = decision.probe(rec) else {
             return true;
         };
         let hold = rules
@@ -1561,7 +1668,7 @@ impl Engine {
         {
             Ok(true) => true,
             Ok(false) => {
-                if let Some(b) = lock(&self.inner.books).get_mut(channel) {
+                if let Some(b) = self.inner.books.change().get_mut(channel) {
                     b.health.probe_elsewhere();
                 }
                 false

@@ -477,6 +477,17 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The channel whose probe this decision sends, if it sends one: the driver claims the
+    /// probe before it stores the record, and decides again without it if it is gone.
+    pub(crate) fn probe<'d>(&'d self, record: &CascadeRecord) -> Option<&'d ChannelId> {
+        self.actions.iter().find_map(|a| match a {
+            Action::Send {
+                attempt, channel, ..
+            } if record.attempts.get(*attempt).is_some_and(|a| a.probe) => Some(channel),
+            _ => None,
+        })
+    }
+
     /// The history entries this decision added to `record`: publish them once it is stored.
     pub fn events<'r>(&self, record: &'r CascadeRecord) -> &'r [HistoryEntry] {
         let h = &record.history;
@@ -487,6 +498,16 @@ impl Decision {
 /// A new cascade for `notification` under `rules`, ready for its first step now. Store it,
 /// then [`decide`] with [`Input::Submitted`].
 pub fn begin(notification: Notification, rules: &Rules, now: DateTime<Utc>) -> CascadeRecord {
+    begin_shared(Arc::new(notification), rules, now)
+}
+
+/// [`begin`] for a notification already shared (the driver starts over from it when it
+/// cannot keep a decision it made before storing the record).
+pub(crate) fn begin_shared(
+    notification: Arc<Notification>,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> CascadeRecord {
     let policy = rules.policy.id.clone();
     let mut history = Vec::with_capacity(6);
     history.push(HistoryEntry {
@@ -505,7 +526,7 @@ pub fn begin(notification: Notification, rules: &Rules, now: DateTime<Utc>) -> C
         });
     }
     CascadeRecord {
-        notification: Arc::new(notification),
+        notification,
         policy,
         version: 0,
         step: 0,

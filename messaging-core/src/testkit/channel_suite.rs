@@ -570,7 +570,7 @@ mod tests {
             self.0
                 .sent()
                 .iter()
-                .map(|m| SentRequest::text(m.content.text.clone()))
+                .map(|m| SentRequest::text(m.content.text.to_string()))
                 .collect()
         }
     }

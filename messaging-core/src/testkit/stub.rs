@@ -129,11 +129,8 @@ impl StubChannel {
     /// next to the engine it measures.
     fn receipt_id(&self, n: u64) -> ProviderMessageId {
         let id = self.id.as_str().as_bytes();
-        let mut digits = crate::model::Digits::default();
-        let number = match i64::try_from(n) {
-            Ok(v) => digits.of(v).as_bytes(),
-            Err(_) => return self.message_id(n).into(),
-        };
+        let mut digits = itoa::Buffer::new();
+        let number = digits.format(n).as_bytes();
         let mut buf = [0u8; 64];
         let len = id.len() + 1 + number.len();
         if len > buf.len() {
