@@ -1,7 +1,8 @@
 //! The in-memory store: always there, for tests and for services that can lose state on restart.
 
+use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use super::reports::{
     self, CascadeReports, DailyCost, EndedCount, ListQuery, ReportFacts, RunningCount,
 };
 use super::{CascadeStore, Inserted, MessageRef, StoreError, Stuck, StuckCascade, WindowStore};
-use crate::engine::CascadeRecord;
+use crate::engine::{CascadeRecord, Phase};
 use messaging_core::chrono_dur;
 use messaging_core::window::MemoryWindowStore;
 use messaging_core::{ChannelId, NotificationId, ProviderMessageId, Recipient};
@@ -44,8 +45,11 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 struct Inner {
     /// Boxed: a small bucket keeps the table's unused capacity cheap.
     records: FastMap<NotificationId, Box<Slot>>,
-    /// (wake_at, id) of unclaimed timers.
-    timers: BTreeSet<(DateTime<Utc>, NotificationId)>,
+    /// Timers, earliest first. An entry is live while its record's `timer` is still its
+    /// time; a record whose timer moves leaves the old entry behind, dropped when it comes up
+    /// (see [`Inner::first_timer`]): pushing onto a heap costs a fraction of keeping a sorted
+    /// set, where every move was a removal and an insertion.
+    timers: BinaryHeap<Reverse<(DateTime<Utc>, NotificationId)>>,
     messages: FastMap<ProviderMessageId, MessageRef>,
     /// Reply keys by 64-bit hash (no string per key); hits are checked against the record.
     reply_index: FastMap<u64, Ids>,
@@ -131,6 +135,32 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// The earliest live timer, dropping the dead entries before it.
+    fn first_timer(&mut self) -> Option<(DateTime<Utc>, &NotificationId)> {
+        loop {
+            let Reverse((at, id)) = self.timers.peek()?;
+            if self.records.get(id).is_some_and(|s| s.timer == Some(*at)) {
+                // Peeked again: the borrow checker cannot return `id` from the loop above.
+                let Reverse((at, id)) = self.timers.peek()?;
+                return Some((*at, id));
+            }
+            self.timers.pop();
+        }
+    }
+
+    /// Adds a timer; rebuilds the heap from the live timers when dead entries (timers that
+    /// moved or records that ended before them) outnumber the records, so they stay bounded.
+    fn push_timer(&mut self, at: DateTime<Utc>, id: &NotificationId) {
+        self.timers.push(Reverse((at, id.clone())));
+        if self.timers.len() > 2 * self.records.len() + 1024 {
+            self.timers = self
+                .records
+                .iter()
+                .filter_map(|(id, s)| s.timer.map(|t| Reverse((t, id.clone()))))
+                .collect();
+        }
+    }
+
     fn index_messages(&mut self, record: &CascadeRecord) {
         for (pmid, attempt) in record.provider_message_ids() {
             // Looked up before the entry API, which would take (clone) the key for every
@@ -208,9 +238,10 @@ fn key_hash(seed: &foldhash::fast::RandomState, prefix: &str, value: &str) -> u6
     seed.hash_one(joined.as_slice())
 }
 
-/// A new record's stored copy, with room for what its first updates add (the intent to send,
-/// then the receipt: one attempt, two history entries), so that they write in place instead of
-/// growing the vectors; a cascade waiting for its evidence then holds no spare room.
+/// A new record's stored copy, with room for what its first update usually adds (the receipt,
+/// and the end for a channel whose receipt is the proof: two history entries), so that it
+/// writes in place instead of growing the vectors. A cascade that then waits for its evidence
+/// gives the spare room back (see `update`).
 fn stored_copy(record: &CascadeRecord) -> CascadeRecord {
     let mut attempts = Vec::with_capacity(record.attempts.len().max(1));
     attempts.extend_from_slice(&record.attempts);
@@ -289,19 +320,20 @@ impl CascadeStore for MemoryStore {
         g.index_messages(&rec);
         // Reply keys only change when a cascade starts or ends: the notification is immutable.
         g.add_reply_keys(&rec);
-        if let Some(w) = rec.wake_at {
-            g.timers.insert((w, rec.id().clone()));
-        }
         if !rec.is_finished() {
             g.active += 1;
         }
+        let (id, wake_at) = (rec.id().clone(), rec.wake_at);
         g.records.insert(
-            rec.id().clone(),
+            id.clone(),
             Box::new(Slot {
-                timer: rec.wake_at,
+                timer: wake_at,
                 record: rec,
             }),
         );
+        if let Some(w) = wake_at {
+            g.push_timer(w, &id);
+        }
         Ok(Inserted::New)
     }
 
@@ -322,18 +354,21 @@ impl CascadeStore for MemoryStore {
         let was_active = !slot.record.is_finished();
         let old_timer = slot.timer.take();
         copy_record(&mut slot.record, record);
+        if matches!(record.phase, Phase::Waiting { .. }) {
+            // It may wait for days: memory per pending cascade counts. Shrinking in place
+            // costs little next to the copy.
+            slot.record.history.shrink_to_fit();
+        }
         let version = record.version + 1;
         slot.record.version = version;
         let now_active = !record.is_finished();
         slot.timer = record.wake_at;
-        // An unchanged timer (a claim's lease differs from wake_at) keeps its place.
-        if old_timer != record.wake_at {
-            if let Some(w) = old_timer {
-                g.timers.remove(&(w, record.id().clone()));
-            }
-            if let Some(w) = record.wake_at {
-                g.timers.insert((w, record.id().clone()));
-            }
+        // An unchanged timer (a claim's lease differs from wake_at) keeps its entry; a moved
+        // one leaves its old entry dead (the slot's timer no longer names it).
+        if old_timer != record.wake_at
+            && let Some(w) = record.wake_at
+        {
+            g.push_timer(w, record.id());
         }
         g.index_messages(record);
         match (was_active, now_active) {
@@ -357,29 +392,29 @@ impl CascadeStore for MemoryStore {
         let mut guard = self.lock();
         let g = &mut *guard;
         let mut out = Vec::new();
-        let mut requeue = Vec::new();
+        let until = now + chrono_dur(lease);
         while out.len() < limit {
-            let Some(first) = g.timers.first().cloned() else {
+            match g.first_timer() {
+                Some((at, _)) if at <= now => {}
+                _ => break,
+            }
+            let Some(Reverse((_, id))) = g.timers.pop() else {
                 break;
             };
-            if first.0 > now {
-                break;
-            }
-            g.timers.pop_first();
-            if let Some(slot) = g.records.get_mut(&first.1) {
+            if let Some(slot) = g.records.get_mut(&id) {
                 // The timer comes back when the lease runs out, unless the record is updated.
-                let until = now + chrono_dur(lease);
                 slot.timer = Some(until);
-                requeue.push((until, first.1.clone()));
-                out.push(first.1);
+                out.push(id);
             }
         }
-        g.timers.extend(requeue);
+        for id in &out {
+            g.push_timer(until, id);
+        }
         Ok(out)
     }
 
     async fn next_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.lock().timers.first().map(|(t, _)| *t))
+        Ok(self.lock().first_timer().map(|(t, _)| t))
     }
 
     async fn find_message(
@@ -444,9 +479,7 @@ impl CascadeStore for MemoryStore {
                     e.remove();
                 }
             }
-            if let Some(w) = slot.timer {
-                g.timers.remove(&(w, id.clone()));
-            }
+            // Its timer entry, if any, is dead now: dropped when it comes up.
             g.remove_reply_keys(id, &slot.record.notification.recipient);
         }
         Ok(gone.len())
@@ -630,6 +663,51 @@ mod tests {
             assert!(
                 store.lock().reply_index.is_empty(),
                 "purge empties the index"
+            );
+        });
+    }
+
+    /// A timer moved many times leaves dead heap entries behind; they stay bounded, and the
+    /// earliest live timer is still the one returned and claimed.
+    #[test]
+    fn moved_timers_leave_bounded_dead_entries() {
+        block(async {
+            let store = MemoryStore::new();
+            let mut a = record("a", "+79123456789", Some(t(1_000_000)));
+            store.insert(&a).await.expect("insert a");
+            let b = record("b", "+79123456788", Some(t(500)));
+            store.insert(&b).await.expect("insert b");
+            // `a` moves from before `b` to after it, one second at a time: dead entries in
+            // front of `b`'s.
+            for i in 0..5_000 {
+                a.wake_at = Some(t(i));
+                a.version = store.update(&a).await.expect("move a");
+            }
+            assert!(
+                store.lock().timers.len() <= 2 * 2 + 1024 + 1,
+                "dead entries compacted"
+            );
+            assert_eq!(store.next_wake().await.expect("next"), Some(t(500)));
+            a.wake_at = Some(t(600));
+            store.update(&a).await.expect("move a");
+            assert_eq!(store.next_wake().await.expect("next"), Some(t(500)));
+            let lease = Duration::from_secs(30);
+            let due = store.claim_due(t(700), 10, lease).await.expect("claim");
+            assert_eq!(
+                due,
+                vec![NotificationId::new("b"), NotificationId::new("a")]
+            );
+            // Both now wake at the lease's end, and nothing else is left live.
+            assert_eq!(
+                store.next_wake().await.expect("next"),
+                Some(t(700) + chrono_dur(lease))
+            );
+            assert!(
+                store
+                    .claim_due(t(701), 10, lease)
+                    .await
+                    .expect("claim")
+                    .is_empty()
             );
         });
     }
