@@ -14,7 +14,7 @@
 //! real [`Engine`] on the durable store (fsync on every commit) with instant stub channels:
 //!
 //! - **cascades per second**: 5,000 new cascades submitted by 64 tasks and run to completion
-//!   (insert, "about to send", sent and finished: three commits each);
+//!   (the insert carrying "about to send", then sent and finished: two commits each);
 //! - **resident memory** of the process (the stores cache nothing: it must stay flat);
 //! - **time per timer tick**: an idle `Engine::tick` (nothing due: the due-index lookup at this
 //!   size), and a tick that finds 1,000 cascades due and sends each of them, per cascade.
