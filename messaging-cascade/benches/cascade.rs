@@ -164,9 +164,63 @@ fn cpu_time_throughput() {
     }
 }
 
+/// The cost of a delivery report against the number of sends in channel health's sample window
+/// (a WhatsApp campaign: thousands of sends within minutes, then their reports): it must not
+/// grow with the window, or a campaign's reports cost the square of its size.
+fn delivery_reports() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for n in [1_000u64, 10_000] {
+        let clock = ManualClock::at_unix(1_767_250_800);
+        let first = Arc::new(StubChannel::new("first", ChannelKind::WhatsApp).without_recording());
+        let e = Engine::builder()
+            .clock(clock.clone())
+            .channel(first.clone())
+            .channel(Arc::new(
+                StubChannel::new("sms", ChannelKind::Sms).without_recording(),
+            ))
+            .policy(CascadePolicy::new(
+                "p",
+                vec![Step::new("first"), Step::new("sms")],
+            ))
+            .build()
+            .expect("valid engine");
+        let reports: Vec<Event> = (1..=n)
+            .map(|k| {
+                Event::Delivery(DeliveryReport::new(
+                    ChannelKind::WhatsApp,
+                    first.message_id(k),
+                    DeliveryStatus::Delivered,
+                    clock.now(),
+                ))
+            })
+            .collect();
+        // Wall-clock time: the scheduler's per-thread CPU count is too coarse for a few
+        // milliseconds. Compare the two sizes of one run.
+        let elapsed = rt.block_on(async {
+            for i in 0..n {
+                e.submit(notification(i)).await.expect("submitted");
+            }
+            let start = Instant::now();
+            for r in &reports {
+                e.handle_event(r).await.expect("applied");
+            }
+            start.elapsed()
+        });
+        let running = rt.block_on(e.store().count_active()).expect("count");
+        assert_eq!(running, 0, "every report delivered its cascade");
+        println!(
+            "delivery report with {n} sends in the health window: {:.2} µs per report",
+            elapsed.as_secs_f64() * 1e6 / n as f64
+        );
+    }
+}
+
 fn main() {
     if std::env::var_os("CASCADE_BENCH_SKIP_MEMORY").is_none() {
         memory_per_pending_cascade();
+        delivery_reports();
     }
     cpu_time_throughput();
     let mut c = Criterion::default().configure_from_args();

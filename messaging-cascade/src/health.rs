@@ -166,7 +166,12 @@ pub struct HealthTracker {
     config: HealthConfig,
     mode: Mode,
     samples: VecDeque<Sample>,
-    open: HashMap<ProviderMessageId, DateTime<Utc>>,
+    /// The sequence number of `samples`' first entry (each sample's is its place in the order
+    /// sent), so that evidence finds its sample at once rather than by a scan of the window: a
+    /// campaign's reports would otherwise cost the square of its size.
+    first_seq: u64,
+    /// The sequence number of each sample still awaiting its evidence.
+    open: HashMap<ProviderMessageId, u64, foldhash::fast::RandomState>,
     errors_in_a_row: u32,
     provider_degraded: bool,
     /// Another instance said the channel is degraded (until it says healthy).
@@ -190,7 +195,8 @@ impl HealthTracker {
             config,
             mode: Mode::Normal(HealthState::Healthy),
             samples: VecDeque::new(),
-            open: HashMap::new(),
+            first_seq: 0,
+            open: HashMap::default(),
             errors_in_a_row: 0,
             provider_degraded: false,
             shared_degraded: false,
@@ -211,7 +217,8 @@ impl HealthTracker {
             self.probe_id = Some(id.clone());
             self.mode = Mode::Probing { sent_at: at };
         }
-        self.open.insert(id.clone(), at);
+        let seq = self.first_seq + self.samples.len() as u64;
+        self.open.insert(id.clone(), seq);
         self.samples.push_back(Sample {
             id,
             sent_at: at,
@@ -226,23 +233,33 @@ impl HealthTracker {
 
     /// Evidence arrived for a send.
     pub fn record_evidence(&mut self, id: &ProviderMessageId, at: DateTime<Utc>) {
-        let Some(sent_at) = self.open.remove(id) else {
+        let Some(seq) = self.open.remove(id) else {
             return;
         };
-        if let Some(s) = self.samples.iter_mut().rev().find(|s| &s.id == id) {
-            s.evidence_at = Some(at);
-        }
+        let index = seq
+            .checked_sub(self.first_seq)
+            .and_then(|i| usize::try_from(i).ok());
+        let Some(sample) = index.and_then(|i| self.samples.get_mut(i)) else {
+            return;
+        };
+        sample.evidence_at = Some(at);
+        let sent_at = sample.sent_at;
         if self.probe_id.as_ref() == Some(id) {
             self.probe_id = None;
             if at - sent_at <= chrono_dur(self.config.overdue_after) {
                 // The probe got through in time: forget the outage and ramp traffic back up.
-                self.samples.clear();
-                self.open.clear();
+                self.forget_samples();
                 self.mode = Mode::Recovering { since: at };
                 self.reason = "probe delivered; ramping traffic back".into();
             }
         }
-        self.eval_due = None;
+        // Evidence can only make a channel look better. A troubled one is judged again at the
+        // next look, so that it recovers promptly; a healthy one at its usual time (a judgement
+        // is a pass over the window's samples: once per report would cost the square of a
+        // campaign's size).
+        if !matches!(self.mode, Mode::Normal(HealthState::Healthy)) || self.provider_degraded {
+            self.eval_due = None;
+        }
     }
 
     /// A send failed with a temporary error (network, 5xx, timeout).
@@ -317,8 +334,7 @@ impl HealthTracker {
             }
             HealthChange::Recovering { since } => {
                 // Another instance's probe got through: the outage's samples are history.
-                self.samples.clear();
-                self.open.clear();
+                self.forget_samples();
                 self.probe_id = None;
                 self.shared_degraded = false;
                 self.mode = Mode::Recovering { since };
@@ -349,6 +365,13 @@ impl HealthTracker {
         }
     }
 
+    /// Drops every sample (an outage's are history once a probe got through).
+    fn forget_samples(&mut self) {
+        self.first_seq += self.samples.len() as u64;
+        self.samples.clear();
+        self.open.clear();
+    }
+
     /// Why the channel is in its state, in words.
     pub fn reason(&self) -> &str {
         &self.reason
@@ -362,7 +385,11 @@ impl HealthTracker {
         let horizon = now - chrono_dur(self.config.sample_window);
         while self.samples.front().is_some_and(|s| s.sent_at < horizon) {
             if let Some(s) = self.samples.pop_front() {
-                self.open.remove(&s.id);
+                // A later send with the same id keeps its own entry.
+                if self.open.get(&s.id) == Some(&self.first_seq) {
+                    self.open.remove(&s.id);
+                }
+                self.first_seq += 1;
             }
         }
         let overdue_after = chrono_dur(self.config.overdue_after);
@@ -611,6 +638,42 @@ mod tests {
             .filter(|i| ramp_position(&nid(*i)) < 0.1)
             .count();
         assert!((800..1200).contains(&below), "{below} of 10000 below 0.1");
+    }
+
+    /// Evidence finds its own send by sequence number, after older sends left the window and
+    /// when a provider reuses an id: the latencies judged are each send's own.
+    #[test]
+    fn evidence_finds_its_send_across_the_window() {
+        let mut h = HealthTracker::new(cfg());
+        let id = |i: i64| ProviderMessageId::new(format!("m{i}"));
+        // 0..30 sent a second apart; 0..10 then leave the window (20 minutes).
+        for i in 0..30 {
+            h.record_sent(id(i), t0() + secs(i), false);
+        }
+        let later = t0() + secs(20 * 60 + 10);
+        let snap = h.snapshot(later);
+        assert_eq!(snap.judged, 20, "the first ten left the window");
+        assert_eq!(snap.overdue_share, 1.0, "the rest are overdue");
+        // Evidence for a send that left the window changes nothing.
+        h.record_evidence(&id(3), later);
+        // The rest are delivered 40 s after their own send, in reverse order.
+        for i in (10..30).rev() {
+            h.record_evidence(&id(i), t0() + secs(i + 40));
+        }
+        let snap = h.snapshot(later);
+        assert_eq!(snap.judged, 20);
+        assert_eq!(snap.overdue_share, 0.0);
+        assert_eq!(snap.median_latency, Duration::from_secs(40));
+        // A reused id: evidence belongs to the latest send with it.
+        let reuse = later + secs(1);
+        h.record_sent(id(29), reuse, false);
+        h.record_evidence(&id(29), reuse + secs(5));
+        let snap = h.snapshot(reuse + secs(10));
+        assert_eq!(
+            snap.judged, 10,
+            "sends 21 to 29 are in the window, and the new one"
+        );
+        assert_eq!(snap.overdue_share, 0.0);
     }
 
     #[test]
