@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::common::{ReportRow, Row, decode, from_ns, lease_end_ns, to_ns, version_from_sql};
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const SQLITE_SCHEMA_VERSION: u32 = 8;
+pub const SQLITE_SCHEMA_VERSION: u32 = 9;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (
@@ -187,6 +187,27 @@ CREATE TABLE IF NOT EXISTS attempt_costs (
     PRIMARY KEY (notification_id, attempt)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS attempt_costs_day ON attempt_costs (day, channel, currency);
+",
+    ),
+    (
+        9,
+        // Running cascades counted by (state, channel) in a few rows kept by every write,
+        // instead of the index `cascades_running`: a state change rewrote two entries of that
+        // index, scattered over its pages (about one 4 KiB page per change, twice: WAL and
+        // checkpoint), where the counts are one small page per commit. Cascades without a
+        // state (records that could not be decoded) are reported nowhere, as before. May run
+        // again over its own result.
+        "
+CREATE TABLE IF NOT EXISTS running_counts (
+    state   TEXT NOT NULL,
+    channel TEXT,
+    n       INTEGER NOT NULL
+);
+DELETE FROM running_counts;
+INSERT INTO running_counts (state, channel, n)
+    SELECT state, channel, count(*) FROM cascades
+    WHERE finished = 0 AND state IS NOT NULL GROUP BY state, channel;
+DROP INDEX IF EXISTS cascades_running;
 ",
     ),
 ];
@@ -970,6 +991,55 @@ fn bump_active(c: &Connection, delta: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Adds `delta` to the running cascades counted under `state` and `channel` (migration 9). A
+/// cascade without a state (its record could not be decoded) is counted nowhere.
+fn bump_running(
+    c: &Connection,
+    state: Option<&str>,
+    channel: Option<&str>,
+    delta: i64,
+) -> rusqlite::Result<()> {
+    let Some(state) = state else {
+        return Ok(());
+    };
+    // `channel IS ?2` matches a missing channel too; the table is a few rows, read in full.
+    let n = c
+        .prepare_cached("UPDATE running_counts SET n = n + ?3 WHERE state = ?1 AND channel IS ?2")?
+        .execute(params![state, channel, delta])?;
+    if n == 0 {
+        c.prepare_cached("INSERT INTO running_counts (state, channel, n) VALUES (?1, ?2, ?3)")?
+            .execute(params![state, channel, delta])?;
+    }
+    Ok(())
+}
+
+/// The stored columns an update compares the new ones with.
+struct Current {
+    version: i64,
+    finished: bool,
+    reply_keys: String,
+    state: Option<String>,
+    channel: Option<String>,
+}
+
+impl Current {
+    fn read(c: &Connection, id: &str) -> rusqlite::Result<Option<Current>> {
+        c.prepare_cached(
+            "SELECT version, finished, reply_keys, state, channel FROM cascades WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(Current {
+                version: r.get(0)?,
+                finished: r.get(1)?,
+                reply_keys: r.get(2)?,
+                state: r.get(3)?,
+                channel: r.get(4)?,
+            })
+        })
+        .optional()
+    }
+}
+
 fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
     match op {
         Op::Insert(row) => {
@@ -1004,24 +1074,15 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
             add_costs(c, &row.id, &row.report)?;
             if !row.finished {
                 bump_active(c, 1)?;
+                bump_running(c, Some(row.report.state), row.report.channel.as_deref(), 1)?;
             }
             Ok(Ok(Done::Inserted))
         }
         Op::Update(row) => {
-            let current = c
-                .prepare_cached("SELECT version, finished, reply_keys FROM cascades WHERE id = ?1")?
-                .query_row([&row.id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, bool>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .optional()?;
-            let Some((version, was_finished, old_keys)) = current else {
+            let Some(old) = Current::read(c, &row.id)? else {
                 return Ok(Err(StoreError::NotFound(NotificationId::new(&row.id))));
             };
-            if version != row.expected {
+            if old.version != row.expected {
                 return Ok(Err(StoreError::Conflict(NotificationId::new(&row.id))));
             }
             let new_version = row.expected + 1;
@@ -1046,8 +1107,8 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
                 row.report.deadline_ns
             ])?;
             add_costs(c, &row.id, &row.report)?;
-            if new_keys != old_keys {
-                let old: Vec<String> = serde_json::from_str(&old_keys).unwrap_or_default();
+            if new_keys != old.reply_keys {
+                let old: Vec<String> = serde_json::from_str(&old.reply_keys).unwrap_or_default();
                 let mut del = c.prepare_cached(
                     "DELETE FROM reply_keys WHERE key = ?1 AND notification_id = ?2",
                 )?;
@@ -1057,10 +1118,25 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
                 add_keys(c, &row.id, &row.reply_keys)?;
             }
             index(c, row)?;
-            match (was_finished, row.finished) {
+            match (old.finished, row.finished) {
                 (false, true) => bump_active(c, -1)?,
                 (true, false) => bump_active(c, 1)?,
                 _ => {}
+            }
+            let running = |finished: bool, state, channel| (!finished).then_some((state, channel));
+            let was = running(old.finished, old.state.as_deref(), old.channel.as_deref());
+            let now = running(
+                row.finished,
+                Some(row.report.state),
+                row.report.channel.as_deref(),
+            );
+            if was != now {
+                if let Some((state, channel)) = was {
+                    bump_running(c, state, channel, -1)?;
+                }
+                if let Some((state, channel)) = now {
+                    bump_running(c, state, channel, 1)?;
+                }
             }
             Ok(version_from_sql(new_version, &row.id).map(Done::Updated))
         }

@@ -1,6 +1,6 @@
 //! [`CascadeReports`] on SQLite: counts from the `state`, `channel`, `deadline_ns` and
-//! `ended_ns` columns of `cascades` and from `attempt_costs` (migration 8), each read on a
-//! reader connection in one snapshot.
+//! `ended_ns` columns of `cascades` and from `attempt_costs` (migration 8) and `running_counts`
+//! (migration 9), each read on a reader connection in one snapshot.
 
 use std::time::Duration;
 
@@ -29,10 +29,8 @@ impl CascadeReports for SqliteStore {
     async fn running(&self) -> Result<Vec<RunningCount>, StoreError> {
         let rows: Vec<(String, Option<String>, i64)> = self
             .read(|c| {
-                c.prepare_cached(
-                    "SELECT state, channel, count(*) FROM cascades WHERE finished = 0
-                     GROUP BY state, channel",
-                )
+                // Kept by every write (migration 9): a few rows, not a scan of the cascades.
+                c.prepare_cached("SELECT state, channel, n FROM running_counts WHERE n > 0")
                 .and_then(|mut s| {
                     s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                         .collect()

@@ -82,7 +82,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
         .await
         .expect("open again while open");
     let latest = messaging_store::sqlite::SQLITE_SCHEMA_VERSION;
-    assert_eq!(latest, 8);
+    assert_eq!(latest, 9);
     assert_eq!(a.schema_version().await.expect("version"), latest);
     assert_eq!(b.schema_version().await.expect("version"), latest);
     drop((a, b));
@@ -91,7 +91,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
     let rows: i64 = c
         .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
         .expect("count");
-    assert_eq!(rows, 8, "each migration recorded once");
+    assert_eq!(rows, i64::from(latest), "each migration recorded once");
     c.execute(
         "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)",
         [],
