@@ -545,7 +545,8 @@ fn connect(path: &Path, o: &SqliteOptions, reader: bool) -> Result<Connection, S
         }
     ))
     .map_err(sql_err(&ctx))?;
-    c.set_prepared_statement_cache_capacity(32);
+    // Room for the update's variants (one per set of changed indexed columns).
+    c.set_prepared_statement_cache_capacity(64);
     Ok(c)
 }
 
@@ -1018,6 +1019,9 @@ struct Current {
     version: i64,
     finished: bool,
     reply_keys: String,
+    due_ns: Option<i64>,
+    deadline_ns: Option<i64>,
+    ended_ns: Option<i64>,
     state: Option<String>,
     channel: Option<String>,
 }
@@ -1025,15 +1029,19 @@ struct Current {
 impl Current {
     fn read(c: &Connection, id: &str) -> rusqlite::Result<Option<Current>> {
         c.prepare_cached(
-            "SELECT version, finished, reply_keys, state, channel FROM cascades WHERE id = ?1",
+            "SELECT version, finished, reply_keys, due_ns, deadline_ns, ended_ns, state, channel
+             FROM cascades WHERE id = ?1",
         )?
         .query_row([id], |r| {
             Ok(Current {
                 version: r.get(0)?,
                 finished: r.get(1)?,
                 reply_keys: r.get(2)?,
-                state: r.get(3)?,
-                channel: r.get(4)?,
+                due_ns: r.get(3)?,
+                deadline_ns: r.get(4)?,
+                ended_ns: r.get(5)?,
+                state: r.get(6)?,
+                channel: r.get(7)?,
             })
         })
         .optional()
@@ -1087,25 +1095,36 @@ fn apply(c: &Connection, op: &Op) -> rusqlite::Result<OpResult> {
             }
             let new_version = row.expected + 1;
             let new_keys = keys_json(&row.reply_keys);
-            c.prepare_cached(
-                "UPDATE cascades SET version = ?2, finished = ?3, wake_at_ns = ?4,
-                    lease_until_ns = NULL, due_ns = ?4, reply_keys = ?5, record = ?6,
-                    ended_ns = ?8, state = ?9, channel = ?10, deadline_ns = ?11
-                 WHERE id = ?1 AND version = ?7",
-            )?
-            .execute(params![
-                row.id,
-                new_version,
-                row.finished,
-                row.wake_ns,
-                new_keys,
-                row.json,
-                row.expected,
-                row.ended_ns,
-                row.report.state,
-                row.report.channel,
-                row.report.deadline_ns
-            ])?;
+            let mut sql = String::from(
+                "UPDATE cascades SET version = ?3, finished = ?4, wake_at_ns = ?5,
+                    lease_until_ns = NULL, reply_keys = ?6, record = ?7, state = ?8, channel = ?9",
+            );
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![
+                &row.id,
+                &row.expected,
+                &new_version,
+                &row.finished,
+                &row.wake_ns,
+                &new_keys,
+                &row.json,
+                &row.report.state,
+                &row.report.channel,
+            ];
+            // An indexed column is set only when its value changes: SQLite rewrites an index's
+            // entry whenever the UPDATE names one of its columns, and each entry rewritten
+            // dirties a page of that index (written to the WAL, then at checkpoint).
+            for (column, new, old) in [
+                ("due_ns", &row.wake_ns, old.due_ns),
+                ("deadline_ns", &row.report.deadline_ns, old.deadline_ns),
+                ("ended_ns", &row.ended_ns, old.ended_ns),
+            ] {
+                if *new != old {
+                    args.push(new);
+                    sql.push_str(&format!(", {column} = ?{}", args.len()));
+                }
+            }
+            sql.push_str(" WHERE id = ?1 AND version = ?2");
+            c.prepare_cached(&sql)?.execute(&*args)?;
             add_costs(c, &row.id, &row.report)?;
             if new_keys != old.reply_keys {
                 let old: Vec<String> = serde_json::from_str(&old.reply_keys).unwrap_or_default();
