@@ -13,7 +13,7 @@ use messaging_core::{ChannelId, NotificationId};
 use rusqlite::params;
 
 use crate::common::{decode, from_ns, saturating_ns};
-use crate::sqlite::{SqliteStore, sql_err};
+use crate::sqlite::{SqliteStore, StoredJson, sql_err};
 
 fn count(n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("sqlite: negative count {n}")))
@@ -31,11 +31,11 @@ impl CascadeReports for SqliteStore {
             .read(|c| {
                 // Kept by every write (migration 9): a few rows, not a scan of the cascades.
                 c.prepare_cached("SELECT state, channel, n FROM running_counts WHERE n > 0")
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                        .collect()
-                })
-                .map_err(sql_err("counting running cascades"))
+                    .and_then(|mut s| {
+                        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                            .collect()
+                    })
+                    .map_err(sql_err("counting running cascades"))
             })
             .await?;
         let mut out = rows
@@ -82,7 +82,12 @@ impl CascadeReports for SqliteStore {
                     )
                     .and_then(|mut s| {
                         s.query_map(params![cut, limit], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                            Ok((
+                                r.get(0)?,
+                                r.get::<_, StoredJson>(1)?.0,
+                                r.get(2)?,
+                                r.get(3)?,
+                            ))
                         })?
                         .collect()
                     })

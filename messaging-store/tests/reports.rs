@@ -118,12 +118,24 @@ async fn sqlite_upgrade_counts_the_running_cascades_of_a_version_8_file() {
         let r = s.get(id).await.expect("get").expect("the record is kept");
         assert_eq!(r.id(), id);
     }
-    // Written after the upgrade: a new running cascade is counted, a finished one no more.
-    let before: u64 = s.running().await.expect("running").iter().map(|r| r.count).sum();
+    // Written after the upgrade: a new running cascade is counted.
+    let before: u64 = s
+        .running()
+        .await
+        .expect("running")
+        .iter()
+        .map(|r| r.count)
+        .sum();
     s.insert(&record("after-upgrade", "+79123456789", Some(t(5))))
         .await
         .expect("insert");
-    let after: u64 = s.running().await.expect("running").iter().map(|r| r.count).sum();
+    let after: u64 = s
+        .running()
+        .await
+        .expect("running")
+        .iter()
+        .map(|r| r.count)
+        .sum();
     assert_eq!(after, before + 1);
     assert_eq!(
         usize::try_from(after).expect("count"),
