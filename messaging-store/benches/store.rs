@@ -22,7 +22,8 @@
 //!   `writers` rows per commit, its records encoded ahead by a second thread. Two rounds of a raw
 //!   then a store phase, alternating. Prints state changes per second of each and their ratio,
 //!   rows per commit, bytes written per state change (the process's `write`/`pwrite` bytes from
-//!   `/proc/self/io`: WAL frames and checkpoints) and the record JSON among them.
+//!   `/proc/self/io`: WAL frames and checkpoints) and the stored record among them
+//!   (packed JSON, from SQLite migration 9 on).
 //! - `throughput postgres-2`: two store instances (two pools, one schema), the tasks split
 //!   between them: the aggregate rate and the update (= commit) latency.
 //! - `encode`: the CPU a writer spends advancing and encoding a record per state change.
@@ -662,7 +663,7 @@ async fn compare(
         p.lat.sort_by(f64::total_cmp);
         println!(
             "compare sqlite (synchronous={sync}) {name}: {:.0} state changes/s; {:.1} rows per commit; \
-             {:.0} bytes written per state change ({:.0} of them record JSON); p99 {} {:.2} ms",
+             {:.0} bytes written per state change ({:.0} of them the stored record); p99 {} {:.2} ms",
             rate(p),
             p.changes as f64 / p.commits.max(1) as f64,
             p.written as f64 / p.changes.max(1) as f64,

@@ -87,6 +87,9 @@ pub(crate) struct Row {
     pub wake_ns: Option<i64>,
     /// The record as JSON.
     pub json: String,
+    /// The record as SQLite stores it (`sqlite::pack`); empty until the SQLite store packs it.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub packed: Vec<u8>,
     /// Reply keys (empty once finished).
     pub reply_keys: Vec<String>,
     /// Provider message ids with their attempt index, first occurrence only.
@@ -170,6 +173,7 @@ impl Row {
             ended_ns: rec.ended_at().map(|t| to_ns(t, "ended_at")).transpose()?,
             wake_ns,
             json,
+            packed: Vec::new(),
             reply_keys: rec.reply_keys(),
             messages,
             report: ReportRow::of(rec)?,

@@ -46,6 +46,7 @@
 //! | `reply_keys` | one per (address key, unfinished cascade) | `active_by_reply_key` |
 //! | `windows` | one per (channel, address key) | the WhatsApp 24-hour window |
 //! | `counters` (SQLite) | `active` | `count_active` in constant time |
+//! | `active_counts` (PostgreSQL migration 9) | 16 | `count_active` as their sum, in constant time; each insert and update adjusts the row of its connection, so instances writing at once seldom wait for the same row |
 //! | `links` (migration 2) | one per linked address | `IdentityStore`; indexed by contact and by phone digits |
 //! | `used_tokens` (migration 2) | one per used deep-link token id | `UsedTokenStore::mark_token_used` (insert-if-absent, atomic) |
 //! | `gov_sends`, `gov_replies`, `gov_marketing` (migration 3) | one per send / inbound / marketing send, kept 8 days | `SenderCounters` windows |
@@ -54,6 +55,8 @@
 //! | `opt_outs` (SQLite migration 6, PostgreSQL 5) | one per (key, purpose or `''` for all): opted out or back in, and when | `OptOutStore`; replaced migration 3's `gov_opt_out`, whose keys became opt-outs at the Unix epoch |
 //! | `cascades.state`, `channel`, `deadline_ns` (SQLite migration 8, PostgreSQL 7) | per cascade: its phase or outcome, the channel of its step or the one that ended it, the deadline of a running one | [`CascadeReports`](messaging_cascade::store::CascadeReports): running, stuck, ended; filled from the stored records by the migration |
 //! | `attempt_costs` (SQLite migration 8, PostgreSQL 7) | one per attempt with a cost estimate: channel, UTC day, currency, amount | `CascadeReports::cost_by_channel_day`; purged with its cascade |
+//! | `running_counts` (SQLite migration 9) | one per (state, channel) a running cascade has been in: how many are | `CascadeReports::running` without a scan; replaced the index `cascades_running`, which every state change rewrote |
+//! | `cascades.record` packed (SQLite migration 9) | per cascade | the record's JSON LZ4-compressed (about half the bytes, so half the table pages a state change rewrites); the migration packs existing records, and JSON text is still read |
 //!
 //! Times are Unix nanoseconds in `BIGINT` columns (years 1677 to 2262), so timers order exactly
 //! as in the in-memory store. Each `update` is one transaction: the record, its timer (clearing

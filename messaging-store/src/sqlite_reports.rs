@@ -1,6 +1,6 @@
 //! [`CascadeReports`] on SQLite: counts from the `state`, `channel`, `deadline_ns` and
-//! `ended_ns` columns of `cascades` and from `attempt_costs` (migration 8), each read on a
-//! reader connection in one snapshot.
+//! `ended_ns` columns of `cascades` and from `attempt_costs` (migration 8) and `running_counts`
+//! (migration 9), each read on a reader connection in one snapshot.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use messaging_core::{ChannelId, NotificationId};
 use rusqlite::params;
 
 use crate::common::{decode, from_ns, saturating_ns};
-use crate::sqlite::{SqliteStore, sql_err};
+use crate::sqlite::{SqliteStore, StoredJson, sql_err};
 
 fn count(n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("sqlite: negative count {n}")))
@@ -29,15 +29,13 @@ impl CascadeReports for SqliteStore {
     async fn running(&self) -> Result<Vec<RunningCount>, StoreError> {
         let rows: Vec<(String, Option<String>, i64)> = self
             .read(|c| {
-                c.prepare_cached(
-                    "SELECT state, channel, count(*) FROM cascades WHERE finished = 0
-                     GROUP BY state, channel",
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                        .collect()
-                })
-                .map_err(sql_err("counting running cascades"))
+                // Kept by every write (migration 9): a few rows, not a scan of the cascades.
+                c.prepare_cached("SELECT state, channel, n FROM running_counts WHERE n > 0")
+                    .and_then(|mut s| {
+                        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                            .collect()
+                    })
+                    .map_err(sql_err("counting running cascades"))
             })
             .await?;
         let mut out = rows
@@ -84,7 +82,12 @@ impl CascadeReports for SqliteStore {
                     )
                     .and_then(|mut s| {
                         s.query_map(params![cut, limit], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                            Ok((
+                                r.get(0)?,
+                                r.get::<_, StoredJson>(1)?.0,
+                                r.get(2)?,
+                                r.get(3)?,
+                            ))
                         })?
                         .collect()
                     })

@@ -76,7 +76,7 @@ async fn sqlite_upgrades_a_schema_6_database() {
         store.schema_version().await.expect("version"),
         messaging_store::sqlite::SQLITE_SCHEMA_VERSION
     );
-    assert_eq!(messaging_store::sqlite::SQLITE_SCHEMA_VERSION, 8);
+    assert_eq!(messaging_store::sqlite::SQLITE_SCHEMA_VERSION, 9);
     assert_eq!(store.count_active().await.expect("count"), 0);
     let rec = [report("x", DeliveryStatus::Read)];
     assert_eq!(store.record(&rec, t(0)).await.expect("record"), [true]);
@@ -125,7 +125,7 @@ async fn postgres_upgrades_a_schema_5_database_and_instances_share_the_journal()
             a.schema_version().await.expect("version"),
             messaging_store::postgres::POSTGRES_SCHEMA_VERSION
         );
-        assert_eq!(messaging_store::postgres::POSTGRES_SCHEMA_VERSION, 8);
+        assert_eq!(messaging_store::postgres::POSTGRES_SCHEMA_VERSION, 9);
         let b = open().await.expect("second instance");
 
         // Instance A records; instance B sees the keys and claims what A has not.

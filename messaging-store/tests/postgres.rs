@@ -172,3 +172,91 @@ async fn an_unreachable_server_is_a_backend_error() {
         other => panic!("expected a Backend error, got {other:?}"),
     }
 }
+
+/// Migration 9 counts active cascades in sixteen counter rows: a version-8 schema gets them
+/// from its rows, and inserts and updates of two instances keep the sum right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_8_schema_gets_its_active_count_and_two_instances_keep_it() {
+    use messaging_cascade::engine::{Outcome, Phase};
+    common::run_on_postgres("active_up", |pg| async move {
+        let old = pg.make().await;
+        for i in 0..5 {
+            old.insert(&record(&format!("r{i}"), "+79123456789", Some(t(i))))
+                .await
+                .expect("insert");
+        }
+        let mut ended = record("ended", "+79123456789", None);
+        ended.phase = Phase::Finished(Outcome::Exhausted);
+        old.insert(&ended).await.expect("insert");
+        let schema = old.schema().to_owned();
+        let (client, conn) = tokio_postgres::connect(pg.config(), tokio_postgres::NoTls)
+            .await
+            .expect("raw connect");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP TABLE \"{schema}\".active_counts;
+                 DELETE FROM \"{schema}\".schema_version WHERE version >= 9;"
+            ))
+            .await
+            .expect("downgrade to v8");
+        let open = || {
+            PostgresStore::connect_with(
+                pg.config(),
+                PostgresOptions::default().schema(&schema).pool_size(4),
+            )
+        };
+        let (a, b) = tokio::join!(open(), open());
+        let (a, b) = (a.expect("open a"), b.expect("open b"));
+        assert_eq!(
+            a.schema_version().await.expect("version"),
+            messaging_store::postgres::POSTGRES_SCHEMA_VERSION
+        );
+        assert_eq!(a.count_active().await.expect("count"), 5);
+
+        // Both instances insert and finish cascades at once.
+        let work = |s: PostgresStore, tag: &'static str| async move {
+            for i in 0..20 {
+                let mut r = record(&format!("{tag}{i}"), "+79123456789", Some(t(i)));
+                s.insert(&r).await.expect("insert");
+                if i % 2 == 0 {
+                    r.phase = Phase::Finished(Outcome::Exhausted);
+                    r.version = s.update(&r).await.expect("finish");
+                }
+            }
+        };
+        tokio::join!(work(a.clone(), "a"), work(b.clone(), "b"));
+        // A finished cascade that runs again counts again; a conflicting update counts nothing.
+        let mut again = a
+            .get(&NotificationId::new("a0"))
+            .await
+            .expect("get")
+            .expect("a0");
+        again.phase = Phase::Ready;
+        let stale = again.clone();
+        again.version = b.update(&again).await.expect("reopen");
+        assert!(matches!(
+            a.update(&stale).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let unfinished: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM \"{schema}\".cascades WHERE NOT finished"),
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(unfinished, 5 + 20 + 1);
+        for s in [&a, &b] {
+            assert_eq!(
+                s.count_active().await.expect("count"),
+                usize::try_from(unfinished).expect("count")
+            );
+        }
+        // Purging finished cascades leaves the count alone.
+        a.purge_finished(t(1_000_000), 100).await.expect("purge");
+        assert_eq!(a.count_active().await.expect("count"), 26);
+    })
+    .await;
+}

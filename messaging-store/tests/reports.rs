@@ -50,10 +50,10 @@ async fn sqlite_upgrade_fills_the_report_columns_from_the_records() {
         let s = SqliteStore::open(&path).await.expect("open");
         report_scenario(&s).await;
     }
-    // What a version-7 build left behind: no report columns, no costs.
+    // What a version-7 build left behind: no report columns, no costs, no running counts.
     let c = rusqlite::Connection::open(&path).expect("raw open");
     c.execute_batch(
-        "DROP INDEX cascades_running; DROP INDEX cascades_deadline;
+        "DROP TABLE running_counts; DROP INDEX cascades_deadline;
          ALTER TABLE cascades DROP COLUMN state; ALTER TABLE cascades DROP COLUMN channel;
          ALTER TABLE cascades DROP COLUMN deadline_ns; DROP TABLE attempt_costs;
          DELETE FROM schema_version WHERE version >= 8;",
@@ -62,7 +62,10 @@ async fn sqlite_upgrade_fills_the_report_columns_from_the_records() {
     drop(c);
 
     let s = SqliteStore::open(&path).await.expect("open v7 database");
-    assert_eq!(s.schema_version().await.expect("version"), 8);
+    assert_eq!(
+        s.schema_version().await.expect("version"),
+        messaging_store::sqlite::SQLITE_SCHEMA_VERSION
+    );
     assert_eq!(answers(&s).await, expected().await);
     drop(s);
     // Migration 8 again over its own result (a half-downgraded file) changes nothing.
@@ -72,6 +75,72 @@ async fn sqlite_upgrade_fills_the_report_columns_from_the_records() {
     drop(c);
     let s = SqliteStore::open(&path).await.expect("open again");
     assert_eq!(answers(&s).await, expected().await);
+}
+
+/// Migration 9 replaces the index of running cascades with counts kept by every write: a
+/// version-8 file gets them from its rows, keeps its records, and keeps them counted.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_upgrade_counts_the_running_cascades_of_a_version_8_file() {
+    use messaging_cascade::store::CascadeStore;
+    use messaging_cascade::store::conformance::record;
+    use messaging_core::NotificationId;
+    use messaging_store::SqliteStore;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v8.db");
+    let ids: Vec<NotificationId>;
+    {
+        let s = SqliteStore::open(&path).await.expect("open");
+        report_scenario(&s).await;
+        ids = s
+            .list(&messaging_cascade::store::ListQuery::running(100))
+            .await
+            .expect("list");
+        assert!(!ids.is_empty(), "the scenario has running cascades");
+    }
+    // What a version-8 build left behind: the index, no counts.
+    let c = rusqlite::Connection::open(&path).expect("raw open");
+    c.execute_batch(
+        "DROP TABLE running_counts;
+         CREATE INDEX cascades_running ON cascades (state, channel) WHERE finished = 0;
+         DELETE FROM schema_version WHERE version >= 9;",
+    )
+    .expect("downgrade to v8");
+    drop(c);
+
+    let s = SqliteStore::open(&path).await.expect("open v8 database");
+    assert_eq!(
+        s.schema_version().await.expect("version"),
+        messaging_store::sqlite::SQLITE_SCHEMA_VERSION
+    );
+    assert_eq!(answers(&s).await, expected().await);
+    for id in &ids {
+        let r = s.get(id).await.expect("get").expect("the record is kept");
+        assert_eq!(r.id(), id);
+    }
+    // Written after the upgrade: a new running cascade is counted.
+    let before: u64 = s
+        .running()
+        .await
+        .expect("running")
+        .iter()
+        .map(|r| r.count)
+        .sum();
+    s.insert(&record("after-upgrade", "+79123456789", Some(t(5))))
+        .await
+        .expect("insert");
+    let after: u64 = s
+        .running()
+        .await
+        .expect("running")
+        .iter()
+        .map(|r| r.count)
+        .sum();
+    assert_eq!(after, before + 1);
+    assert_eq!(
+        usize::try_from(after).expect("count"),
+        s.count_active().await.expect("active")
+    );
 }
 
 #[cfg(feature = "postgres")]

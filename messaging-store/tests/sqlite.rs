@@ -82,7 +82,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
         .await
         .expect("open again while open");
     let latest = messaging_store::sqlite::SQLITE_SCHEMA_VERSION;
-    assert_eq!(latest, 8);
+    assert_eq!(latest, 9);
     assert_eq!(a.schema_version().await.expect("version"), latest);
     assert_eq!(b.schema_version().await.expect("version"), latest);
     drop((a, b));
@@ -91,7 +91,7 @@ async fn migrations_are_idempotent_and_newer_schemas_refused() {
     let rows: i64 = c
         .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
         .expect("count");
-    assert_eq!(rows, 8, "each migration recorded once");
+    assert_eq!(rows, i64::from(latest), "each migration recorded once");
     c.execute(
         "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)",
         [],
@@ -353,4 +353,91 @@ async fn concurrent_writes_share_commits() {
         .expect("get")
         .expect("present");
     assert_eq!((r.version, r.wake_at), (10, Some(t(209))));
+}
+
+/// Migration 9 stores records packed (LZ4-compressed JSON): a version-8 file, its records JSON
+/// text, has them converted when opened, and reads back the same cascades, counts and indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_8_database_has_its_records_packed_and_reads_them_back() {
+    use messaging_cascade::engine::{Outcome, Phase};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v8.db");
+    let mut kept = Vec::new();
+    {
+        let s = SqliteStore::open(&path).await.expect("open");
+        let mut running = record("running", "+79123456789", Some(t(100)));
+        running.attempts.push(sent_attempt(0, "wa-main", "wamid-1"));
+        s.insert(&running).await.expect("insert");
+        let mut ended = record("ended", "+79123456789", None);
+        ended.attempts.push(sent_attempt(0, "sms", "sms-1"));
+        ended.phase = Phase::Finished(Outcome::Exhausted);
+        s.insert(&ended).await.expect("insert");
+        s.insert(&record("fresh", "+79000000000", Some(t(5))))
+            .await
+            .expect("insert");
+        for id in ["running", "ended", "fresh"] {
+            kept.push(
+                s.get(&NotificationId::new(id))
+                    .await
+                    .expect("get")
+                    .expect("stored"),
+            );
+        }
+    }
+    // What a version-8 build left behind: records as JSON text, the running index, no counts.
+    let c = rusqlite::Connection::open(&path).expect("raw open");
+    for r in &kept {
+        let json = serde_json::to_string(r).expect("json");
+        c.execute(
+            "UPDATE cascades SET record = ?2 WHERE id = ?1",
+            rusqlite::params![r.id().as_str(), json],
+        )
+        .expect("store as text");
+    }
+    c.execute_batch(
+        "DROP TABLE running_counts;
+         CREATE INDEX cascades_running ON cascades (state, channel) WHERE finished = 0;
+         DELETE FROM schema_version WHERE version >= 9;",
+    )
+    .expect("downgrade to v8");
+    let text: i64 = c
+        .query_row(
+            "SELECT count(*) FROM cascades WHERE typeof(record) = 'text'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(text, 3);
+    drop(c);
+
+    let s = SqliteStore::open(&path).await.expect("open v8 database");
+    assert_eq!(
+        s.schema_version().await.expect("version"),
+        messaging_store::sqlite::SQLITE_SCHEMA_VERSION
+    );
+    for r in &kept {
+        assert_eq!(
+            s.get(r.id()).await.expect("get").as_ref(),
+            Some(r),
+            "the record reads back"
+        );
+    }
+    assert_eq!(s.count_active().await.expect("active"), 2);
+    assert_eq!(
+        s.find_message(&ProviderMessageId::new("wamid-1"))
+            .await
+            .expect("find")
+            .map(|m| m.notification_id),
+        Some(NotificationId::new("running"))
+    );
+    drop(s);
+    let c = rusqlite::Connection::open(&path).expect("raw open");
+    let packed: i64 = c
+        .query_row(
+            "SELECT count(*) FROM cascades WHERE typeof(record) = 'blob'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(packed, 3, "every record is packed");
 }
