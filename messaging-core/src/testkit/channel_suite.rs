@@ -38,7 +38,7 @@
 //!         self.0.push_error(ChannelError::temporary(format!("HTTP {status}")));
 //!     }
 //!     fn send_requests(&self) -> Vec<SentRequest> {
-//!         self.0.sent().iter().map(|m| SentRequest::text(m.content.text.clone())).collect()
+//!         self.0.sent().iter().map(|m| SentRequest::text(m.content.text.to_string())).collect()
 //!     }
 //! }
 //!
