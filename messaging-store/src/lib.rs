@@ -46,7 +46,6 @@
 //! | `reply_keys` | one per (address key, unfinished cascade) | `active_by_reply_key` |
 //! | `windows` | one per (channel, address key) | the WhatsApp 24-hour window |
 //! | `counters` (SQLite) | `active` | `count_active` in constant time |
-//! | `active_counts` (PostgreSQL migration 9) | 16 | `count_active` as their sum, in constant time; each insert and update adjusts the row of its connection, so instances writing at once seldom wait for the same row |
 //! | `links` (migration 2) | one per linked address | `IdentityStore`; indexed by contact and by phone digits |
 //! | `used_tokens` (migration 2) | one per used deep-link token id | `UsedTokenStore::mark_token_used` (insert-if-absent, atomic) |
 //! | `gov_sends`, `gov_replies`, `gov_marketing` (migration 3) | one per send / inbound / marketing send, kept 8 days | `SenderCounters` windows |

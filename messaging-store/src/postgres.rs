@@ -24,7 +24,7 @@ use crate::common::{
 };
 
 /// The schema version this build writes. Opening a database with a newer one fails.
-pub const POSTGRES_SCHEMA_VERSION: i32 = 9;
+pub const POSTGRES_SCHEMA_VERSION: i32 = 8;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (
@@ -207,28 +207,6 @@ CREATE TABLE IF NOT EXISTS {s}.probe_claims (
 );
 "#,
     ),
-    (
-        9,
-        // `count_active` as the sum of 16 counter rows that each insert and update adjusts in
-        // its own statement, instead of counting the unfinished rows (O(n) per call).
-        // A statement adjusts the row of its connection (`pg_backend_pid() % 16`), so that
-        // instances and connections writing at once seldom wait for one another's row lock;
-        // the sum is the same whichever row a change lands in. Filled here with writers
-        // locked out until commit; an instance of an older build still running afterwards
-        // would leave its inserts uncounted, so upgrade every instance together. May run
-        // again over its own result.
-        r#"
-CREATE TABLE IF NOT EXISTS {s}.active_counts (
-    shard SMALLINT PRIMARY KEY,
-    n     BIGINT NOT NULL
-);
-LOCK TABLE {s}.cascades IN SHARE MODE;
-INSERT INTO {s}.active_counts (shard, n) SELECT g, 0 FROM generate_series(0, 15) AS g
-    ON CONFLICT (shard) DO NOTHING;
-UPDATE {s}.active_counts SET n = CASE WHEN shard = 0
-    THEN (SELECT count(*) FROM {s}.cascades WHERE NOT finished) ELSE 0 END;
-"#,
-    ),
 ];
 
 /// The migration whose transaction also fills the report columns of existing cascades.
@@ -319,18 +297,11 @@ WITH ins AS (
     FROM ins, unnest($12::bigint[], $13::text[], $14::date[], $15::text[], $16::float8[])
         AS c(a, ch, d, cur, amt)
     ON CONFLICT DO NOTHING
-), active AS (
-    UPDATE {s}.active_counts SET n = n + 1
-    WHERE shard = pg_backend_pid() % 16 AND NOT $2 AND EXISTS (SELECT 1 FROM ins)
 )
 SELECT count(*) FROM ins"#),
             existing: f("SELECT record, version FROM {s}.cascades WHERE id = $1"),
-            // `old` reads the row as the statement's snapshot has it: when `up` changes it, that
-            // is the version it changes (a newer one fails `version = $2`).
             update: f(r#"
-WITH old AS (
-    SELECT finished FROM {s}.cascades WHERE id = $1 AND version = $2
-), up AS (
+WITH up AS (
     UPDATE {s}.cascades
     SET version = version + 1, finished = $3, wake_at_ns = $4, lease_until_ns = NULL,
         due_ns = $4, record = $5, updated_at = now(), ended_ns = $9, state = $10,
@@ -354,10 +325,6 @@ WITH old AS (
     INSERT INTO {s}.messages (provider_message_id, notification_id, attempt)
     SELECT m.p, up.id, m.a FROM up, unnest($7::text[], $8::bigint[]) AS m(p, a)
     ON CONFLICT DO NOTHING
-), active AS (
-    UPDATE {s}.active_counts SET n = n + CASE WHEN $3 THEN -1 ELSE 1 END
-    FROM up, old
-    WHERE shard = pg_backend_pid() % 16 AND old.finished <> $3
 )
 SELECT version FROM up"#),
             version_of: f("SELECT version FROM {s}.cascades WHERE id = $1"),
@@ -382,8 +349,7 @@ SELECT id FROM claimed ORDER BY was, id"#),
             by_reply_key: f(
                 "SELECT notification_id FROM {s}.reply_keys WHERE key = $1 ORDER BY notification_id",
             ),
-            // Sixteen rows (migration 9), not a scan of the unfinished cascades.
-            count_active: f("SELECT coalesce(sum(n), 0)::bigint FROM {s}.active_counts"),
+            count_active: f("SELECT count(*) FROM {s}.cascades WHERE NOT finished"),
             // The index entries to drop are the purged records' own provider ids (no index by
             // cascade, which every send would pay for), and only where the entry is theirs.
             purge: f(r#"
