@@ -13,12 +13,15 @@ use messaging_core::testkit::StubChannel;
 use messaging_core::*;
 
 fn engine(first_kind: ChannelKind) -> Engine {
-    let clock = ManualClock::at_unix(1_767_250_800);
+    let first = StubChannel::new("first", first_kind).without_recording();
+    engine_with(Arc::new(first), ManualClock::at_unix(1_767_250_800))
+}
+
+/// Two steps: `first`, then an instant SMS stub.
+fn engine_with(first: Arc<StubChannel>, clock: ManualClock) -> Engine {
     Engine::builder()
         .clock(clock)
-        .channel(Arc::new(
-            StubChannel::new("first", first_kind).without_recording(),
-        ))
+        .channel(first)
         .channel(Arc::new(
             StubChannel::new("sms", ChannelKind::Sms).without_recording(),
         ))
@@ -174,18 +177,7 @@ fn delivery_reports() {
     for n in [1_000u64, 10_000] {
         let clock = ManualClock::at_unix(1_767_250_800);
         let first = Arc::new(StubChannel::new("first", ChannelKind::WhatsApp).without_recording());
-        let e = Engine::builder()
-            .clock(clock.clone())
-            .channel(first.clone())
-            .channel(Arc::new(
-                StubChannel::new("sms", ChannelKind::Sms).without_recording(),
-            ))
-            .policy(CascadePolicy::new(
-                "p",
-                vec![Step::new("first"), Step::new("sms")],
-            ))
-            .build()
-            .expect("valid engine");
+        let e = engine_with(first.clone(), clock.clone());
         let reports: Vec<Event> = (1..=n)
             .map(|k| {
                 Event::Delivery(DeliveryReport::new(
