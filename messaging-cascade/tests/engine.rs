@@ -1158,3 +1158,96 @@ async fn purge_deletes_only_cascades_past_retention_and_late_reports_for_them_ar
     assert!(engine.status(&"done".into()).await.unwrap().is_none());
     assert_eq!(engine.store().count_active().await.unwrap(), 1);
 }
+
+/// A store that counts writes and, on each, notes whether the channel had sent yet.
+#[derive(Debug)]
+struct WatchedStore {
+    inner: store::MemoryStore,
+    channel: Arc<StubChannel>,
+    /// (which write, the record's phase, sends the channel had made when it was written)
+    writes: std::sync::Mutex<Vec<(&'static str, &'static str, usize)>>,
+}
+
+#[async_trait::async_trait]
+impl store::CascadeStore for WatchedStore {
+    async fn insert(&self, r: &engine::CascadeRecord) -> Result<store::Inserted, StoreError> {
+        let sent = self.channel.sent().len();
+        self.writes
+            .lock()
+            .unwrap()
+            .push(("insert", r.phase.name(), sent));
+        self.inner.insert(r).await
+    }
+    async fn get(&self, id: &NotificationId) -> Result<Option<engine::CascadeRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn update(&self, r: &engine::CascadeRecord) -> Result<u64, StoreError> {
+        let sent = self.channel.sent().len();
+        self.writes
+            .lock()
+            .unwrap()
+            .push(("update", r.phase.name(), sent));
+        self.inner.update(r).await
+    }
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<NotificationId>, StoreError> {
+        self.inner.claim_due(now, limit, lease).await
+    }
+    async fn next_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_wake().await
+    }
+    async fn find_message(
+        &self,
+        id: &ProviderMessageId,
+    ) -> Result<Option<store::MessageRef>, StoreError> {
+        self.inner.find_message(id).await
+    }
+    async fn active_by_reply_key(&self, key: &str) -> Result<Vec<NotificationId>, StoreError> {
+        self.inner.active_by_reply_key(key).await
+    }
+    async fn count_active(&self) -> Result<usize, StoreError> {
+        self.inner.count_active().await
+    }
+}
+
+/// A new cascade's insert carries the intent to send, stored before the channel is called; a
+/// cascade that ends on its first send is then written once more, and a repeat submit
+/// writes and sends nothing.
+#[tokio::test]
+async fn the_insert_carries_the_intent_and_a_first_send_costs_two_writes() {
+    let w = World::new();
+    let watched = Arc::new(WatchedStore {
+        inner: store::MemoryStore::new(),
+        channel: w.tg.clone(),
+        writes: std::sync::Mutex::new(Vec::new()),
+    });
+    let engine = w
+        .builder()
+        .store(watched.clone())
+        .policy(CascadePolicy::new("tg-only", vec![Step::new("tg")]))
+        .build()
+        .unwrap();
+    let patient = Recipient::new("c-1").address(Address::Telegram(42));
+    let s = engine
+        .submit(reminder("n1", patient.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(s.outcome, Some(Outcome::Delivered { .. })));
+    assert_eq!(
+        *watched.writes.lock().unwrap(),
+        vec![("insert", "sending", 0), ("update", "finished", 1)],
+        "the intent is stored before the send, then the end"
+    );
+    let again = engine.submit(reminder("n1", patient)).await.unwrap();
+    assert!(!again.new);
+    assert_eq!(w.tg.sent().len(), 1, "a repeat sends nothing");
+    assert_eq!(
+        watched.writes.lock().unwrap().len(),
+        3,
+        "a repeat only tries the insert"
+    );
+}
