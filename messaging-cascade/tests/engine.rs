@@ -1251,3 +1251,49 @@ async fn the_insert_carries_the_intent_and_a_first_send_costs_two_writes() {
         "a repeat only tries the insert"
     );
 }
+
+/// Channel health's quick path (every channel calm: no lock, an empty view) ends with the
+/// first new fact: a cascade submitted after another one's send was rate limited, with every
+/// channel calm before it, waits for the channel too; once the wait is over, both go out.
+#[tokio::test]
+async fn a_rate_limit_reaches_the_next_cascade_while_channels_were_calm() {
+    let w = World::new();
+    let engine = w.clinic();
+    // A first cascade while all is calm: delivered at once.
+    engine
+        .submit(reminder("n0", patient_everywhere("0")))
+        .await
+        .unwrap();
+    engine
+        .handle_event(&delivered(
+            ChannelKind::WhatsApp,
+            &w.wa.message_id(1),
+            w.clock.now(),
+        ))
+        .await
+        .unwrap();
+    w.wa.push_error(ChannelError::rate_limited(
+        "too many",
+        Some(Duration::from_secs(30)),
+    ));
+    engine
+        .submit(reminder("n1", patient_everywhere("1")))
+        .await
+        .unwrap();
+    engine
+        .submit(reminder("n2", patient_everywhere("2")))
+        .await
+        .unwrap();
+    assert_eq!(w.wa.sent().len(), 2, "n2 does not send into the rate limit");
+    let st = status(&engine, "n2").await;
+    assert!(st.history.iter().any(|h| matches!(
+        &h.kind,
+        HistoryKind::Deferred {
+            reason: engine::DeferReason::RateLimited,
+            ..
+        }
+    )));
+    w.advance(30);
+    engine.tick().await.unwrap();
+    assert_eq!(w.wa.sent().len(), 4, "both go out once the wait is over");
+}
