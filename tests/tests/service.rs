@@ -65,6 +65,20 @@ async fn outcome(service: &Service, id: &str, within: Duration) -> Option<Outcom
     }
 }
 
+/// A time zone whose local hour is 12 now (the service runs on the system clock).
+fn midday_now() -> chrono_tz::Tz {
+    use chrono::Timelike;
+    let hour = i32::try_from(chrono::Utc::now().hour()).expect("an hour");
+    // East of Greenwich by `offset` hours; the `Etc` zones name it with the sign reversed.
+    let offset = (12 - hour + 36) % 24 - 12;
+    let name = match offset {
+        0 => "Etc/GMT".to_string(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    name.parse().expect("an Etc zone")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_file_builds_and_sends_through_the_fake_providers() {
     let graph = FakeGraph::start().await;
@@ -120,10 +134,13 @@ async fn the_example_file_builds_and_sends_through_the_fake_providers() {
     assert!(addr.port() != 0);
 
     // A reminder goes out on WhatsApp (a template: a conversation cannot start with free
-    // text), with the policy's deadline set.
+    // text), with the policy's deadline set. The example's quiet hours (21:00-09:00) would
+    // hold it back at night: the patient lives where it is midday now.
     let n = Notification::new(
         "example-1",
-        Recipient::with_phone("patient-1", "+79120000001").expect("phone"),
+        Recipient::with_phone("patient-1", "+79120000001")
+            .expect("phone")
+            .time_zone(midday_now()),
         Content::text("Анна, напоминаем о приёме завтра в 10:00.")
             .with_template(Template::new("hello_world", "en_US")),
     );
