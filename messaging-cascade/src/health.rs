@@ -257,7 +257,7 @@ impl HealthTracker {
         // next look, so that it recovers promptly; a healthy one at its usual time (a judgement
         // is a pass over the window's samples: once per report would cost the square of a
         // campaign's size).
-        if !matches!(self.mode, Mode::Normal(HealthState::Healthy)) || self.provider_degraded {
+        if self.healthy_until().is_none() {
             self.eval_due = None;
         }
     }

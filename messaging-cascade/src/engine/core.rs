@@ -685,9 +685,10 @@ impl Engine {
     /// The health of a channel now (`None` for an unknown channel id).
     pub fn health(&self, channel: &ChannelId) -> Option<ChannelHealth> {
         let now = self.now();
+        // A snapshot only evaluates a book that is due, when any calm has run out already.
         self.inner
             .books
-            .change()
+            .look()
             .get_mut(channel)
             .map(|b| b.health.snapshot(now))
     }

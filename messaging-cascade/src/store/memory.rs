@@ -135,14 +135,13 @@ impl MemoryStore {
 }
 
 impl Inner {
-    /// The earliest live timer, dropping the dead entries before it.
-    fn first_timer(&mut self) -> Option<(DateTime<Utc>, &NotificationId)> {
+    /// When the earliest live timer falls due, dropping the dead entries before it (so that it
+    /// is then the heap's top).
+    fn first_timer(&mut self) -> Option<DateTime<Utc>> {
         loop {
             let Reverse((at, id)) = self.timers.peek()?;
             if self.records.get(id).is_some_and(|s| s.timer == Some(*at)) {
-                // Peeked again: the borrow checker cannot return `id` from the loop above.
-                let Reverse((at, id)) = self.timers.peek()?;
-                return Some((*at, id));
+                return Some(*at);
             }
             self.timers.pop();
         }
@@ -394,9 +393,8 @@ impl CascadeStore for MemoryStore {
         let mut out = Vec::new();
         let until = now + chrono_dur(lease);
         while out.len() < limit {
-            match g.first_timer() {
-                Some((at, _)) if at <= now => {}
-                _ => break,
+            if g.first_timer().is_none_or(|at| at > now) {
+                break;
             }
             let Some(Reverse((_, id))) = g.timers.pop() else {
                 break;
@@ -414,7 +412,7 @@ impl CascadeStore for MemoryStore {
     }
 
     async fn next_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.lock().first_timer().map(|(t, _)| t))
+        Ok(self.lock().first_timer())
     }
 
     async fn find_message(
