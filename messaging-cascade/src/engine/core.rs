@@ -782,7 +782,7 @@ impl Engine {
         let input = Input::Cancel;
         let span = observe::cascade_span(id, &input);
         let decision = self
-            .decide_and_store(id, &mut None, &mut None, &input, &span)
+            .decide_and_store(id, &mut None, &mut None, &input, &mut Vec::new(), &span)
             .await?;
         Ok(decision.is_some_and(|d| d.changed))
     }
@@ -1027,7 +1027,7 @@ impl Engine {
             // nothing to perform after it.
             let span = observe::cascade_span(&id, &input);
             let decision = self
-                .decide_and_store(&id, &mut None, &mut None, &input, &span)
+                .decide_and_store(&id, &mut None, &mut None, &input, &mut Vec::new(), &span)
                 .await?;
             if decision.is_some_and(|d| d.changed) {
                 n += 1;
@@ -1180,6 +1180,7 @@ impl Engine {
         slot: &mut Option<CascadeRecord>,
         rules: &mut Option<&'s Rules>,
         input: &Input,
+        actions: &mut Vec<Action>,
         span: &tracing::Span,
     ) -> Result<Option<Decision>, EngineError> {
         loop {
@@ -1199,7 +1200,8 @@ impl Engine {
                 }
                 _ => None,
             };
-            let decision = decide::decide(rec, rules, &health, input, now);
+            let decision =
+                decide::decide_into(rec, rules, &health, input, now, std::mem::take(actions));
             if !self.claim_probe(rec, &decision, now) {
                 // Another cascade took the probe since the snapshot: decide again without it.
                 *slot = None;
@@ -1263,6 +1265,8 @@ impl Engine {
         }
         let span = &span;
         let mut slot = current;
+        // The room of the last decision's actions, for the next (see `decide_into`).
+        let mut spare = Vec::new();
         let mut rounds = 0u32;
         loop {
             // A safety net (a cascade has few steps and few retries): past it the cascade waits
@@ -1281,7 +1285,7 @@ impl Engine {
                     d
                 }
                 None => match self
-                    .decide_and_store(id, &mut slot, &mut rules, &input, span)
+                    .decide_and_store(id, &mut slot, &mut rules, &input, &mut spare, span)
                     .await?
                 {
                     Some(d) => d,
@@ -1292,7 +1296,8 @@ impl Engine {
                 return Ok(None);
             };
             let mut next = None;
-            for action in decision.actions {
+            let mut decision = decision;
+            for action in decision.actions.drain(..) {
                 match action {
                     Action::NoteHealth(note) => self.note_health(note),
                     Action::CheckGates {
@@ -1329,6 +1334,7 @@ impl Engine {
                     report,
                 });
             }
+            spare = decision.actions;
             match next {
                 Some(n) => input = n,
                 None => return Ok(rec.outcome().cloned()),

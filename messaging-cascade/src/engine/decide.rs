@@ -613,6 +613,20 @@ pub fn decide(
     input: &Input,
     now: DateTime<Utc>,
 ) -> Decision {
+    decide_into(record, rules, health, input, now, Vec::new())
+}
+
+/// [`decide`], with its actions in `actions` (emptied first): the driver hands back the room
+/// of its last decision's actions, so that a cascade's decisions share one allocation.
+pub(crate) fn decide_into(
+    record: &mut CascadeRecord,
+    rules: &Rules,
+    health: &HealthView,
+    input: &Input,
+    now: DateTime<Utc>,
+    mut actions: Vec<Action>,
+) -> Decision {
+    actions.clear();
     let first_event = record.history.len();
     let wake_before = record.wake_at;
     let mut c = Cascade {
@@ -620,7 +634,7 @@ pub fn decide(
         rules,
         health,
         now,
-        actions: Vec::new(),
+        actions,
     };
     let mut gate_answer = None;
     match input {
@@ -1004,6 +1018,9 @@ impl<'a> Cascade<'a> {
         // Record the intent before the side effect: the driver stores this, then sends.
         let number = self.rec.attempts_on(i) + 1;
         let attempt = self.rec.attempts.len();
+        // Room for this one only: a first push would make room for four (an attempt is large)
+        // and most cascades make one or two.
+        self.rec.attempts.reserve_exact(1);
         self.rec.attempts.push(Attempt {
             step: i,
             channel: step.channel.clone(),

@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -220,21 +220,20 @@ impl Inner {
     }
 }
 
-/// The 64-bit hash of the reply key `prefix` + `value` (a lookup passes the whole key as
-/// `prefix`). The two pieces are joined on the stack, so that a key costs no allocation and no
-/// formatting, and hashed at once with the store's seed.
+/// The 64-bit hash of the reply key `prefix` + `value`, hashed in its two pieces with the
+/// store's seed, so that a key costs no allocation, no formatting and no copy. Every prefix
+/// ends with its only `:`, so a whole key ([`whole_key_hash`]) splits back into the same pieces.
 fn key_hash(seed: &foldhash::fast::RandomState, prefix: &str, value: &str) -> u64 {
-    let len = prefix.len() + value.len();
-    let mut buf = [0u8; 64];
-    if let Some(joined) = buf.get_mut(..len) {
-        let (p, v) = joined.split_at_mut(prefix.len());
-        p.copy_from_slice(prefix.as_bytes());
-        v.copy_from_slice(value.as_bytes());
-        return seed.hash_one(&*joined);
-    }
-    // A long key (a contact id can be any length): the same bytes, joined on the heap.
-    let joined = [prefix.as_bytes(), value.as_bytes()].concat();
-    seed.hash_one(joined.as_slice())
+    let mut h = seed.build_hasher();
+    h.write(prefix.as_bytes());
+    h.write(value.as_bytes());
+    h.finish()
+}
+
+/// [`key_hash`] of a whole key as a lookup gives it (`"tg:42"`): split after its first `:`.
+fn whole_key_hash(seed: &foldhash::fast::RandomState, key: &str) -> u64 {
+    let (prefix, value) = key.find(':').map_or((key, ""), |i| key.split_at(i + 1));
+    key_hash(seed, prefix, value)
 }
 
 /// A new record's stored copy, with room for what its first update usually adds (the receipt,
@@ -424,7 +423,7 @@ impl CascadeStore for MemoryStore {
 
     async fn active_by_reply_key(&self, key: &str) -> Result<Vec<NotificationId>, StoreError> {
         let g = self.lock();
-        let Some(ids) = g.reply_index.get(&key_hash(&g.key_seed, key, "")) else {
+        let Some(ids) = g.reply_index.get(&whole_key_hash(&g.key_seed, key)) else {
             return Ok(Vec::new());
         };
         // Two keys may share a hash: keep only cascades that really have this key.
@@ -620,6 +619,28 @@ mod tests {
             .block_on(f)
     }
 
+    /// A key hashed in its pieces, as cascades are indexed, hashes as the whole key a lookup
+    /// gives, for every kind of address and for a contact id with a `:` of its own.
+    #[test]
+    fn reply_keys_hash_alike_in_pieces_and_whole() {
+        use messaging_core::{Address, Recipient};
+        let seed = foldhash::fast::RandomState::default();
+        let r = Recipient::with_phone("clinic:patient:7", "+79123456789")
+            .expect("phone")
+            .address(Address::Telegram(-1_001_234_567_890))
+            .address(Address::MaxUser(42))
+            .address(Address::MaxChat(7))
+            .address(Address::WhatsApp("79123456789".into()));
+        let mut pieces = Vec::new();
+        r.each_address_key_parts(|p, v| pieces.push(key_hash(&seed, p, v)));
+        let mut whole = Vec::new();
+        r.each_address_key(|k| whole.push(whole_key_hash(&seed, &k.to_string())));
+        assert_eq!(pieces.len(), 6);
+        assert_eq!(pieces, whole);
+        // The split matters: the same bytes cut elsewhere are another key.
+        assert_ne!(key_hash(&seed, "tg:", "42"), key_hash(&seed, "tg:4", "2"));
+    }
+
     /// An ended cascade's reply keys stay until the key is reused or the record purged, and
     /// lookups never return it meanwhile.
     #[test]
@@ -647,7 +668,7 @@ mod tests {
             assert_eq!(ids, vec![NotificationId::new("b")]);
             {
                 let g = store.lock();
-                let key = key_hash(&g.key_seed, phone, "");
+                let key = whole_key_hash(&g.key_seed, phone);
                 assert!(
                     matches!(g.reply_index.get(&key), Some(Ids::One(x)) if x.as_str() == "b"),
                     "reusing the key dropped the ended cascade"
