@@ -545,8 +545,12 @@ impl SqliteStore {
                 "sqlite: the writer thread has stopped".into(),
             ));
         }
-        rx.await
-            .map_err(|_| StoreError::Backend("sqlite: the writer thread has stopped".into()))?
+        let Answer { result, relay } = rx
+            .await
+            .map_err(|_| StoreError::Backend("sqlite: the writer thread has stopped".into()))?;
+        // The rest of this commit group learn their results now (see `Relay`).
+        drop(relay);
+        result
     }
 
     pub(crate) async fn read<T: Send + 'static>(
@@ -821,7 +825,46 @@ pub(crate) enum Done {
 
 struct Job {
     op: Op,
-    reply: oneshot::Sender<Result<Done, StoreError>>,
+    reply: oneshot::Sender<Answer>,
+}
+
+impl Job {
+    /// Answers this job alone.
+    fn answer(self, result: OpResult) {
+        let _ = self.reply.send(Answer {
+            result,
+            relay: Relay(Vec::new()),
+        });
+    }
+}
+
+/// A write's result and, for the first write of a commit group, the results of the rest of the
+/// group (see [`Relay`]).
+struct Answer {
+    result: OpResult,
+    relay: Relay,
+}
+
+/// The results of a commit group's other writes, handed by the writer thread to the group's
+/// first writer, whose task wakes the rest from a runtime worker, where a wake-up is cheap. The
+/// writer thread, the store's bottleneck, then pays one wake-up per commit instead of one per
+/// write (about 2 µs each on a 2-core machine, some 8 % of its time with 64 writers).
+///
+/// Dropping it answers the rest, on whatever thread drops it: also when the first writer's
+/// caller has gone (its answer then comes back to the writer thread and is dropped there), so
+/// a committed write is never reported lost. The rest wait for that task to run once, a
+/// wake-up's delay on a runtime that is not blocked.
+struct Relay(Vec<(oneshot::Sender<Answer>, OpResult)>);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for (reply, result) in self.0.drain(..) {
+            let _ = reply.send(Answer {
+                result,
+                relay: Relay(Vec::new()),
+            });
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -943,13 +986,17 @@ fn writer_loop(
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters.writes.fetch_add(size as u64, Ordering::Relaxed);
                 counters.record_bytes.fetch_add(bytes, Ordering::Relaxed);
-                for (job, r) in batch.into_iter().zip(results) {
-                    let _ = job.reply.send(r);
+                let mut answers = batch.into_iter().zip(results);
+                if let Some((first, result)) = answers.next() {
+                    let relay = Relay(answers.map(|(job, r)| (job.reply, r)).collect());
+                    // Refused (its caller has gone): the answer is dropped here, and its relay
+                    // answers the rest from this thread.
+                    let _ = first.reply.send(Answer { result, relay });
                 }
             }
             Err(e) if batch.len() == 1 => {
                 if let Some(job) = batch.into_iter().next() {
-                    let _ = job.reply.send(Err(sql_err("writing")(e)));
+                    job.answer(Err(sql_err("writing")(e)));
                 }
             }
             Err(e) => {
@@ -970,7 +1017,7 @@ fn writer_loop(
                         }
                         Err(e) => Err(sql_err("writing")(e)),
                     };
-                    let _ = job.reply.send(r);
+                    job.answer(r);
                 }
             }
         }
@@ -1535,5 +1582,76 @@ impl WindowStore for SqliteStore {
             key: address_key.to_owned(),
         };
         self.write(op).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit group's first writer hands the rest their results (`Relay`). If that writer's
+    /// caller has gone before the group commits, the rest are still answered, with their own
+    /// results: no committed write is reported lost, and none waits forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_is_answered_when_its_first_writer_has_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("relay.db"))
+            .await
+            .expect("open");
+        store
+            .run(|c| c.execute_batch("CREATE TABLE marks (n INTEGER)").map(Ok))
+            .await
+            .expect("table");
+        // Hold the writer, so that the writes below queue up and form one group.
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let store = store.clone();
+            let held_tx = std::sync::Mutex::new(held_tx);
+            tokio::spawn(async move {
+                store
+                    .run(move |_| {
+                        let _ = held_tx.lock().map(|t| t.send(()));
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok(Ok(()))
+                    })
+                    .await
+            })
+        };
+        held_rx.recv().expect("the writer is held");
+        let mark = |n: i64| {
+            move |c: &Connection| {
+                c.execute("INSERT INTO marks (n) VALUES (?1)", [n])
+                    .map(|_| Ok(n))
+            }
+        };
+        // The first write of the group: queued, then its caller gives up.
+        let gone = tokio::time::timeout(Duration::ZERO, store.run(mark(0))).await;
+        assert!(gone.is_err(), "the first write was still waiting");
+        let rest: Vec<_> = (1..=8)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.run(mark(n)).await })
+            })
+            .collect();
+        holder.await.expect("holder").expect("held");
+        for (n, r) in (1..=8).zip(rest) {
+            let got = tokio::time::timeout(Duration::from_secs(10), r)
+                .await
+                .expect("answered, not left waiting")
+                .expect("task");
+            assert_eq!(got.expect("its own result"), n);
+        }
+        let count: i64 = store
+            .run(|c| {
+                c.query_row("SELECT count(*) FROM marks", [], |r| r.get(0))
+                    .map(Ok)
+            })
+            .await
+            .expect("count");
+        assert_eq!(count, 9, "the gone writer's write was committed too");
+        assert!(
+            store.writer_stats().commits < 9,
+            "the writes shared commit groups"
+        );
     }
 }
