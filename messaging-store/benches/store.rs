@@ -672,6 +672,16 @@ async fn compare(
             tokio::task::block_in_place(|| raw_phase(&mut raw, raw_recs, order, writers));
         raw_recs = back;
         add(&mut base, p);
+        // The replay made the same changes: every record at the same version and phase (their
+        // times differ, taken from the clock as each side ran).
+        let same = store_recs
+            .iter()
+            .flatten()
+            .zip(raw_recs.iter().flatten())
+            .all(|(a, b)| {
+                a.id() == b.id() && a.version == b.version && a.phase.name() == b.phase.name()
+            });
+        assert!(same, "raw SQLite replayed other writes than the store's");
     }
     let rate = |p: &Measured| p.changes as f64 / p.secs;
     let show = |name: &str, p: &mut Measured| {
