@@ -49,6 +49,19 @@ struct Browser {
 
 impl Browser {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A WebDriver call; the error names the URL, the status and WebDriver's answer.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}{path}", self.session);
         let mut req = self.http.request(method, &url);
         if let Some(b) = body {
@@ -57,8 +70,11 @@ impl Browser {
         let res = req.send().await.expect("webdriver call");
         let status = res.status();
         let v: Value = res.json().await.expect("webdriver json");
-        assert!(status.is_success(), "{url}: {status} {v}");
-        v["value"].clone()
+        if status.is_success() {
+            Ok(v["value"].clone())
+        } else {
+            Err(format!("{url}: {status} {v}"))
+        }
     }
 
     async fn go(&self, url: &str) {
@@ -87,14 +103,28 @@ impl Browser {
         .await;
     }
 
+    /// Clicks the element `css` finds. The console's lists are redrawn by live updates, so the
+    /// element found may be replaced before the click lands ("stale element reference"): then
+    /// it is found again.
     async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        for _ in 0..10 {
+            let id = self.find(css).await;
+            match self
+                .try_call(
+                    reqwest::Method::POST,
+                    &format!("/element/{id}/click"),
+                    Some(json!({})),
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element reference") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{css} was redrawn under every click");
     }
 
     async fn js(&self, script: &str) -> Value {
