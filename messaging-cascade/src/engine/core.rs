@@ -1276,7 +1276,7 @@ impl Engine {
             if rounds > 64 && !matches!(input, Input::SendOutcome { .. }) {
                 return Ok(None);
             }
-            let decision = match decided.take() {
+            let mut decision = match decided.take() {
                 // Decided before the insert, which stored it.
                 Some(d) => {
                     if let Some(rec) = &slot {
@@ -1296,7 +1296,6 @@ impl Engine {
                 return Ok(None);
             };
             let mut next = None;
-            let mut decision = decision;
             for action in decision.actions.drain(..) {
                 match action {
                     Action::NoteHealth(note) => self.note_health(note),
