@@ -327,6 +327,21 @@ async fn load(store: &dyn CascadeStore, total: usize) -> Vec<Option<CascadeRecor
 }
 
 /// Attempts in flight in the store now, as (notification, attempt index).
+/// Waits until the attempts in flight stop changing. A statement the killed process sent may
+/// still be finishing on a database server (PostgreSQL runs it to its end before it notices
+/// the client is gone), and an attempt read as in flight could then settle after the read.
+async fn settle(store: &dyn CascadeStore, total: usize) {
+    let mut last = in_flight(&load(store, total).await);
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = in_flight(&load(store, total).await);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 fn in_flight(records: &[Option<CascadeRecord>]) -> Vec<(String, usize)> {
     records
         .iter()
@@ -613,6 +628,7 @@ async fn single_process_run(backend: Backend, dir: &Path, total: usize) {
             child.wait().expect("reap");
         }
         let store = backend.open(dir).await;
+        settle(&*store, total).await;
         kills.inspect(&*store, total, k, mid_run, dir, bound).await;
     }
     wait_for_success(
