@@ -12,9 +12,21 @@ use crate::phone::Phone;
 macro_rules! string_id {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        // `eq` below is string equality, only faster: the derived hash stays consistent.
+        #[allow(clippy::derived_hash_with_manual_eq)]
+        #[derive(Clone, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(Arc<str>);
+
+        impl PartialEq for $name {
+            /// Clones of one id share their string, and ids are compared on every lookup of
+            /// a channel, policy or cascade: the pointers first (std's `Arc` does that only
+            /// for sized types, not for `Arc<str>`).
+            #[inline]
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
 
         impl $name {
             /// Wraps a string.

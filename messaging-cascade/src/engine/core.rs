@@ -17,6 +17,7 @@ use super::decide::{
     self, Action, ChannelCondition, ChannelFacts, Decision, HealthNote, HealthView, Input, Rules,
     Unreachable,
 };
+use super::idmap::IdMap;
 use super::observe;
 use super::policy::CascadePolicy;
 use super::record::{
@@ -398,7 +399,7 @@ impl EngineBuilder {
 
     /// Checks the configuration and builds the engine.
     pub fn build(self) -> Result<Engine, BuildError> {
-        let mut channels = FastMap::default();
+        let mut channels = IdMap::default();
         for c in self.channels {
             let id = c.id().clone();
             if channels.insert(id.clone(), c).is_some() {
@@ -420,7 +421,7 @@ impl EngineBuilder {
                 .health(self.health.clone())
                 .gated(!self.gates.is_empty())
         };
-        let mut rules = FastMap::default();
+        let mut rules = IdMap::default();
         for mut p in self.policies {
             if p.steps.is_empty() {
                 return Err(BuildError::EmptyPolicy(p.id));
@@ -445,11 +446,18 @@ impl EngineBuilder {
             }
             rules.insert(p.id.clone(), rules_for(p));
         }
-        for p in self.routes.values().chain(self.default_policy.iter()) {
-            if !rules.contains_key(p) {
-                return Err(BuildError::UnknownPolicy(p.clone()));
-            }
-        }
+        // Routes name their policy by the rules' own key, so that looking it up on every
+        // submit compares pointers (see `IdMap`).
+        let known = |p: PolicyId| match rules.get_key_value(&p) {
+            Some((key, _)) => Ok(key.clone()),
+            None => Err(BuildError::UnknownPolicy(p)),
+        };
+        let routes = self
+            .routes
+            .into_iter()
+            .map(|(purpose, p)| Ok((purpose, known(p)?)))
+            .collect::<Result<IdMap<_, _>, BuildError>>()?;
+        let default_policy = self.default_policy.map(known).transpose()?;
         // For cascades whose policy was removed from the configuration since they started:
         // no steps, so they end as exhausted when next looked at.
         let retired = rules_for(CascadePolicy::new("", Vec::new()));
@@ -473,12 +481,12 @@ impl EngineBuilder {
         Ok(Engine {
             inner: Arc::new(Inner {
                 clock: self.clock,
-                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                store: Store::new(self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()))),
                 channels,
                 rules,
                 retired,
-                routes: self.routes,
-                default_policy: self.default_policy,
+                routes,
+                default_policy,
                 books: Books {
                     map: Mutex::new(books),
                     calm_until: AtomicI64::new(i64::MIN),
@@ -553,13 +561,13 @@ impl fmt::Debug for Engine {
 
 struct Inner {
     clock: Arc<dyn Clock>,
-    store: Arc<dyn CascadeStore>,
-    channels: FastMap<ChannelId, DynChannel>,
+    store: Store,
+    channels: IdMap<ChannelId, DynChannel>,
     /// What each policy's cascades are decided by.
-    rules: FastMap<PolicyId, Rules>,
+    rules: IdMap<PolicyId, Rules>,
     /// The rules for a cascade whose policy is no longer configured.
     retired: Rules,
-    routes: HashMap<Purpose, PolicyId>,
+    routes: IdMap<Purpose, PolicyId>,
     default_policy: Option<PolicyId>,
     /// Per channel: its health and how long the provider asked us to wait.
     books: Books,
@@ -576,6 +584,52 @@ struct Inner {
     meters: observe::Meters,
     /// When a tick next reads the number of running cascades for its gauge.
     next_count: Mutex<DateTime<Utc>>,
+}
+
+/// The cascade store as the engine calls it: `insert`, `get` and `update`, the calls of every
+/// cascade, go to the default [`MemoryStore`] directly, and to any other store through its
+/// trait (every other method derefs to the trait). A direct call saves the boxed future of an
+/// `async_trait` call, which cost more than some whole calls; both paths run the same code
+/// (`MemoryStore`'s trait methods call the functions called here).
+struct Store {
+    any: Arc<dyn CascadeStore>,
+    memory: Option<Arc<MemoryStore>>,
+}
+
+impl Store {
+    fn new(any: Arc<dyn CascadeStore>) -> Self {
+        let as_any: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(&any) as _;
+        let memory = as_any.downcast::<MemoryStore>().ok();
+        Store { any, memory }
+    }
+
+    async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
+        match &self.memory {
+            Some(m) => m.insert_now(record),
+            None => self.any.insert(record).await,
+        }
+    }
+
+    async fn get(&self, id: &NotificationId) -> Result<Option<CascadeRecord>, StoreError> {
+        match &self.memory {
+            Some(m) => m.get_now(id),
+            None => self.any.get(id).await,
+        }
+    }
+
+    async fn update(&self, record: &CascadeRecord) -> Result<u64, StoreError> {
+        match &self.memory {
+            Some(m) => m.update_now(record),
+            None => self.any.update(record).await,
+        }
+    }
+}
+
+impl std::ops::Deref for Store {
+    type Target = dyn CascadeStore;
+    fn deref(&self) -> &Self::Target {
+        &*self.any
+    }
 }
 
 /// This engine's side of the [`HealthBoard`].
@@ -609,21 +663,21 @@ struct ChannelBook {
 /// mind at its next evaluation (the calm ends there) or on a new fact, and every change of a
 /// book goes through [`Books::change`], which ends the calm.
 struct Books {
-    map: Mutex<FastMap<ChannelId, ChannelBook>>,
+    map: Mutex<IdMap<ChannelId, ChannelBook>>,
     /// Microseconds since the Unix epoch; `i64::MIN` when not known to be calm.
     calm_until: AtomicI64,
 }
 
 impl Books {
     /// The books, to change one: the calm ends (the next health view looks at them again).
-    fn change(&self) -> MutexGuard<'_, FastMap<ChannelId, ChannelBook>> {
+    fn change(&self) -> MutexGuard<'_, IdMap<ChannelId, ChannelBook>> {
         let books = lock(&self.map);
         self.calm_until.store(i64::MIN, Ordering::Release);
         books
     }
 
     /// The books, for a health view or a fact that cannot change anyone's outlook.
-    fn look(&self) -> MutexGuard<'_, FastMap<ChannelId, ChannelBook>> {
+    fn look(&self) -> MutexGuard<'_, IdMap<ChannelId, ChannelBook>> {
         lock(&self.map)
     }
 
@@ -667,7 +721,7 @@ impl Engine {
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn CascadeStore> {
-        &self.inner.store
+        &self.inner.store.any
     }
 
     /// A stream of cascade events (step started, sent, skipped, failed, advanced, delivered,

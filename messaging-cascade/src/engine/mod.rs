@@ -32,6 +32,7 @@
 //! | invalid content | fail the step with the reason, next step |
 mod core;
 pub mod decide;
+mod idmap;
 mod observe;
 mod policy;
 mod record;

@@ -23,8 +23,6 @@
 //! duplicates), plus channel health changes and delivery reports. No field ever holds a message
 //! text, an address or a secret: ids, names, numbers and the provider's error code only.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, SharedString, counter};
@@ -32,6 +30,7 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use super::decide::{Input, Rules};
+use super::idmap::IdMap;
 use super::record::{CascadeRecord, HistoryEntry, HistoryKind, Outcome};
 use crate::health::HealthState;
 use messaging_core::metrics as names;
@@ -138,7 +137,7 @@ fn gauge(key: &Key) -> Gauge {
 /// Every channel's meter.
 #[derive(Debug)]
 pub(super) struct Meters {
-    channels: HashMap<ChannelId, ChannelMeter, foldhash::fast::RandomState>,
+    channels: IdMap<ChannelId, ChannelMeter>,
     /// For an outcome with no channel (nothing was tried).
     none: ChannelMeter,
     /// For a channel the engine no longer has (its policy step outlived the configuration).

@@ -306,9 +306,10 @@ fn copy_vec<T: Clone + PartialEq>(dst: &mut Vec<T>, src: &[T]) {
     dst.extend_from_slice(more);
 }
 
-#[async_trait]
-impl CascadeStore for MemoryStore {
-    async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
+impl MemoryStore {
+    /// [`CascadeStore::insert`], without a future: the engine calls the default store directly
+    /// (a boxed `async_trait` future per call cost more than the rest of some calls).
+    pub(crate) fn insert_now(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
         let mut g = self.lock();
         if let Some(slot) = g.records.get(record.id()) {
             return Ok(Inserted::Exists(Box::new(slot.record.clone())));
@@ -335,11 +336,13 @@ impl CascadeStore for MemoryStore {
         Ok(Inserted::New)
     }
 
-    async fn get(&self, id: &NotificationId) -> Result<Option<CascadeRecord>, StoreError> {
+    /// [`CascadeStore::get`], without a future (see [`insert_now`](Self::insert_now)).
+    pub(crate) fn get_now(&self, id: &NotificationId) -> Result<Option<CascadeRecord>, StoreError> {
         Ok(self.lock().records.get(id).map(|s| s.record.clone()))
     }
 
-    async fn update(&self, record: &CascadeRecord) -> Result<u64, StoreError> {
+    /// [`CascadeStore::update`], without a future (see [`insert_now`](Self::insert_now)).
+    pub(crate) fn update_now(&self, record: &CascadeRecord) -> Result<u64, StoreError> {
         let mut guard = self.lock();
         let g = &mut *guard;
         let slot = g
@@ -379,6 +382,21 @@ impl CascadeStore for MemoryStore {
             _ => {}
         }
         Ok(version)
+    }
+}
+
+#[async_trait]
+impl CascadeStore for MemoryStore {
+    async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
+        self.insert_now(record)
+    }
+
+    async fn get(&self, id: &NotificationId) -> Result<Option<CascadeRecord>, StoreError> {
+        self.get_now(id)
+    }
+
+    async fn update(&self, record: &CascadeRecord) -> Result<u64, StoreError> {
+        self.update_now(record)
     }
 
     async fn claim_due(

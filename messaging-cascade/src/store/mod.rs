@@ -13,6 +13,7 @@
 //! | [`WindowStore`] (from `messaging-core`) | the last inbound message per person (WhatsApp 24-hour window) | [`MemoryStore`] | SQLite, PostgreSQL |
 //! | [`CascadeReports`] | (reads only) cascades running, stuck, ended by outcome and channel, cost by channel and day | [`MemoryStore`] | SQLite, PostgreSQL |
 
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ pub struct MessageRef {
 
 /// Cascades, their timers, and the indexes that route events back to them.
 #[async_trait]
-pub trait CascadeStore: Send + Sync + fmt::Debug + 'static {
+pub trait CascadeStore: Any + Send + Sync + fmt::Debug {
     /// Stores a new record (version 0), or returns the existing one with the same id.
     async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError>;
 
