@@ -35,13 +35,13 @@ fn engine_with(first: Arc<StubChannel>, clock: ManualClock) -> Engine {
 
 fn notification(i: u64) -> Notification {
     // Distinct patients: distinct phones and Telegram chats.
-    let mut r = Recipient::with_phone(
+    let r = Recipient::with_phone(
         format!("patient-{i}"),
         &format!("+7912{:07}", i % 10_000_000),
     )
     .expect("valid phone")
-    .name("Анна Петровна");
-    r.addresses.push(Address::Telegram(i as i64));
+    .name("Анна Петровна")
+    .address(Address::Telegram(i as i64));
     Notification::new(
         format!("appointment-{i}-reminder"),
         r,

@@ -309,6 +309,9 @@ impl Recipient {
     /// Adds a channel address.
     pub fn address(mut self, address: Address) -> Self {
         if !self.addresses.contains(&address) {
+            // Room for this one only: a recipient is kept with every pending cascade, and a
+            // first push would make room for four.
+            self.addresses.reserve_exact(1);
             self.addresses.push(address);
         }
         self

@@ -23,6 +23,7 @@ use super::policy::CascadePolicy;
 use super::record::{
     Attempt, AttemptState, CascadeRecord, HistoryEntry, Notification, Outcome, Phase,
 };
+use super::scratch;
 use crate::health::{Admission, ChannelHealth, HealthConfig, HealthState, HealthTracker};
 use crate::shared_health::{HealthBoard, HealthChange, HealthNotice};
 use crate::store::{CascadeStore, Inserted, MemoryStore};
@@ -777,7 +778,14 @@ impl Engine {
             }
         }
         let now = self.now();
-        let mut rec = decide::begin(notification, rules, now);
+        let history = scratch::history();
+        let mut rec = decide::begin_in(
+            Arc::new(notification),
+            rules,
+            now,
+            history,
+            scratch::attempts(),
+        );
         let id = rec.id().clone();
         // The first decision is made before the record is stored, so that the insert carries
         // it (usually the intent to send the first step): one write per cascade fewer than
@@ -786,9 +794,14 @@ impl Engine {
         // kept: the claim would be lost if the insert found the id taken, so that cascade
         // starts from the record `begin` made, decided after it is stored.
         let health = self.health_view(rules, &rec, now);
-        let decision = decide::decide(&mut rec, rules, &health, &Input::Submitted, now);
+        let actions = scratch::actions();
+        let decision =
+            decide::decide_into(&mut rec, rules, &health, &Input::Submitted, now, actions);
         let decision = if decision.probe(&rec).is_some() {
-            rec = decide::begin_shared(Arc::clone(&rec.notification), rules, now);
+            let notification = Arc::clone(&rec.notification);
+            let history = std::mem::take(&mut rec.history);
+            let attempts = std::mem::take(&mut rec.attempts);
+            rec = decide::begin_in(notification, rules, now, history, attempts);
             None
         } else {
             Some(decision)
@@ -1349,8 +1362,11 @@ impl Engine {
             let Some(rec) = &slot else {
                 return Ok(None);
             };
-            let mut next = None;
-            for action in decision.actions.drain(..) {
+            // Whether `input` holds the next input (written in place: it is a few hundred bytes).
+            let mut moved_on = false;
+            // By reference: an action is a few hundred bytes, and moving each out of the
+            // vector and through its match cost more than the rest of performing a note.
+            for action in &decision.actions {
                 match action {
                     Action::NoteHealth(note) => self.note_health(note),
                     Action::CheckGates {
@@ -1359,21 +1375,30 @@ impl Engine {
                         kind,
                         message,
                     } => {
-                        let answer = self.ask_gates(rec, &channel, kind, &message).await;
-                        next = Some(Input::GateAnswer { step, answer });
+                        let answer = self.ask_gates(rec, channel, *kind, message).await;
+                        input = Input::GateAnswer {
+                            step: *step,
+                            answer,
+                        };
+                        moved_on = true;
                     }
                     Action::Send {
                         attempt,
                         channel,
                         message,
                     } => {
-                        let result = self.send(rec, attempt, &channel, &message, span).await;
-                        next = Some(Input::SendOutcome { attempt, result });
+                        let result = self.send(rec, *attempt, channel, message, span).await;
+                        input = Input::SendOutcome {
+                            attempt: *attempt,
+                            result,
+                        };
+                        moved_on = true;
                     }
                 }
             }
+            decision.actions.clear();
             // A report that overtook this receipt can be applied now that the receipt is stored.
-            if next.is_none()
+            if !moved_on
                 && decision.changed
                 && let Input::SendOutcome {
                     attempt,
@@ -1382,15 +1407,17 @@ impl Engine {
                 && let Some((report, _)) =
                     lock(&self.inner.orphans).remove(&receipt.provider_message_id)
             {
-                next = Some(Input::DeliveryReport {
+                input = Input::DeliveryReport {
                     attempt: *attempt,
                     report,
-                });
+                };
+                moved_on = true;
             }
             spare = decision.actions;
-            match next {
-                Some(n) => input = n,
-                None => return Ok(rec.outcome().cloned()),
+            if !moved_on {
+                let outcome = rec.outcome().cloned();
+                scratch::give_back(slot, spare);
+                return Ok(outcome);
             }
         }
     }
@@ -1551,7 +1578,7 @@ impl Engine {
         }
     }
 
-    fn note_health(&self, note: HealthNote) {
+    fn note_health(&self, note: &HealthNote) {
         // A send accepted (not a probe's) opens a latency sample, which only the next
         // evaluation judges: nobody's outlook changes now.
         let changes_outlook = !matches!(
@@ -1568,7 +1595,7 @@ impl Engine {
         };
         let channel = self.inner.sharing.as_ref().map(|_| note.channel().clone());
         // Notes that may change the state: looked at again, to publish a change.
-        let look_at = match &note {
+        let look_at = match note {
             HealthNote::Evidence { channel, at, .. }
             | HealthNote::Error { channel, at }
             | HealthNote::Down { channel, at, .. } => Some((channel.clone(), *at)),
@@ -1580,19 +1607,21 @@ impl Engine {
                 at,
                 probe,
                 ..
-            } => b.health.record_sent(provider_message_id, at, probe),
+            } => b
+                .health
+                .record_sent(provider_message_id.clone(), *at, *probe),
             HealthNote::Accepted { .. } => b.health.record_accepted(),
             HealthNote::Evidence {
                 provider_message_id,
                 at,
                 ..
-            } => b.health.record_evidence(&provider_message_id, at),
-            HealthNote::Error { at, .. } => b.health.record_error(at),
+            } => b.health.record_evidence(provider_message_id, *at),
+            HealthNote::Error { at, .. } => b.health.record_error(*at),
             HealthNote::Down {
                 at, until, reason, ..
-            } => b.health.mark_down(at, until, reason),
+            } => b.health.mark_down(*at, *until, reason.clone()),
             HealthNote::RateLimited { until, .. } => {
-                b.rate_limited_until = b.rate_limited_until.max(Some(until));
+                b.rate_limited_until = b.rate_limited_until.max(Some(*until));
             }
         }
         if let Some(channel) = channel {

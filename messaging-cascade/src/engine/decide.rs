@@ -498,18 +498,23 @@ impl Decision {
 /// A new cascade for `notification` under `rules`, ready for its first step now. Store it,
 /// then [`decide`] with [`Input::Submitted`].
 pub fn begin(notification: Notification, rules: &Rules, now: DateTime<Utc>) -> CascadeRecord {
-    begin_shared(Arc::new(notification), rules, now)
+    begin_in(Arc::new(notification), rules, now, Vec::new(), Vec::new())
 }
 
 /// [`begin`] for a notification already shared (the driver starts over from it when it
-/// cannot keep a decision it made before storing the record).
-pub(crate) fn begin_shared(
+/// cannot keep a decision it made before storing the record), with its history and attempts
+/// in the vectors given (emptied first): the driver reuses their room.
+pub(crate) fn begin_in(
     notification: Arc<Notification>,
     rules: &Rules,
     now: DateTime<Utc>,
+    mut history: Vec<HistoryEntry>,
+    mut attempts: Vec<Attempt>,
 ) -> CascadeRecord {
     let policy = rules.policy.id.clone();
-    let mut history = Vec::with_capacity(6);
+    history.clear();
+    attempts.clear();
+    history.reserve(6);
     history.push(HistoryEntry {
         at: now,
         kind: HistoryKind::Submitted {
@@ -534,7 +539,7 @@ pub(crate) fn begin_shared(
         // Due at once, so that a crash before the first send still leaves a timer.
         wake_at: Some(now),
         rate_limit_waits: 0,
-        attempts: Vec::new(),
+        attempts,
         history,
         created_at: now,
     }

@@ -36,6 +36,7 @@ mod idmap;
 mod observe;
 mod policy;
 mod record;
+mod scratch;
 
 pub use self::core::{
     BuildError, CascadeEvent, CascadeStatus, Engine, EngineBuilder, EngineError, Submission,

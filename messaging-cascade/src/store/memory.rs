@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,10 +52,32 @@ struct Inner {
     timers: BinaryHeap<Reverse<(DateTime<Utc>, NotificationId)>>,
     messages: FastMap<ProviderMessageId, MessageRef>,
     /// Reply keys by 64-bit hash (no string per key); hits are checked against the record.
-    reply_index: FastMap<u64, Ids>,
+    reply_index: HashMap<u64, Ids, BuildHasherDefault<KeyHashed>>,
     /// The seed of those hashes (per store, so crafted keys cannot be aimed at one entry).
     key_seed: foldhash::fast::RandomState,
     active: usize,
+}
+
+/// The hasher of a map whose keys are hashes already (the reply index: seeded per store, so
+/// crafted keys still cannot be aimed at one bucket): the key is its own hash. Hashing it
+/// again cost a third of every insertion, and of moving every entry when the map grows. Ten
+/// lines, so no crate for it.
+#[derive(Default)]
+struct KeyHashed(u64);
+
+impl Hasher for KeyHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys use this hasher; anything else still hashes (FNV-1a), not panics.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// The cascades under one reply key: nearly always one, so no set for that case; a set when a
@@ -160,18 +182,18 @@ impl Inner {
         }
     }
 
-    fn index_messages(&mut self, record: &CascadeRecord) {
-        for (pmid, attempt) in record.provider_message_ids() {
-            // Looked up before the entry API, which would take (clone) the key for every
-            // attempt on every update; the first entry for an id wins, as before.
-            if !self.messages.contains_key(pmid) {
-                self.messages.insert(
-                    pmid.clone(),
-                    MessageRef {
+    /// Indexes the provider message ids of `record`'s attempts from `first` on (those before
+    /// it are indexed already); the first entry for an id wins.
+    fn index_messages(&mut self, record: &CascadeRecord, first: usize) {
+        for (i, a) in record.attempts.iter().enumerate().skip(first) {
+            if let Some(pmid) = &a.provider_message_id {
+                // A key clone is a reference count, cheaper than hashing the id twice.
+                self.messages
+                    .entry(pmid.clone())
+                    .or_insert_with(|| MessageRef {
                         notification_id: record.id().clone(),
-                        attempt,
-                    },
-                );
+                        attempt: i,
+                    });
             }
         }
     }
@@ -316,7 +338,7 @@ impl MemoryStore {
         }
         let mut rec = stored_copy(record);
         rec.version = 0;
-        g.index_messages(&rec);
+        g.index_messages(&rec, 0);
         // Reply keys only change when a cascade starts or ends: the notification is immutable.
         g.add_reply_keys(&rec);
         if !rec.is_finished() {
@@ -354,6 +376,14 @@ impl MemoryStore {
         }
         let was_active = !slot.record.is_finished();
         let old_timer = slot.timer.take();
+        // Attempts before this one have the message ids they had when last stored: indexed.
+        let unindexed = slot
+            .record
+            .attempts
+            .iter()
+            .zip(&record.attempts)
+            .position(|(old, new)| old.provider_message_id != new.provider_message_id)
+            .unwrap_or(slot.record.attempts.len());
         copy_record(&mut slot.record, record);
         if matches!(record.phase, Phase::Waiting { .. }) {
             // It may wait for days: memory per pending cascade counts. Shrinking in place
@@ -371,7 +401,7 @@ impl MemoryStore {
         {
             g.push_timer(w, record.id());
         }
-        g.index_messages(record);
+        g.index_messages(record, unindexed);
         match (was_active, now_active) {
             // Its reply keys stay until they are reused or purged (see `add_reply_keys`).
             (true, false) => g.active -= 1,
