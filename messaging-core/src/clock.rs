@@ -105,6 +105,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn advancing_past_the_end_of_time_stays_there() {
+        let c = ManualClock::at_unix(1_700_000_000);
+        c.advance(std::time::Duration::from_secs(60));
+        assert_eq!(c.now().timestamp(), 1_700_000_060);
+        c.advance(std::time::Duration::MAX);
+        assert_eq!(c.now(), DateTime::<Utc>::MAX_UTC);
+        c.set(DateTime::from_timestamp(0, 0).unwrap());
+        assert_eq!(c.now(), DateTime::<Utc>::MAX_UTC, "never backwards");
+    }
+
+    #[test]
     fn set_rounds_up_to_the_next_microsecond() {
         let c = ManualClock::at_unix(0);
         let t = DateTime::from_timestamp(5, 270_738_953).unwrap();
