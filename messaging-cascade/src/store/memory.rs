@@ -332,28 +332,29 @@ impl MemoryStore {
     /// [`CascadeStore::insert`], without a future: the engine calls the default store directly
     /// (a boxed `async_trait` future per call cost more than the rest of some calls).
     pub(crate) fn insert_now(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
-        let mut g = self.lock();
-        if let Some(slot) = g.records.get(record.id()) {
-            return Ok(Inserted::Exists(Box::new(slot.record.clone())));
-        }
+        let mut guard = self.lock();
+        let g = &mut *guard;
+        // One lookup both tells a duplicate and makes the new record's place.
+        let place = match g.records.entry(record.id().clone()) {
+            Entry::Occupied(e) => return Ok(Inserted::Exists(Box::new(e.get().record.clone()))),
+            Entry::Vacant(place) => place,
+        };
         let mut rec = stored_copy(record);
         rec.version = 0;
-        g.index_messages(&rec, 0);
+        let wake_at = rec.wake_at;
+        place.insert(Box::new(Slot {
+            timer: wake_at,
+            record: rec,
+        }));
+        // Indexed from the caller's record: the stored copy is equal to it.
+        g.index_messages(record, 0);
         // Reply keys only change when a cascade starts or ends: the notification is immutable.
-        g.add_reply_keys(&rec);
-        if !rec.is_finished() {
+        g.add_reply_keys(record);
+        if !record.is_finished() {
             g.active += 1;
         }
-        let (id, wake_at) = (rec.id().clone(), rec.wake_at);
-        g.records.insert(
-            id.clone(),
-            Box::new(Slot {
-                timer: wake_at,
-                record: rec,
-            }),
-        );
         if let Some(w) = wake_at {
-            g.push_timer(w, &id);
+            g.push_timer(w, record.id());
         }
         Ok(Inserted::New)
     }
