@@ -778,12 +778,11 @@ impl Engine {
             }
         }
         let now = self.now();
-        let history = scratch::history();
         let mut rec = decide::begin_in(
             Arc::new(notification),
             rules,
             now,
-            history,
+            scratch::history(),
             scratch::attempts(),
         );
         let id = rec.id().clone();
@@ -1343,7 +1342,7 @@ impl Engine {
             if rounds > 64 && !matches!(input, Input::SendOutcome { .. }) {
                 return Ok(None);
             }
-            let mut decision = match decided.take() {
+            let decision = match decided.take() {
                 // Decided before the insert, which stored it.
                 Some(d) => {
                     if let Some(rec) = &slot {
@@ -1396,7 +1395,6 @@ impl Engine {
                     }
                 }
             }
-            decision.actions.clear();
             // A report that overtook this receipt can be applied now that the receipt is stored.
             if !moved_on
                 && decision.changed
