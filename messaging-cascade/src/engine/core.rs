@@ -26,6 +26,7 @@ use super::record::{
 use super::scratch;
 use crate::health::{Admission, ChannelHealth, HealthConfig, HealthState, HealthTracker};
 use crate::shared_health::{HealthBoard, HealthChange, HealthNotice};
+use crate::store::InPlace;
 use crate::store::{CascadeStore, Inserted, MemoryStore};
 use messaging_core::StoreError;
 use messaging_core::gate::{GateDecision, SendContext, SendGate};
@@ -482,7 +483,12 @@ impl EngineBuilder {
         Ok(Engine {
             inner: Arc::new(Inner {
                 clock: self.clock,
-                store: Store::new(self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()))),
+                store: Store::new(
+                    self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                    // Deciding in place needs no probe shared with other instances (claimed
+                    // asynchronously) and no gates (asked with the record).
+                    self.board.is_none() && self.gates.is_empty(),
+                ),
                 channels,
                 rules,
                 retired,
@@ -592,16 +598,32 @@ struct Inner {
 /// trait (every other method derefs to the trait). A direct call saves the boxed future of an
 /// `async_trait` call, which cost more than some whole calls; both paths run the same code
 /// (`MemoryStore`'s trait methods call the functions called here).
+///
+/// When it can, the engine also decides on the in-memory store's records in place
+/// ([`Store::in_place`]): the store keeps the only copy of a cascade, and a drive changes it
+/// under the store's lock instead of copying it out and back.
 struct Store {
     any: Arc<dyn CascadeStore>,
     memory: Option<Arc<MemoryStore>>,
+    /// Whether `memory`'s records are decided on in place.
+    in_place: bool,
 }
 
 impl Store {
-    fn new(any: Arc<dyn CascadeStore>) -> Self {
+    fn new(any: Arc<dyn CascadeStore>, in_place: bool) -> Self {
         let as_any: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(&any) as _;
         let memory = as_any.downcast::<MemoryStore>().ok();
-        Store { any, memory }
+        let in_place = in_place && memory.is_some();
+        Store {
+            any,
+            memory,
+            in_place,
+        }
+    }
+
+    /// The in-memory store, if its records are decided on in place.
+    fn in_place(&self) -> Option<&MemoryStore> {
+        self.memory.as_deref().filter(|_| self.in_place)
     }
 
     async fn insert(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
@@ -697,12 +719,65 @@ fn random_instance_name() -> String {
     format!("engine-{:016x}", h.finish())
 }
 
-/// Where [`Engine::drive`] starts when the caller holds the record as stored.
+/// Where [`Engine::drive`] starts after a submit has stored a new cascade and told its first
+/// history.
 struct Start<'s> {
-    record: CascadeRecord,
+    /// The caller's copy of the record as stored; `None` if the store has the only one (it is
+    /// decided on in place).
+    record: Option<CascadeRecord>,
     rules: &'s Rules,
     /// The decision the record was stored with, whose actions are still to be performed.
     decision: Option<Decision>,
+    /// What that decision's send tells its span.
+    facts: Option<SendFacts>,
+    /// The cascade's span.
+    span: tracing::Span,
+}
+
+/// What a send's span tells about its attempt, read from the record when the send was
+/// decided (a record decided on in place is not at hand when the send is performed).
+#[derive(Clone, Copy, Debug)]
+struct SendFacts {
+    attempt: usize,
+    step: usize,
+    number: u32,
+    possible_duplicate: bool,
+}
+
+impl SendFacts {
+    /// The facts of `decision`'s send (a decision sends at most once), if the cascade's span is
+    /// listened to (only the send's span reads them).
+    fn of(span: &tracing::Span, rec: &CascadeRecord, decision: &Decision) -> Option<SendFacts> {
+        if span.is_disabled() {
+            return None;
+        }
+        decision.actions.iter().find_map(|a| match a {
+            Action::Send { attempt, .. } => Some(rec.attempts.get(*attempt).map_or(
+                SendFacts {
+                    attempt: *attempt,
+                    step: rec.step,
+                    number: 0,
+                    possible_duplicate: false,
+                },
+                |a| SendFacts {
+                    attempt: *attempt,
+                    step: a.step,
+                    number: a.number,
+                    possible_duplicate: a.possible_duplicate,
+                },
+            )),
+            _ => None,
+        })
+    }
+}
+
+/// A decision made on the in-memory store's record in place, with what the drive needs of the
+/// record afterwards (it does not hold the record).
+struct DecidedInPlace {
+    decision: Decision,
+    facts: Option<SendFacts>,
+    /// The cascade's outcome if the decision leaves nothing to perform and it has ended.
+    outcome: Option<Outcome>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -778,13 +853,15 @@ impl Engine {
             }
         }
         let now = self.now();
-        let mut rec = decide::begin_in(
-            Arc::new(notification),
-            rules,
-            now,
-            scratch::history(),
-            scratch::attempts(),
-        );
+        let in_place = inner.store.in_place();
+        // A record decided on in place goes into the store itself, with room for a cascade
+        // that ends on its first send (its history: submitted, step started, sending, sent,
+        // delivered), not the scratch room, which it would keep for good.
+        let (history, attempts) = match in_place {
+            Some(_) => (Vec::with_capacity(5), Vec::with_capacity(1)),
+            None => (scratch::history(), scratch::attempts()),
+        };
+        let mut rec = decide::begin_in(Arc::new(notification), rules, now, history, attempts);
         let id = rec.id().clone();
         // The first decision is made before the record is stored, so that the insert carries
         // it (usually the intent to send the first step): one write per cascade fewer than
@@ -805,23 +882,46 @@ impl Engine {
         } else {
             Some(decision)
         };
-        match inner.store.insert(&rec).await? {
-            Inserted::Exists(existing) => {
+        // Its first history is told in the cascade's span, once it is stored.
+        let span = observe::cascade_span(&id, &Input::Submitted);
+        let tell = |rec: &CascadeRecord| {
+            self.publish(&id, &rec.history);
+            span.in_scope(|| {
+                observe::history(&self.inner.meters, || rules, rec, &rec.history);
+            });
+            observe::cascade_state(&span, rec);
+        };
+        let facts = decision
+            .as_ref()
+            .and_then(|d| SendFacts::of(&span, &rec, d));
+        let inserted = match in_place {
+            Some(memory) => memory.insert_owned(rec, tell).map(|i| (i, None))?,
+            None => match inner.store.insert(&rec).await? {
+                Inserted::New => {
+                    tell(&rec);
+                    (Inserted::New, Some(rec))
+                }
+                exists => (exists, None),
+            },
+        };
+        let record = match inserted {
+            (Inserted::Exists(existing), _) => {
                 return Ok(Submission {
                     id,
                     new: false,
                     outcome: existing.outcome().cloned(),
                 });
             }
-            // Its first history is told in the cascade's span, by `drive`.
-            Inserted::New => self.publish(&id, &rec.history),
-        }
+            (Inserted::New, record) => record,
+        };
         // `catch_unwind` keeps the cascade's future in place: `catch_panic` would box it, an
         // allocation and two copies of a large future on every submit.
         let start = Start {
-            record: rec,
+            record,
             rules,
             decision,
+            facts,
+            span,
         };
         let first = AssertUnwindSafe(self.drive(&id, Some(start), Input::Submitted))
             .catch_unwind()
@@ -1303,36 +1403,96 @@ impl Engine {
         }
     }
 
+    /// [`decide_and_store`](Self::decide_and_store) on the in-memory store's own record, under
+    /// its lock: no copy out and back. Declines (the caller decides on a copy) unless every
+    /// channel the cascade may use is plainly healthy: then a decision claims no probe, which
+    /// another cascade could take first and which the copy path decides again without.
+    fn decide_in_place<'s>(
+        &'s self,
+        memory: &MemoryStore,
+        id: &NotificationId,
+        rules: &mut Option<&'s Rules>,
+        input: &Input,
+        actions: &mut Vec<Action>,
+        span: &tracing::Span,
+    ) -> InPlace<DecidedInPlace> {
+        memory.change_now(id, |rec| {
+            let now = self.now();
+            let rules = *rules.get_or_insert_with(|| self.rules(&rec.policy));
+            let health = self.health_view(rules, rec, now);
+            if !health.is_empty() {
+                return None;
+            }
+            let evidence_before = match input {
+                Input::DeliveryReport { attempt, .. } => {
+                    rec.attempts.get(*attempt).and_then(|a| a.evidence)
+                }
+                _ => None,
+            };
+            let decision =
+                decide::decide_into(rec, rules, &health, input, now, std::mem::take(actions));
+            debug_assert!(
+                decision.probe(rec).is_none(),
+                "a healthy view admits no probe"
+            );
+            if decision.changed {
+                span.in_scope(|| {
+                    observe::history(&self.inner.meters, || rules, rec, decision.events(rec));
+                });
+                self.publish(id, decision.events(rec));
+            }
+            if let Input::DeliveryReport { attempt, report } = input {
+                span.in_scope(|| {
+                    let meters = &self.inner.meters;
+                    observe::delivery_report(meters, rec, *attempt, report, evidence_before);
+                });
+            }
+            observe::cascade_state(span, rec);
+            let facts = SendFacts::of(span, rec, &decision);
+            let performs = (decision.actions.iter()).any(|a| !matches!(a, Action::NoteHealth(_)));
+            let outcome = if performs {
+                None
+            } else {
+                rec.outcome().cloned()
+            };
+            let changed = decision.changed;
+            Some((
+                DecidedInPlace {
+                    decision,
+                    facts,
+                    outcome,
+                },
+                changed,
+            ))
+        })
+    }
+
     /// Moves a cascade on after `input`: decides and stores, then performs the decision's
     /// actions and feeds their results back, until the cascade waits for the world. Returns its
-    /// outcome if it has ended. `start`: the caller's copy of the record as stored, with its
-    /// rules, if it has them (saves a read and a lookup), and the decision it was stored with.
+    /// outcome if it has ended. `start`: where a submit left the cascade it has just stored.
+    ///
+    /// A decision is made on the in-memory store's record in place when it can be
+    /// ([`decide_in_place`](Self::decide_in_place)), else on a copy that is then stored
+    /// ([`decide_and_store`](Self::decide_and_store)); once a drive holds a copy, it goes on
+    /// with it.
     ///
     /// Each call is one `cascade` span (entered only around what it tells, never across an
-    /// await: the future is not wrapped, which would cost a copy of it). For
-    /// [`Input::Submitted`], `start` holds the record just inserted, and its first history is
-    /// told here.
+    /// await: the future is not wrapped, which would cost a copy of it).
     async fn drive<'s>(
         &'s self,
         id: &NotificationId,
         start: Option<Start<'s>>,
         mut input: Input,
     ) -> Result<Option<Outcome>, EngineError> {
-        let (current, mut rules, mut decided) = match start {
-            Some(s) => (Some(s.record), Some(s.rules), s.decision),
-            None => (None, None, None),
+        let (mut slot, mut rules, mut decided, mut facts, span) = match start {
+            Some(s) => (s.record, Some(s.rules), s.decision, s.facts, s.span),
+            None => (None, None, None, None, observe::cascade_span(id, &input)),
         };
-        let span = observe::cascade_span(id, &input);
-        if let (Input::Submitted, Some(rec)) = (&input, &current) {
-            span.in_scope(|| {
-                let rules = || self.rules(&rec.policy);
-                observe::history(&self.inner.meters, rules, rec, &rec.history);
-            });
-        }
         let span = &span;
-        let mut slot = current;
         // The room of the last decision's actions, for the next (see `decide_into`).
         let mut spare = Vec::new();
+        // The outcome found by a decision made in place (the record is not held here then).
+        let mut ended = None;
         let mut rounds = 0u32;
         loop {
             // A safety net (a cascade has few steps and few retries): past it the cascade waits
@@ -1344,22 +1504,32 @@ impl Engine {
             }
             let decision = match decided.take() {
                 // Decided before the insert, which stored it.
-                Some(d) => {
-                    if let Some(rec) = &slot {
-                        observe::cascade_state(span, rec);
+                Some(d) => d,
+                None => {
+                    let in_place = match self.inner.store.in_place() {
+                        Some(m) if slot.is_none() => {
+                            self.decide_in_place(m, id, &mut rules, &input, &mut spare, span)
+                        }
+                        _ => InPlace::Declined,
+                    };
+                    match in_place {
+                        InPlace::Missing => return Ok(None),
+                        InPlace::Done(d) => {
+                            (facts, ended) = (d.facts, d.outcome);
+                            d.decision
+                        }
+                        InPlace::Declined => match self
+                            .decide_and_store(id, &mut slot, &mut rules, &input, &mut spare, span)
+                            .await?
+                        {
+                            Some(d) => {
+                                facts = slot.as_ref().and_then(|r| SendFacts::of(span, r, &d));
+                                d
+                            }
+                            None => return Ok(None),
+                        },
                     }
-                    d
                 }
-                None => match self
-                    .decide_and_store(id, &mut slot, &mut rules, &input, &mut spare, span)
-                    .await?
-                {
-                    Some(d) => d,
-                    None => return Ok(None),
-                },
-            };
-            let Some(rec) = &slot else {
-                return Ok(None);
             };
             // Whether `input` holds the next input (written in place: it is a few hundred bytes).
             let mut moved_on = false;
@@ -1374,6 +1544,14 @@ impl Engine {
                         kind,
                         message,
                     } => {
+                        // Gates are asked with the record: decided in place (never with
+                        // gates), it is read; the drive goes on with that copy.
+                        if slot.is_none() {
+                            slot = self.inner.store.get(id).await?;
+                        }
+                        let Some(rec) = &slot else {
+                            return Ok(None);
+                        };
                         let answer = self.ask_gates(rec, channel, *kind, message).await;
                         input = Input::GateAnswer {
                             step: *step,
@@ -1386,7 +1564,8 @@ impl Engine {
                         channel,
                         message,
                     } => {
-                        let result = self.send(rec, *attempt, channel, message, span).await;
+                        let facts = facts.filter(|f| f.attempt == *attempt);
+                        let result = self.send(facts, rules, channel, message, span).await;
                         input = Input::SendOutcome {
                             attempt: *attempt,
                             result,
@@ -1420,18 +1599,22 @@ impl Engine {
             }
             spare = decision.actions;
             if !moved_on {
-                let outcome = rec.outcome().cloned();
+                let outcome = match &slot {
+                    Some(rec) => rec.outcome().cloned(),
+                    None => ended,
+                };
                 scratch::give_back(slot, spare);
                 return Ok(outcome);
             }
         }
     }
 
-    /// Hands attempt `attempt` of `rec` to its channel, in the attempt's span.
+    /// Hands a message to its channel, in the attempt's span if the cascade's span is listened
+    /// to (`facts`: the attempt's, when it is).
     async fn send(
         &self,
-        rec: &CascadeRecord,
-        attempt: usize,
+        facts: Option<SendFacts>,
+        rules: Option<&Rules>,
         channel: &ChannelId,
         message: &OutboundMessage,
         cascade: &tracing::Span,
@@ -1443,23 +1626,22 @@ impl Engine {
             ));
         };
         // The attempt's span, if its cascade's is listened to (same level and target).
-        let span = if cascade.is_disabled() {
-            tracing::Span::none()
-        } else {
-            let (step, number, possible_duplicate) =
-                rec.attempts.get(attempt).map_or((rec.step, 0, false), |a| {
-                    (a.step, a.number, a.possible_duplicate)
+        let span = match facts {
+            Some(f) if !cascade.is_disabled() => {
+                let awaited = rules.map_or(messaging_core::Evidence::Accepted, |r| {
+                    r.evidence_awaited(f.step)
                 });
-            let awaited = self.rules(&rec.policy).evidence_awaited(step);
-            observe::send_span(
-                cascade,
-                channel,
-                c.kind(),
-                step,
-                number,
-                awaited,
-                possible_duplicate,
-            )
+                observe::send_span(
+                    cascade,
+                    channel,
+                    c.kind(),
+                    f.step,
+                    f.number,
+                    awaited,
+                    f.possible_duplicate,
+                )
+            }
+            _ => tracing::Span::none(),
         };
         let started = std::time::Instant::now();
         // The channel's future is boxed: wrapping it copies a pointer, not the future.

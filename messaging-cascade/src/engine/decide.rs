@@ -311,6 +311,10 @@ impl HealthView {
         self.set(channel.into(), condition);
         self
     }
+    /// Whether every channel is healthy and nothing is rate limited.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
     /// A channel's condition (healthy if unknown).
     pub fn condition(&self, channel: &ChannelId) -> ChannelCondition {
         // A linear scan: a cascade has a handful of channels.

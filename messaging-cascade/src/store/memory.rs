@@ -171,8 +171,8 @@ impl Inner {
 
     /// Adds a timer; rebuilds the heap from the live timers when dead entries (timers that
     /// moved or records that ended before them) outnumber the records, so they stay bounded.
-    fn push_timer(&mut self, at: DateTime<Utc>, id: &NotificationId) {
-        self.timers.push(Reverse((at, id.clone())));
+    fn push_timer(&mut self, at: DateTime<Utc>, id: NotificationId) {
+        self.timers.push(Reverse((at, id)));
         if self.timers.len() > 2 * self.records.len() + 1024 {
             self.timers = self
                 .records
@@ -182,51 +182,29 @@ impl Inner {
         }
     }
 
-    /// Indexes the provider message ids of `record`'s attempts from `first` on (those before
-    /// it are indexed already); the first entry for an id wins.
-    fn index_messages(&mut self, record: &CascadeRecord, first: usize) {
-        for (i, a) in record.attempts.iter().enumerate().skip(first) {
-            if let Some(pmid) = &a.provider_message_id {
-                // A key clone is a reference count, cheaper than hashing the id twice.
-                self.messages
-                    .entry(pmid.clone())
-                    .or_insert_with(|| MessageRef {
-                        notification_id: record.id().clone(),
-                        attempt: i,
-                    });
-            }
-        }
-    }
-
-    /// Indexes an unfinished record under its reply keys (see [`CascadeRecord::reply_keys`]).
+    /// Indexes an unfinished cascade `id` under the reply keys of its `recipient` (see
+    /// [`CascadeRecord::reply_keys`]).
     ///
     /// A cascade that ends keeps its entries (lookups skip finished cascades): taking them out
     /// would hash every key again on the hot path. They go when the next cascade is indexed
     /// under the same key (below), or when the record is purged, so that an entry holds at
     /// most the person's running cascades and those that ended since their last one began.
-    fn add_reply_keys(&mut self, record: &CascadeRecord) {
-        if record.is_finished() {
-            return;
-        }
+    fn add_reply_keys(&mut self, id: &NotificationId, recipient: &Recipient) {
         let (index, seed, records) = (&mut self.reply_index, &self.key_seed, &self.records);
-        let id = record.id();
         let running =
             |x: &NotificationId| x == id || records.get(x).is_some_and(|s| !s.record.is_finished());
-        record
-            .notification
-            .recipient
-            .each_address_key_parts(|prefix, value| {
-                match index.entry(key_hash(seed, prefix, value)) {
-                    Entry::Occupied(mut e) => {
-                        let ids = e.get_mut();
-                        ids.retain(running, id);
-                        ids.push(id.clone());
-                    }
-                    Entry::Vacant(e) => {
-                        e.insert(Ids::One(id.clone()));
-                    }
+        recipient.each_address_key_parts(|prefix, value| {
+            match index.entry(key_hash(seed, prefix, value)) {
+                Entry::Occupied(mut e) => {
+                    let ids = e.get_mut();
+                    ids.retain(running, id);
+                    ids.push(id.clone());
                 }
-            });
+                Entry::Vacant(e) => {
+                    e.insert(Ids::One(id.clone()));
+                }
+            }
+        });
     }
 
     /// Takes `id` out of the index under every key of `recipient`.
@@ -239,6 +217,24 @@ impl Inner {
                 e.remove();
             }
         });
+    }
+}
+
+/// Indexes the provider message ids of `record`'s attempts from `first` on (those before it
+/// are indexed already); the first entry for an id wins.
+fn index_messages(
+    messages: &mut FastMap<ProviderMessageId, MessageRef>,
+    record: &CascadeRecord,
+    first: usize,
+) {
+    for (i, a) in record.attempts.iter().enumerate().skip(first) {
+        if let Some(pmid) = &a.provider_message_id {
+            // A key clone is a reference count, cheaper than hashing the id twice.
+            messages.entry(pmid.clone()).or_insert_with(|| MessageRef {
+                notification_id: record.id().clone(),
+                attempt: i,
+            });
+        }
     }
 }
 
@@ -332,31 +328,107 @@ impl MemoryStore {
     /// [`CascadeStore::insert`], without a future: the engine calls the default store directly
     /// (a boxed `async_trait` future per call cost more than the rest of some calls).
     pub(crate) fn insert_now(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
+        self.insert_owned(stored_copy(record), |_| {})
+    }
+
+    /// Inserts `record` itself, not a copy: the engine hands over a new cascade it then
+    /// decides on in place ([`change_now`](Self::change_now)). `told` sees a new record under
+    /// the store's lock, before anyone else can (the engine tells its first history there).
+    pub(crate) fn insert_owned(
+        &self,
+        mut record: CascadeRecord,
+        told: impl FnOnce(&CascadeRecord),
+    ) -> Result<Inserted, StoreError> {
         let mut guard = self.lock();
         let g = &mut *guard;
+        let id = record.id().clone();
         // One lookup both tells a duplicate and makes the new record's place.
-        let place = match g.records.entry(record.id().clone()) {
+        let place = match g.records.entry(id.clone()) {
             Entry::Occupied(e) => return Ok(Inserted::Exists(Box::new(e.get().record.clone()))),
             Entry::Vacant(place) => place,
         };
-        let mut rec = stored_copy(record);
-        rec.version = 0;
-        let wake_at = rec.wake_at;
-        place.insert(Box::new(Slot {
+        record.version = 0;
+        let wake_at = record.wake_at;
+        // The indexes below need the map while the new record is in it: they take what they
+        // need of it first (the notification is shared, so that is a reference count).
+        let active = !record.is_finished();
+        let notification = active.then(|| Arc::clone(&record.notification));
+        let slot = place.insert(Box::new(Slot {
             timer: wake_at,
-            record: rec,
+            record,
         }));
-        // Indexed from the caller's record: the stored copy is equal to it.
-        g.index_messages(record, 0);
+        told(&slot.record);
+        index_messages(&mut g.messages, &slot.record, 0);
         // Reply keys only change when a cascade starts or ends: the notification is immutable.
-        g.add_reply_keys(record);
-        if !record.is_finished() {
+        if let Some(n) = notification {
+            g.add_reply_keys(&id, &n.recipient);
             g.active += 1;
         }
         if let Some(w) = wake_at {
-            g.push_timer(w, record.id());
+            g.push_timer(w, id);
         }
         Ok(Inserted::New)
+    }
+
+    /// Changes a stored record in place, under the store's lock: `change` decides on it and
+    /// returns what it found with whether the record changed (then its version moves on and
+    /// the indexes follow), or `None` to decline, leaving it untouched. The engine decides on
+    /// the in-memory store's records this way: a copy out and back cost more than the decision.
+    ///
+    /// `change` must not panic once it has changed the record: the record would stay
+    /// half-changed (a decision is a pure function of the record, proptested not to panic).
+    pub(crate) fn change_now<R>(
+        &self,
+        id: &NotificationId,
+        change: impl FnOnce(&mut CascadeRecord) -> Option<(R, bool)>,
+    ) -> InPlace<R> {
+        let mut guard = self.lock();
+        let g = &mut *guard;
+        let Some(slot) = g.records.get_mut(id) else {
+            return InPlace::Missing;
+        };
+        let was_active = !slot.record.is_finished();
+        // A message id is only ever set on an attempt that had none (when its send or a
+        // report settles it): attempts before the first without one are indexed already.
+        let unindexed = slot
+            .record
+            .attempts
+            .iter()
+            .position(|a| a.provider_message_id.is_none())
+            .unwrap_or(slot.record.attempts.len());
+        let Some((found, changed)) = change(&mut slot.record) else {
+            return InPlace::Declined;
+        };
+        if !changed {
+            return InPlace::Done(found);
+        }
+        let record = &mut slot.record;
+        if matches!(record.phase, Phase::Waiting { .. }) {
+            // It may wait for days: memory per pending cascade counts.
+            record.history.shrink_to_fit();
+        }
+        record.version += 1;
+        let old_timer = std::mem::replace(&mut slot.timer, record.wake_at);
+        index_messages(&mut g.messages, record, unindexed);
+        let revived = match (was_active, record.is_finished()) {
+            (true, true) => {
+                g.active -= 1;
+                None
+            }
+            (false, false) => Some(Arc::clone(&record.notification)),
+            _ => None,
+        };
+        let wake_at = record.wake_at;
+        if let Some(n) = revived {
+            g.active += 1;
+            g.add_reply_keys(id, &n.recipient);
+        }
+        if old_timer != wake_at
+            && let Some(w) = wake_at
+        {
+            g.push_timer(w, id.clone());
+        }
+        InPlace::Done(found)
     }
 
     /// [`CascadeStore::get`], without a future (see [`insert_now`](Self::insert_now)).
@@ -400,20 +472,30 @@ impl MemoryStore {
         if old_timer != record.wake_at
             && let Some(w) = record.wake_at
         {
-            g.push_timer(w, record.id());
+            g.push_timer(w, record.id().clone());
         }
-        g.index_messages(record, unindexed);
+        index_messages(&mut g.messages, record, unindexed);
         match (was_active, now_active) {
             // Its reply keys stay until they are reused or purged (see `add_reply_keys`).
             (true, false) => g.active -= 1,
             (false, true) => {
                 g.active += 1;
-                g.add_reply_keys(record);
+                g.add_reply_keys(record.id(), &record.notification.recipient);
             }
             _ => {}
         }
         Ok(version)
     }
+}
+
+/// What [`MemoryStore::change_now`] did.
+pub(crate) enum InPlace<R> {
+    /// No record has that id.
+    Missing,
+    /// The change declined: the record is untouched.
+    Declined,
+    /// The change ran; what it found.
+    Done(R),
 }
 
 #[async_trait]
@@ -454,7 +536,7 @@ impl CascadeStore for MemoryStore {
             }
         }
         for id in &out {
-            g.push_timer(until, id);
+            g.push_timer(until, id.clone());
         }
         Ok(out)
     }
