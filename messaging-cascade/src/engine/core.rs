@@ -895,7 +895,7 @@ impl Engine {
             .as_ref()
             .and_then(|d| SendFacts::of(&span, &rec, d));
         let inserted = match in_place {
-            Some(memory) => memory.insert_owned(rec, tell).map(|i| (i, None))?,
+            Some(memory) => (memory.insert_owned(Box::new(rec), tell)?, None),
             None => match inner.store.insert(&rec).await? {
                 Inserted::New => {
                     tell(&rec);
@@ -1415,7 +1415,7 @@ impl Engine {
         input: &Input,
         actions: &mut Vec<Action>,
         span: &tracing::Span,
-    ) -> InPlace<DecidedInPlace> {
+    ) -> Result<InPlace<DecidedInPlace>, StoreError> {
         memory.change_now(id, |rec| {
             let now = self.now();
             let rules = *rules.get_or_insert_with(|| self.rules(&rec.policy));
@@ -1508,7 +1508,7 @@ impl Engine {
                 None => {
                     let in_place = match self.inner.store.in_place() {
                         Some(m) if slot.is_none() => {
-                            self.decide_in_place(m, id, &mut rules, &input, &mut spare, span)
+                            self.decide_in_place(m, id, &mut rules, &input, &mut spare, span)?
                         }
                         _ => InPlace::Declined,
                     };

@@ -1,10 +1,10 @@
 //! Room the driver reuses from one cascade's drive to the next.
 //!
-//! A drive works on its own copy of a cascade's record (the store keeps another) and collects
-//! each decision's actions in a vector; when it ends, their history, attempts and actions
-//! vectors used to be freed, and the next cascade allocated the same three again. They are
-//! kept here instead, emptied, one set per thread: a cascade of an instant channel then costs
-//! three allocations fewer. [`decide`](super::decide) stays pure: it is handed the room, it
+//! A drive collects each decision's actions in a vector, and when it decides on its own copy
+//! of a cascade's record (a store other than the in-memory one, which is decided on in place)
+//! it holds that record's history and attempts; when it ends, those vectors used to be freed,
+//! and the next cascade allocated the same again. They are kept here instead, emptied, one set
+//! per thread: a cascade of an instant channel then costs up to three allocations fewer. [`decide`](super::decide) stays pure: it is handed the room, it
 //! does not fetch it.
 
 use std::cell::RefCell;

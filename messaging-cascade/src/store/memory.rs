@@ -1,5 +1,6 @@
 //! The in-memory store: always there, for tests and for services that can lose state on restart.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::parked::Parked;
 use super::reports::{
     self, CascadeReports, DailyCost, EndedCount, ListQuery, ReportFacts, RunningCount,
 };
@@ -20,6 +22,10 @@ use messaging_core::window::MemoryWindowStore;
 use messaging_core::{ChannelId, NotificationId, ProviderMessageId, Recipient};
 
 /// Everything in process memory. Cheap to create; `Default` gives an empty store.
+///
+/// A cascade that waits for its evidence or its timer is kept in a compact form of a few
+/// hundred bytes (a campaign keeps hundreds of thousands of them) and read back when it is
+/// next touched; every record reads back exactly.
 ///
 /// ```
 /// use messaging_cascade::store::{CascadeStore, MemoryStore};
@@ -43,8 +49,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Boxed: a small bucket keeps the table's unused capacity cheap.
-    records: FastMap<NotificationId, Box<Slot>>,
+    records: FastMap<NotificationId, Slot>,
     /// Timers, earliest first. An entry is live while its record's `timer` is still its
     /// time; a record whose timer moves leaves the old entry behind, dropped when it comes up
     /// (see [`Inner::first_timer`]): pushing onto a heap costs a fraction of keeping a sorted
@@ -138,9 +143,84 @@ impl Ids {
 
 #[derive(Debug)]
 struct Slot {
-    record: CascadeRecord,
     /// The key this record has in `timers`: its `wake_at`, or the end of a claim's lease.
     timer: Option<DateTime<Utc>>,
+    held: Held,
+}
+
+/// How a record is kept: as it is, or parked while its cascade waits (see [`parked`]).
+#[derive(Debug)]
+enum Held {
+    /// Boxed: a small bucket keeps the table's unused capacity cheap.
+    Live(Box<CascadeRecord>),
+    /// Only unfinished cascades are parked.
+    Parked(Parked),
+}
+
+impl Slot {
+    /// A slot for `record`, parked if its cascade waits.
+    fn new(record: Box<CascadeRecord>, timer: Option<DateTime<Utc>>) -> Slot {
+        let held = if parks(&record) {
+            Held::Parked(Parked::park(&record))
+        } else {
+            Held::Live(record)
+        };
+        Slot { timer, held }
+    }
+
+    /// The record, read back if it is parked.
+    fn record(&self, id: &NotificationId) -> Result<Cow<'_, CascadeRecord>, StoreError> {
+        match &self.held {
+            Held::Live(r) => Ok(Cow::Borrowed(r)),
+            Held::Parked(p) => p.unpark(id).map(Cow::Owned).map_err(|_| corrupt(id)),
+        }
+    }
+
+    /// The record to change: one that was parked is read back and kept as it is.
+    fn live(&mut self, id: &NotificationId) -> Result<&mut CascadeRecord, StoreError> {
+        if let Held::Parked(p) = &self.held {
+            let record = p.unpark(id).map_err(|_| corrupt(id))?;
+            self.held = Held::Live(Box::new(record));
+        }
+        match &mut self.held {
+            Held::Live(r) => Ok(r),
+            Held::Parked(_) => Err(corrupt(id)),
+        }
+    }
+
+    /// Parks the record if its cascade now waits.
+    fn settle(&mut self) {
+        if let Held::Live(r) = &self.held
+            && parks(r)
+        {
+            self.held = Held::Parked(Parked::park(r));
+        }
+    }
+
+    /// The record if it is finished (a parked one is not).
+    fn finished(&self) -> Option<&CascadeRecord> {
+        match &self.held {
+            Held::Live(r) if r.is_finished() => Some(r),
+            _ => None,
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        self.finished().is_none()
+    }
+}
+
+/// Whether a record is parked: its cascade waits for its evidence or its timer, maybe for
+/// days. One that is being sent, or has ended, is kept as it is: it changes again soon, or it
+/// is read by reports until it is purged.
+fn parks(record: &CascadeRecord) -> bool {
+    matches!(record.phase, Phase::Waiting { .. } | Phase::Ready)
+}
+
+fn corrupt(id: &NotificationId) -> StoreError {
+    StoreError::Corrupt(format!(
+        "cascade {id} did not read back from its parked form"
+    ))
 }
 
 impl MemoryStore {
@@ -191,8 +271,7 @@ impl Inner {
     /// most the person's running cascades and those that ended since their last one began.
     fn add_reply_keys(&mut self, id: &NotificationId, recipient: &Recipient) {
         let (index, seed, records) = (&mut self.reply_index, &self.key_seed, &self.records);
-        let running =
-            |x: &NotificationId| x == id || records.get(x).is_some_and(|s| !s.record.is_finished());
+        let running = |x: &NotificationId| x == id || records.get(x).is_some_and(Slot::is_running);
         recipient.each_address_key_parts(|prefix, value| {
             match index.entry(key_hash(seed, prefix, value)) {
                 Entry::Occupied(mut e) => {
@@ -328,7 +407,7 @@ impl MemoryStore {
     /// [`CascadeStore::insert`], without a future: the engine calls the default store directly
     /// (a boxed `async_trait` future per call cost more than the rest of some calls).
     pub(crate) fn insert_now(&self, record: &CascadeRecord) -> Result<Inserted, StoreError> {
-        self.insert_owned(stored_copy(record), |_| {})
+        self.insert_owned(Box::new(stored_copy(record)), |_| {})
     }
 
     /// Inserts `record` itself, not a copy: the engine hands over a new cascade it then
@@ -336,7 +415,7 @@ impl MemoryStore {
     /// the store's lock, before anyone else can (the engine tells its first history there).
     pub(crate) fn insert_owned(
         &self,
-        mut record: CascadeRecord,
+        mut record: Box<CascadeRecord>,
         told: impl FnOnce(&CascadeRecord),
     ) -> Result<Inserted, StoreError> {
         let mut guard = self.lock();
@@ -344,7 +423,10 @@ impl MemoryStore {
         let id = record.id().clone();
         // One lookup both tells a duplicate and makes the new record's place.
         let place = match g.records.entry(id.clone()) {
-            Entry::Occupied(e) => return Ok(Inserted::Exists(Box::new(e.get().record.clone()))),
+            Entry::Occupied(e) => {
+                let existing = e.get().record(e.key())?.into_owned();
+                return Ok(Inserted::Exists(Box::new(existing)));
+            }
             Entry::Vacant(place) => place,
         };
         record.version = 0;
@@ -353,12 +435,9 @@ impl MemoryStore {
         // need of it first (the notification is shared, so that is a reference count).
         let active = !record.is_finished();
         let notification = active.then(|| Arc::clone(&record.notification));
-        let slot = place.insert(Box::new(Slot {
-            timer: wake_at,
-            record,
-        }));
-        told(&slot.record);
-        index_messages(&mut g.messages, &slot.record, 0);
+        told(&record);
+        index_messages(&mut g.messages, &record, 0);
+        place.insert(Slot::new(record, wake_at));
         // Reply keys only change when a cascade starts or ends: the notification is immutable.
         if let Some(n) = notification {
             g.add_reply_keys(&id, &n.recipient);
@@ -381,36 +460,33 @@ impl MemoryStore {
         &self,
         id: &NotificationId,
         change: impl FnOnce(&mut CascadeRecord) -> Option<(R, bool)>,
-    ) -> InPlace<R> {
+    ) -> Result<InPlace<R>, StoreError> {
         let mut guard = self.lock();
         let g = &mut *guard;
         let Some(slot) = g.records.get_mut(id) else {
-            return InPlace::Missing;
+            return Ok(InPlace::Missing);
         };
-        let was_active = !slot.record.is_finished();
+        let record = slot.live(id)?;
+        let was_active = !record.is_finished();
         // A message id is only ever set on an attempt that had none (when its send or a
         // report settles it): attempts before the first without one are indexed already.
-        let unindexed = slot
-            .record
+        let unindexed = record
             .attempts
             .iter()
             .position(|a| a.provider_message_id.is_none())
-            .unwrap_or(slot.record.attempts.len());
-        let Some((found, changed)) = change(&mut slot.record) else {
-            return InPlace::Declined;
+            .unwrap_or(record.attempts.len());
+        let Some((found, changed)) = change(record) else {
+            slot.settle();
+            return Ok(InPlace::Declined);
         };
         if !changed {
-            return InPlace::Done(found);
-        }
-        let record = &mut slot.record;
-        if matches!(record.phase, Phase::Waiting { .. }) {
-            // It may wait for days: memory per pending cascade counts.
-            record.history.shrink_to_fit();
+            slot.settle();
+            return Ok(InPlace::Done(found));
         }
         record.version += 1;
-        let old_timer = std::mem::replace(&mut slot.timer, record.wake_at);
+        let (wake_at, finished) = (record.wake_at, record.is_finished());
         index_messages(&mut g.messages, record, unindexed);
-        let revived = match (was_active, record.is_finished()) {
+        let revived = match (was_active, finished) {
             (true, true) => {
                 g.active -= 1;
                 None
@@ -418,7 +494,8 @@ impl MemoryStore {
             (false, false) => Some(Arc::clone(&record.notification)),
             _ => None,
         };
-        let wake_at = record.wake_at;
+        let old_timer = std::mem::replace(&mut slot.timer, wake_at);
+        slot.settle();
         if let Some(n) = revived {
             g.active += 1;
             g.add_reply_keys(id, &n.recipient);
@@ -428,12 +505,16 @@ impl MemoryStore {
         {
             g.push_timer(w, id.clone());
         }
-        InPlace::Done(found)
+        Ok(InPlace::Done(found))
     }
 
     /// [`CascadeStore::get`], without a future (see [`insert_now`](Self::insert_now)).
     pub(crate) fn get_now(&self, id: &NotificationId) -> Result<Option<CascadeRecord>, StoreError> {
-        Ok(self.lock().records.get(id).map(|s| s.record.clone()))
+        let g = self.lock();
+        let Some(slot) = g.records.get(id) else {
+            return Ok(None);
+        };
+        Ok(Some(slot.record(id)?.into_owned()))
     }
 
     /// [`CascadeStore::update`], without a future (see [`insert_now`](Self::insert_now)).
@@ -444,29 +525,27 @@ impl MemoryStore {
             .records
             .get_mut(record.id())
             .ok_or_else(|| StoreError::NotFound(record.id().clone()))?;
-        if slot.record.version != record.version {
+        let old_timer = slot.timer.take();
+        let stored = slot.live(record.id())?;
+        if stored.version != record.version {
+            slot.timer = old_timer;
+            slot.settle();
             return Err(StoreError::Conflict(record.id().clone()));
         }
-        let was_active = !slot.record.is_finished();
-        let old_timer = slot.timer.take();
+        let was_active = !stored.is_finished();
         // Attempts before this one have the message ids they had when last stored: indexed.
-        let unindexed = slot
-            .record
+        let unindexed = stored
             .attempts
             .iter()
             .zip(&record.attempts)
             .position(|(old, new)| old.provider_message_id != new.provider_message_id)
-            .unwrap_or(slot.record.attempts.len());
-        copy_record(&mut slot.record, record);
-        if matches!(record.phase, Phase::Waiting { .. }) {
-            // It may wait for days: memory per pending cascade counts. Shrinking in place
-            // costs little next to the copy.
-            slot.record.history.shrink_to_fit();
-        }
+            .unwrap_or(stored.attempts.len());
+        copy_record(stored, record);
         let version = record.version + 1;
-        slot.record.version = version;
+        stored.version = version;
         let now_active = !record.is_finished();
         slot.timer = record.wake_at;
+        slot.settle();
         // An unchanged timer (a claim's lease differs from wake_at) keeps its entry; a moved
         // one leaves its old entry dead (the slot's timer no longer names it).
         if old_timer != record.wake_at
@@ -558,22 +637,21 @@ impl CascadeStore for MemoryStore {
             return Ok(Vec::new());
         };
         // Two keys may share a hash: keep only cascades that really have this key.
-        Ok(ids
-            .to_vec()
+        ids.to_vec()
             .into_iter()
-            .filter(|id| {
-                g.records.get(id).is_some_and(|slot| {
-                    !slot.record.is_finished()
-                        && slot
-                            .record
-                            .notification
-                            .recipient
-                            .address_keys()
-                            .iter()
-                            .any(|k| k == key)
-                })
+            .filter_map(|id| {
+                let slot = g.records.get(&id)?;
+                if !slot.is_running() {
+                    return None;
+                }
+                let record = match slot.record(&id) {
+                    Ok(r) => r,
+                    Err(e) => return Some(Err(e)),
+                };
+                let keys = record.notification.recipient.address_keys();
+                keys.iter().any(|k| k == key).then_some(Ok(id))
             })
-            .collect())
+            .collect()
     }
 
     async fn count_active(&self) -> Result<usize, StoreError> {
@@ -592,15 +670,21 @@ impl CascadeStore for MemoryStore {
         let gone: Vec<NotificationId> = g
             .records
             .iter()
-            .filter(|(_, slot)| slot.record.ended_at().is_some_and(|t| t < ended_before))
+            .filter(|(_, slot)| {
+                (slot.finished()).is_some_and(|r| r.ended_at().is_some_and(|t| t < ended_before))
+            })
             .map(|(id, _)| id.clone())
             .take(limit)
             .collect();
         for id in &gone {
-            let Some(slot) = g.records.remove(id) else {
+            let Some(Slot {
+                held: Held::Live(record),
+                ..
+            }) = g.records.remove(id)
+            else {
                 continue;
             };
-            for (pmid, _) in slot.record.provider_message_ids() {
+            for (pmid, _) in record.provider_message_ids() {
                 if let Entry::Occupied(e) = g.messages.entry(pmid.clone())
                     && e.get().notification_id == *id
                 {
@@ -608,7 +692,7 @@ impl CascadeStore for MemoryStore {
                 }
             }
             // Its timer entry, if any, is dead now: dropped when it comes up.
-            g.remove_reply_keys(id, &slot.record.notification.recipient);
+            g.remove_reply_keys(id, &record.notification.recipient);
         }
         Ok(gone.len())
     }
@@ -622,10 +706,10 @@ impl CascadeReports for MemoryStore {
         let g = self.lock();
         let facts: Vec<ReportFacts> = g
             .records
-            .values()
-            .filter(|s| !s.record.is_finished())
-            .map(|s| ReportFacts::of(&s.record))
-            .collect();
+            .iter()
+            .filter(|(_, s)| s.is_running())
+            .map(|(id, s)| Ok(ReportFacts::of(&*s.record(id)?)))
+            .collect::<Result<_, StoreError>>()?;
         Ok(reports::running_counts(
             facts.into_iter().map(|f| (f.state, f.channel)),
         ))
@@ -640,9 +724,10 @@ impl CascadeReports for MemoryStore {
         let g = self.lock();
         let mut all: Vec<StuckCascade> = g
             .records
-            .values()
-            .filter_map(|s| StuckCascade::of(&s.record, s.timer, now, grace))
-            .collect();
+            .iter()
+            .map(|(id, s)| Ok(StuckCascade::of(&*s.record(id)?, s.timer, now, grace)))
+            .filter_map(Result::transpose)
+            .collect::<Result<_, StoreError>>()?;
         all.sort_by(|a, b| {
             (a.overdue_since, &a.notification_id).cmp(&(b.overdue_since, &b.notification_id))
         });
@@ -660,8 +745,9 @@ impl CascadeReports for MemoryStore {
         let facts: Vec<ReportFacts> = g
             .records
             .values()
-            .filter(|s| s.record.ended_at().is_some_and(|t| from <= t && t < to))
-            .map(|s| ReportFacts::of(&s.record))
+            .filter_map(Slot::finished)
+            .filter(|r| r.ended_at().is_some_and(|t| from <= t && t < to))
+            .map(ReportFacts::of)
             .collect();
         Ok(reports::ended_counts(
             facts.into_iter().map(|f| (f.state, f.channel)),
@@ -670,19 +756,18 @@ impl CascadeReports for MemoryStore {
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<NotificationId>, StoreError> {
         let g = self.lock();
-        let mut hits: Vec<(Option<DateTime<Utc>>, &NotificationId)> = g
-            .records
-            .values()
-            .filter(|s| query.matches(&ReportFacts::of(&s.record), s.record.is_finished()))
-            .map(|s| {
+        let mut hits = Vec::new();
+        for (id, s) in &g.records {
+            let record = s.record(id)?;
+            if query.matches(&ReportFacts::of(&record), record.is_finished()) {
                 let at = if query.finished {
-                    s.record.ended_at()
+                    record.ended_at()
                 } else {
                     s.timer
                 };
-                (at, s.record.id())
-            })
-            .collect();
+                hits.push((at, id));
+            }
+        }
         if query.finished {
             hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
         } else {
@@ -702,13 +787,18 @@ impl CascadeReports for MemoryStore {
         last: NaiveDate,
     ) -> Result<Vec<DailyCost>, StoreError> {
         let g = self.lock();
-        let costs: Vec<reports::AttemptCost> = g
-            .records
-            .values()
-            .filter(|s| s.record.attempts.iter().any(|a| a.cost.is_some()))
-            .flat_map(|s| ReportFacts::of(&s.record).costs)
-            .filter(|c| first <= c.day && c.day <= last)
-            .collect();
+        let mut costs: Vec<reports::AttemptCost> = Vec::new();
+        for (id, s) in &g.records {
+            let record = s.record(id)?;
+            if record.attempts.iter().any(|a| a.cost.is_some()) {
+                let facts = ReportFacts::of(&record).costs;
+                costs.extend(
+                    facts
+                        .into_iter()
+                        .filter(|c| first <= c.day && c.day <= last),
+                );
+            }
+        }
         Ok(reports::daily_costs(costs.iter()))
     }
 }

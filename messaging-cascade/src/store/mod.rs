@@ -26,6 +26,7 @@ pub use messaging_core::window::WindowStore;
 use messaging_core::{NotificationId, ProviderMessageId};
 
 mod memory;
+mod parked;
 pub(crate) use memory::InPlace;
 pub use memory::MemoryStore;
 pub mod reports;
