@@ -855,10 +855,12 @@ impl Engine {
         let now = self.now();
         let in_place = inner.store.in_place();
         // A record decided on in place goes into the store itself, with room for a cascade
-        // that ends on its first send (its history: submitted, step started, sending, sent,
-        // delivered), not the scratch room, which it would keep for good.
+        // that ends on its first send, not the scratch room, which it would keep for good.
         let (history, attempts) = match in_place {
-            Some(_) => (Vec::with_capacity(5), Vec::with_capacity(1)),
+            Some(_) => (
+                Vec::with_capacity(decide::FIRST_SEND_HISTORY),
+                Vec::with_capacity(1),
+            ),
             None => (scratch::history(), scratch::attempts()),
         };
         let mut rec = decide::begin_in(Arc::new(notification), rules, now, history, attempts);

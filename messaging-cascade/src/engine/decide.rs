@@ -505,6 +505,10 @@ pub fn begin(notification: Notification, rules: &Rules, now: DateTime<Utc>) -> C
     begin_in(Arc::new(notification), rules, now, Vec::new(), Vec::new())
 }
 
+/// Room for the history of a cascade that ends on its first send (submitted, step started,
+/// sending, sent, and its end), so that it never grows.
+pub(crate) const FIRST_SEND_HISTORY: usize = 6;
+
 /// [`begin`] for a notification already shared (the driver starts over from it when it
 /// cannot keep a decision it made before storing the record), with its history and attempts
 /// in the vectors given (emptied first): the driver reuses their room.
@@ -518,7 +522,7 @@ pub(crate) fn begin_in(
     let policy = rules.policy.id.clone();
     history.clear();
     attempts.clear();
-    history.reserve(6);
+    history.reserve(FIRST_SEND_HISTORY);
     history.push(HistoryEntry {
         at: now,
         kind: HistoryKind::Submitted {
