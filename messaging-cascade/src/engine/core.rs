@@ -773,8 +773,12 @@ impl SendFacts {
 
 /// A decision made on the in-memory store's record in place, with what the drive needs of the
 /// record afterwards (it does not hold the record).
-struct DecidedInPlace {
+struct DecidedInPlace<'s> {
     decision: Decision,
+    /// The cascade's rules.
+    rules: &'s Rules,
+    /// The evidence of the attempt a delivery report is for, before the report.
+    evidence_before: Option<messaging_core::Evidence>,
     facts: Option<SendFacts>,
     /// The cascade's outcome if the decision leaves nothing to perform and it has ended.
     outcome: Option<Outcome>,
@@ -886,12 +890,20 @@ impl Engine {
         };
         // Its first history is told in the cascade's span, once it is stored.
         let span = observe::cascade_span(&id, &Input::Submitted);
+        // In place, this is told under the store's lock before the record is indexed: a panic
+        // of the application's tracing or metrics here is contained, so that the cascade is
+        // stored whole and its first step still goes.
         let tell = |rec: &CascadeRecord| {
-            self.publish(&id, &rec.history);
-            span.in_scope(|| {
-                observe::history(&self.inner.meters, || rules, rec, &rec.history);
-            });
-            observe::cascade_state(&span, rec);
+            let told = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.publish(&id, &rec.history);
+                span.in_scope(|| {
+                    observe::history(&self.inner.meters, || rules, rec, &rec.history);
+                });
+                observe::cascade_state(&span, rec);
+            }));
+            if told.is_err() {
+                tracing::warn!(notification = %id, "telling a new cascade panicked");
+            }
         };
         let facts = decision
             .as_ref()
@@ -1417,10 +1429,11 @@ impl Engine {
         input: &Input,
         actions: &mut Vec<Action>,
         span: &tracing::Span,
-    ) -> Result<InPlace<DecidedInPlace>, StoreError> {
-        memory.change_now(id, |rec| {
+    ) -> Result<InPlace<DecidedInPlace<'s>>, StoreError> {
+        let known = *rules;
+        let change = |rec: &mut CascadeRecord| {
             let now = self.now();
-            let rules = *rules.get_or_insert_with(|| self.rules(&rec.policy));
+            let rules = known.unwrap_or_else(|| self.rules(&rec.policy));
             let health = self.health_view(rules, rec, now);
             if !health.is_empty() {
                 return None;
@@ -1437,19 +1450,6 @@ impl Engine {
                 decision.probe(rec).is_none(),
                 "a healthy view admits no probe"
             );
-            if decision.changed {
-                span.in_scope(|| {
-                    observe::history(&self.inner.meters, || rules, rec, decision.events(rec));
-                });
-                self.publish(id, decision.events(rec));
-            }
-            if let Input::DeliveryReport { attempt, report } = input {
-                span.in_scope(|| {
-                    let meters = &self.inner.meters;
-                    observe::delivery_report(meters, rec, *attempt, report, evidence_before);
-                });
-            }
-            observe::cascade_state(span, rec);
             let facts = SendFacts::of(span, rec, &decision);
             let performs = (decision.actions.iter()).any(|a| !matches!(a, Action::NoteHealth(_)));
             let outcome = if performs {
@@ -1458,15 +1458,38 @@ impl Engine {
                 rec.outcome().cloned()
             };
             let changed = decision.changed;
-            Some((
-                DecidedInPlace {
-                    decision,
-                    facts,
-                    outcome,
-                },
-                changed,
-            ))
-        })
+            let decided = DecidedInPlace {
+                decision,
+                rules,
+                evidence_before,
+                facts,
+                outcome,
+            };
+            Some((decided, changed))
+        };
+        // Told once the record and the store's indexes are complete: the application's
+        // tracing and metrics run here, and may panic.
+        let told = |rec: &CascadeRecord, d: &DecidedInPlace<'s>| {
+            if d.decision.changed {
+                let events = d.decision.events(rec);
+                span.in_scope(|| {
+                    observe::history(&self.inner.meters, || d.rules, rec, events);
+                });
+                self.publish(id, events);
+            }
+            if let Input::DeliveryReport { attempt, report } = input {
+                span.in_scope(|| {
+                    let meters = &self.inner.meters;
+                    observe::delivery_report(meters, rec, *attempt, report, d.evidence_before);
+                });
+            }
+            observe::cascade_state(span, rec);
+        };
+        let decided = memory.change_now(id, change, told)?;
+        if let InPlace::Done(d) = &decided {
+            *rules = Some(d.rules);
+        }
+        Ok(decided)
     }
 
     /// Moves a cascade on after `input`: decides and stores, then performs the decision's

@@ -253,6 +253,11 @@ impl Inner {
     /// moved or records that ended before them) outnumber the records, so they stay bounded.
     fn push_timer(&mut self, at: DateTime<Utc>, id: NotificationId) {
         self.timers.push(Reverse((at, id)));
+        self.compact_timers();
+    }
+
+    /// Rebuilds the heap from the live timers when dead entries outnumber the records.
+    fn compact_timers(&mut self) {
         if self.timers.len() > 2 * self.records.len() + 1024 {
             self.timers = self
                 .records
@@ -453,13 +458,17 @@ impl MemoryStore {
     /// returns what it found with whether the record changed (then its version moves on and
     /// the indexes follow), or `None` to decline, leaving it untouched. The engine decides on
     /// the in-memory store's records this way: a copy out and back cost more than the decision.
+    /// `told` then sees the record as stored, under the lock (the engine tells what changed).
     ///
     /// `change` must not panic once it has changed the record: the record would stay
     /// half-changed (a decision is a pure function of the record, proptested not to panic).
+    /// `told` may (it runs the application's tracing and metrics): the record and the indexes
+    /// are complete by then.
     pub(crate) fn change_now<R>(
         &self,
         id: &NotificationId,
         change: impl FnOnce(&mut CascadeRecord) -> Option<(R, bool)>,
+        told: impl FnOnce(&CascadeRecord, &R),
     ) -> Result<InPlace<R>, StoreError> {
         let mut guard = self.lock();
         let g = &mut *guard;
@@ -480,6 +489,7 @@ impl MemoryStore {
             return Ok(InPlace::Declined);
         };
         if !changed {
+            told(record, &found);
             slot.settle();
             return Ok(InPlace::Done(found));
         }
@@ -495,16 +505,27 @@ impl MemoryStore {
             _ => None,
         };
         let old_timer = std::mem::replace(&mut slot.timer, wake_at);
-        slot.settle();
-        if let Some(n) = revived {
-            g.active += 1;
-            g.add_reply_keys(id, &n.recipient);
-        }
+        // Straight onto the heap (the slot is still borrowed); it is compacted below.
         if old_timer != wake_at
             && let Some(w) = wake_at
         {
-            g.push_timer(w, id.clone());
+            g.timers.push(Reverse((w, id.clone())));
         }
+        let slot = match revived {
+            None => slot,
+            // Rare (an application revives an ended cascade): its reply keys need the map, so
+            // the slot is found again after them.
+            Some(n) => {
+                g.active += 1;
+                g.add_reply_keys(id, &n.recipient);
+                g.records.get_mut(id).ok_or_else(|| corrupt(id))?
+            }
+        };
+        if let Held::Live(record) = &slot.held {
+            told(record, &found);
+        }
+        slot.settle();
+        g.compact_timers();
         Ok(InPlace::Done(found))
     }
 
