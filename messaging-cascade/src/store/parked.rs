@@ -5,8 +5,8 @@
 //! room of what it does not use (an empty template, no cost, history entries sized for their
 //! largest kind). Parked, it takes a few hundred bytes: its common shape in a hand-written
 //! encoding (varints, strings, times relative to the cascade's start), anything rarer (a
-//! template, metadata, a failed attempt's error) as JSON, the form every durable store keeps,
-//! so that every record reads back exactly. Hand-written because the records' serde form is
+//! template, metadata, the history of a skip or a failure) as JSON, the form every durable
+//! store keeps; every record reads back exactly. Hand-written because the records' serde form is
 //! made for JSON: its internally tagged enums and skipped fields cannot be read back from the
 //! compact serde formats (postcard, bincode).
 //!
@@ -335,17 +335,6 @@ impl W {
             shortened_window,
             probe,
         } = a;
-        let state = match state {
-            AttemptState::InFlight => 0,
-            AttemptState::Sent => 1,
-            AttemptState::Unknown => 2,
-            AttemptState::Failed { .. } => {
-                self.b.push(JSON);
-                self.json(a);
-                return;
-            }
-        };
-        self.b.push(COMPACT);
         self.u(*step as u64);
         self.s(channel.as_str());
         self.u((*number).into());
@@ -354,7 +343,21 @@ impl W {
         self.opt_s(provider_message_id.as_ref().map(|p| p.as_str()));
         self.opt_evidence(*evidence);
         self.opt_time(*evidence_at);
-        self.b.push(state);
+        match state {
+            AttemptState::InFlight => self.b.push(0),
+            AttemptState::Sent => self.b.push(1),
+            AttemptState::Unknown => self.b.push(2),
+            AttemptState::Failed {
+                kind,
+                code,
+                message,
+            } => {
+                self.b.push(3);
+                self.s(kind.as_str());
+                self.opt_s(code.as_deref());
+                self.s(message);
+            }
+        }
         let flags = u8::from(*possible_duplicate)
             | u8::from(*forced_template) << 1
             | u8::from(*probe) << 2
@@ -454,6 +457,13 @@ fn address_tag(a: &Address) -> Option<u8> {
         Address::MaxChat(_) => Some(5),
         _ => None,
     }
+}
+
+/// A value serde reads from a string: a phone in its normal form, an error kind by name.
+fn from_str<T: DeserializeOwned>(s: &str) -> Result<T, Corrupt> {
+    use serde::de::IntoDeserializer;
+    let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = s.into_deserializer();
+    T::deserialize(d).map_err(|_| Corrupt)
 }
 
 /// The reader.
@@ -599,13 +609,8 @@ impl<'a> R<'a> {
             let n: Notification = self.json()?;
             return if n.id == *id { Ok(n) } else { Err(Corrupt) };
         }
-        // As serde reads it: a phone is kept in its normal form, not parsed again.
-        let phone = |s: &str| {
-            use serde::de::IntoDeserializer;
-            let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
-                s.into_deserializer();
-            serde::Deserialize::deserialize(d).map_err(|_: serde::de::value::Error| Corrupt)
-        };
+        // A phone is kept in its normal form: read as serde reads it, not parsed again.
+        let phone = from_str;
         let mut recipient = Recipient {
             contact_id: self.opt_s()?.map(ContactId::from),
             name: self.opt_s()?.map(str::to_owned),
@@ -641,9 +646,6 @@ impl<'a> R<'a> {
     }
 
     fn attempt(&mut self) -> Result<Attempt, Corrupt> {
-        if self.byte()? == JSON {
-            return self.json();
-        }
         let step = self.usize()?;
         let channel = self.channel()?;
         let number = self.u32()?;
@@ -656,6 +658,11 @@ impl<'a> R<'a> {
             0 => AttemptState::InFlight,
             1 => AttemptState::Sent,
             2 => AttemptState::Unknown,
+            3 => AttemptState::Failed {
+                kind: from_str(self.s()?)?,
+                code: self.opt_s()?.map(Box::from),
+                message: self.s()?.into(),
+            },
             _ => return Err(Corrupt),
         };
         let flags = self.byte()?;
@@ -753,7 +760,7 @@ mod tests {
 
     use chrono::TimeZone;
     use messaging_core::Template;
-    use messaging_core::{ChannelKind, ErrorKind};
+    use messaging_core::{ChannelKind, ErrorKind, Phone};
 
     use super::*;
     use crate::engine::{DeferReason, SkipReason};
@@ -1005,6 +1012,233 @@ mod tests {
             let mut bad = whole.to_vec();
             bad[i] ^= 0xff;
             let _ = Parked(bad.into()).unpark(rec.id());
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn time() -> impl Strategy<Value = DateTime<Utc>> {
+            (-200_000_000_000i64..200_000_000_000, 0u32..1_000_000_000)
+                .prop_map(|(s, n)| DateTime::from_timestamp(s, n).unwrap())
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![Just(String::new()), any::<String>(), "[a-z0-9:+-]{1,12}"]
+        }
+
+        fn evidence() -> impl Strategy<Value = Evidence> {
+            prop_oneof![
+                Just(Evidence::Accepted),
+                Just(Evidence::Delivered),
+                Just(Evidence::Read),
+                Just(Evidence::Replied),
+            ]
+        }
+
+        fn notification() -> impl Strategy<Value = Notification> {
+            let phone =
+                (0u64..10_000_000).prop_map(|n| Phone::parse(&format!("+7912{n:07}")).unwrap());
+            let address = prop_oneof![
+                phone.clone().prop_map(Address::Phone),
+                text().prop_map(Address::WhatsApp),
+                any::<i64>().prop_map(Address::Telegram),
+                any::<i64>().prop_map(Address::MaxUser),
+                any::<i64>().prop_map(Address::MaxChat),
+            ];
+            (
+                (
+                    text(),
+                    proptest::option::of(text()),
+                    proptest::option::of(text()),
+                ),
+                proptest::option::of(phone),
+                proptest::collection::vec(address, 0..4),
+                (any::<bool>(), any::<bool>(), text()),
+                (proptest::option::of(time()), proptest::option::of(text())),
+                proptest::option::of((text(), text())),
+            )
+                .prop_map(
+                    |(
+                        (id, contact, name),
+                        phone,
+                        addresses,
+                        (consent, preview, body),
+                        (deadline, policy),
+                        meta,
+                    )| {
+                        let recipient = Recipient {
+                            contact_id: contact.map(ContactId::from),
+                            name,
+                            phone,
+                            addresses,
+                            marketing_consent: consent,
+                            ..Recipient::default()
+                        };
+                        let mut content = Content::text(body);
+                        content.link_preview = preview;
+                        let mut n = Notification::new(id, recipient, content)
+                            .purpose(Purpose::Authentication);
+                        n.deadline = deadline;
+                        n.policy = policy.map(PolicyId::from);
+                        if let Some((k, v)) = meta {
+                            n.metadata.insert(k, v);
+                        }
+                        n
+                    },
+                )
+        }
+
+        fn attempt() -> impl Strategy<Value = Attempt> {
+            let state = prop_oneof![
+                Just(AttemptState::InFlight),
+                Just(AttemptState::Sent),
+                Just(AttemptState::Unknown),
+                text().prop_map(|m| AttemptState::Failed {
+                    kind: ErrorKind::Temporary,
+                    code: None,
+                    message: m.into(),
+                }),
+            ];
+            (
+                (
+                    any::<u16>(),
+                    text(),
+                    any::<u32>(),
+                    time(),
+                    proptest::option::of(time()),
+                ),
+                (
+                    proptest::option::of(text()),
+                    proptest::option::of(evidence()),
+                ),
+                (proptest::option::of(time()), state, any::<[bool; 3]>()),
+                proptest::option::of((any::<f64>(), text())),
+                proptest::option::of((any::<u64>(), 0u32..1_000_000_000)),
+            )
+                .prop_map(
+                    |(
+                        (step, channel, number, started_at, sent_at),
+                        (pmid, evidence),
+                        (evidence_at, state, flags),
+                        cost,
+                        window,
+                    )| Attempt {
+                        step: step.into(),
+                        channel: channel.into(),
+                        number,
+                        started_at,
+                        sent_at,
+                        provider_message_id: pmid.map(ProviderMessageId::from),
+                        evidence,
+                        evidence_at,
+                        state,
+                        possible_duplicate: flags[0],
+                        forced_template: flags[1],
+                        cost: cost.map(|(a, c)| Cost::new(a, c)),
+                        shortened_window: window.map(|(s, n)| Duration::new(s, n)),
+                        probe: flags[2],
+                    },
+                )
+        }
+
+        fn entry() -> impl Strategy<Value = HistoryEntry> {
+            let kind = prop_oneof![
+                text().prop_map(|p| HistoryKind::Submitted { policy: p.into() }),
+                (any::<u16>(), text()).prop_map(|(s, c)| HistoryKind::StepStarted {
+                    step: s.into(),
+                    channel: c.into(),
+                }),
+                (any::<u16>(), text(), any::<u32>(), any::<bool>()).prop_map(|(s, c, a, d)| {
+                    HistoryKind::Sending {
+                        step: s.into(),
+                        channel: c.into(),
+                        attempt: a,
+                        possible_duplicate: d,
+                    }
+                }),
+                (any::<u16>(), text(), any::<u32>(), text()).prop_map(|(s, c, a, p)| {
+                    HistoryKind::Sent {
+                        step: s.into(),
+                        channel: c.into(),
+                        attempt: a,
+                        provider_message_id: p.into(),
+                    }
+                }),
+                (any::<u16>(), text(), evidence()).prop_map(|(s, c, e)| HistoryKind::Evidence {
+                    step: s.into(),
+                    channel: c.into(),
+                    evidence: e,
+                }),
+                (any::<u16>(), text(), any::<bool>()).prop_map(|(s, c, e)| {
+                    HistoryKind::WindowClosed {
+                        step: s.into(),
+                        channel: c.into(),
+                        early: e,
+                    }
+                }),
+                (any::<u16>(), proptest::option::of(any::<u16>())).prop_map(|(f, t)| {
+                    HistoryKind::Advanced {
+                        from: f.into(),
+                        to: t.map(usize::from),
+                    }
+                }),
+                (any::<u16>(), text(), text()).prop_map(|(s, c, r)| HistoryKind::Skipped {
+                    step: s.into(),
+                    channel: c.into(),
+                    reason: SkipReason::Refused(r),
+                }),
+                Just(HistoryKind::Cancelled),
+            ];
+            (time(), kind).prop_map(|(at, kind)| HistoryEntry { at, kind })
+        }
+
+        fn phase() -> impl Strategy<Value = Phase> {
+            prop_oneof![
+                Just(Phase::Ready),
+                any::<u16>().prop_map(|a| Phase::Sending { attempt: a.into() }),
+                (any::<u16>(), evidence(), time()).prop_map(|(a, e, t)| Phase::Waiting {
+                    attempt: a.into(),
+                    wait_for: e,
+                    window_end: t,
+                }),
+                Just(Phase::Finished(Outcome::Expired)),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn every_record_reads_back_exactly(
+                notification in notification(),
+                (policy, version, step, rate_limit_waits) in (text(), any::<u64>(), any::<u16>(), any::<u32>()),
+                phase in phase(),
+                (wake_at, created_at) in (proptest::option::of(time()), time()),
+                attempts in proptest::collection::vec(attempt(), 0..4),
+                history in proptest::collection::vec(entry(), 0..8),
+            ) {
+                let rec = CascadeRecord {
+                    notification: Arc::new(notification),
+                    policy: policy.into(),
+                    version,
+                    step: step.into(),
+                    phase,
+                    wake_at,
+                    rate_limit_waits,
+                    attempts,
+                    history,
+                    created_at,
+                };
+                let parked = Parked::park(&rec);
+                let back = parked.unpark(rec.id());
+                prop_assert_eq!(back.as_ref().ok(), Some(&rec));
+            }
+
+            #[test]
+            fn any_bytes_are_a_record_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let _ = Parked(bytes.into()).unpark(&"x".into());
+            }
         }
     }
 }
