@@ -784,6 +784,17 @@ struct DecidedInPlace<'s> {
     outcome: Option<Outcome>,
 }
 
+/// The evidence the attempt a delivery report is for had before it (the report's metrics
+/// tell the change).
+fn evidence_before(rec: &CascadeRecord, input: &Input) -> Option<messaging_core::Evidence> {
+    match input {
+        Input::DeliveryReport { attempt, .. } => {
+            rec.attempts.get(*attempt).and_then(|a| a.evidence)
+        }
+        _ => None,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -1374,12 +1385,7 @@ impl Engine {
             let now = self.now();
             let rules = *rules.get_or_insert_with(|| self.rules(&rec.policy));
             let health = self.health_view(rules, rec, now);
-            let evidence_before = match input {
-                Input::DeliveryReport { attempt, .. } => {
-                    rec.attempts.get(*attempt).and_then(|a| a.evidence)
-                }
-                _ => None,
-            };
+            let evidence_before = evidence_before(rec, input);
             let decision =
                 decide::decide_into(rec, rules, &health, input, now, std::mem::take(actions));
             if !self.claim_probe(rec, &decision, now) {
@@ -1438,12 +1444,7 @@ impl Engine {
             if !health.is_empty() {
                 return None;
             }
-            let evidence_before = match input {
-                Input::DeliveryReport { attempt, .. } => {
-                    rec.attempts.get(*attempt).and_then(|a| a.evidence)
-                }
-                _ => None,
-            };
+            let evidence_before = evidence_before(rec, input);
             let decision =
                 decide::decide_into(rec, rules, &health, input, now, std::mem::take(actions));
             debug_assert!(
