@@ -148,7 +148,7 @@ struct Slot {
     held: Held,
 }
 
-/// How a record is kept: as it is, or parked while its cascade waits (see [`parked`]).
+/// How a record is kept: as it is, or parked while its cascade waits (see `store/parked.rs`).
 #[derive(Debug)]
 enum Held {
     /// Boxed: a small bucket keeps the table's unused capacity cheap.
@@ -417,7 +417,8 @@ impl MemoryStore {
 
     /// Inserts `record` itself, not a copy: the engine hands over a new cascade it then
     /// decides on in place ([`change_now`](Self::change_now)). `told` sees a new record under
-    /// the store's lock, before anyone else can (the engine tells its first history there).
+    /// the store's lock, before anyone else can (the engine tells its first history there),
+    /// and before it is stored: if `told` panics, nothing is.
     pub(crate) fn insert_owned(
         &self,
         mut record: Box<CascadeRecord>,

@@ -6,9 +6,9 @@
 //! largest kind). Parked, it takes a few hundred bytes: its common shape in a hand-written
 //! encoding (varints, strings, times relative to the cascade's start), anything rarer (a
 //! template, metadata, the history of a skip or a failure) as JSON, the form every durable
-//! store keeps; every record reads back exactly. Hand-written because the records' serde form is
-//! made for JSON: its internally tagged enums and skipped fields cannot be read back from the
-//! compact serde formats (postcard, bincode).
+//! store keeps; every record reads back exactly. Hand-written because the records' serde form
+//! is made for JSON: its internally tagged enums and skipped fields cannot be read back from
+//! the compact serde formats (postcard, bincode).
 //!
 //! The bytes never leave the process: a record that does not read back is a bug here.
 
@@ -86,14 +86,14 @@ impl Parked {
             channel: None,
         };
         let secs = r.i()?;
-        let nanos = u32::try_from(r.u()?).map_err(|_| Corrupt)?;
+        let nanos = r.u32()?;
         let created_at = DateTime::from_timestamp(secs, nanos).ok_or(Corrupt)?;
         r.base = created_at;
         let version = r.u()?;
         let step = r.usize()?;
         let phase = r.phase()?;
         let wake_at = r.opt_time()?;
-        let rate_limit_waits = u32::try_from(r.u()?).map_err(|_| Corrupt)?;
+        let rate_limit_waits = r.u32()?;
         let policy = PolicyId::from(r.s()?);
         let notification = Arc::new(r.notification(id)?);
         let n = r.usize()?;
